@@ -1,0 +1,548 @@
+// Package agent is what `dcroll agent` runs on every host: it starts the
+// host's services from the local cache without waiting on ZooKeeper,
+// health-checks them, and mirrors their state into ZooKeeper (presence,
+// membership, /current) across disconnects and session expiries. The
+// protocol's data model lives in roll; the local disk in state.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/roll"
+	"github.com/dcroll/dcroll/service"
+	"github.com/dcroll/dcroll/state"
+)
+
+// Options configure an agent.
+type Options struct {
+	Config *config.Config
+	Log    hclog.Logger
+	// Version is the agent's own version, published in /hosts.
+	Version string
+	// ViewInterval is the least time between two reads of a service's
+	// /current set. Watches fire on every change; coalescing them keeps a
+	// rollout of N hosts from costing every host N reads per change.
+	ViewInterval time.Duration
+	// Started, if set, is called once per service when its first start
+	// returns (for the boot benchmark and tests).
+	Started func(svc, version string)
+}
+
+// Agent runs one host's services.
+type Agent struct {
+	opts  Options
+	cfg   *config.Config
+	log   hclog.Logger
+	host  string
+	units map[string]*service.Unit
+	rels  map[string]state.Releases
+
+	mu      sync.Mutex
+	cache   *state.File
+	desired map[string]*roll.Current // what /current/<svc>/<host> should say; nil: absent
+	booted  map[string]bool          // the fleet's version was applied once since boot
+
+	kick    chan struct{}
+	watches sync.WaitGroup
+}
+
+// New prepares an agent; Run starts it.
+func New(o Options) *Agent {
+	if o.ViewInterval == 0 {
+		o.ViewInterval = time.Second
+	}
+	a := &Agent{
+		opts:    o,
+		cfg:     o.Config,
+		log:     o.Log,
+		host:    o.Config.Host.Name,
+		units:   map[string]*service.Unit{},
+		rels:    map[string]state.Releases{},
+		desired: map[string]*roll.Current{},
+		booted:  map[string]bool{},
+		kick:    make(chan struct{}, 1),
+	}
+	for name, sc := range o.Config.Services {
+		a.units[name] = service.New(name, sc, o.Log)
+		a.rels[name] = state.Releases{Dir: sc.Releases}
+	}
+	return a
+}
+
+func (a *Agent) serviceNames() []string {
+	names := make([]string, 0, len(a.units))
+	for n := range a.units {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Run serves until ctx is cancelled, then leaves ZooKeeper, stops the
+// services it supervises, and returns.
+func (a *Agent) Run(ctx context.Context) error {
+	cache, err := state.Load(a.cfg.Host.StateDir)
+	if err != nil {
+		// A bad cache must not keep services down: start from the releases
+		// on disk and rebuild the cache from ZooKeeper.
+		a.log.Error("ignoring the local cache", "error", err)
+		cache = &state.File{}
+	}
+	if cache.Services == nil {
+		cache.Services = map[string]*state.Service{}
+	}
+	a.cache = cache
+
+	// Services first, ZooKeeper second: the host serves even when the
+	// ensemble is unreachable.
+	for _, svc := range a.serviceNames() {
+		a.startFromCache(ctx, svc)
+	}
+	var wg sync.WaitGroup
+	for _, svc := range a.serviceNames() {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.healthLoop(ctx, svc) }()
+	}
+
+	store, events, err := roll.Dial(a.cfg.ZooKeeper, a.log)
+	if err != nil {
+		a.log.Error("cannot use ZooKeeper; serving from the local cache only", "error", err)
+	} else {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.zkLoop(ctx, store, events) }()
+	}
+
+	<-ctx.Done()
+	wg.Wait()
+	a.watches.Wait()
+	if store != nil {
+		// Closing the session removes this host's ephemeral nodes (/hosts
+		// and /current) at once, not after the session timeout.
+		store.Close()
+		a.log.Info("left ZooKeeper")
+	}
+	stopCtx := context.Background()
+	for _, svc := range a.serviceNames() {
+		if u := a.units[svc]; u.Supervised() {
+			if err := u.Stop(stopCtx); err != nil {
+				a.log.Error("stop", "service", svc, "error", err)
+			}
+		}
+	}
+	return nil
+}
+
+// pickVersion chooses what to start: the most popular version of the fleet
+// that is installed here, else the version this host ran last, else the
+// newest installed release.
+func (a *Agent) pickVersion(svc string) (string, error) {
+	installed, err := a.rels[svc].Installed()
+	if err != nil {
+		return "", err
+	}
+	if len(installed) == 0 {
+		return "", fmt.Errorf("no release installed in %s", a.rels[svc].Dir)
+	}
+	have := map[string]bool{}
+	for _, v := range installed {
+		have[v] = true
+	}
+	a.mu.Lock()
+	cached := a.cache.Services[svc]
+	a.mu.Unlock()
+	if cached != nil {
+		for _, v := range byPopularity(cached.Fleet) {
+			if have[v] {
+				return v, nil
+			}
+		}
+		if have[cached.Running] {
+			return cached.Running, nil
+		}
+	}
+	return installed[len(installed)-1], nil
+}
+
+// byPopularity orders versions by host count, most first; ties go to the
+// newer version.
+func byPopularity(fleet map[string]int) []string {
+	vs := make([]string, 0, len(fleet))
+	for v := range fleet {
+		vs = append(vs, v)
+	}
+	sort.Slice(vs, func(i, j int) bool {
+		if fleet[vs[i]] != fleet[vs[j]] {
+			return fleet[vs[i]] > fleet[vs[j]]
+		}
+		return state.CompareVersions(vs[i], vs[j]) > 0
+	})
+	return vs
+}
+
+func (a *Agent) startFromCache(ctx context.Context, svc string) {
+	v, err := a.pickVersion(svc)
+	if err != nil {
+		a.log.Error("cannot start", "service", svc, "error", err)
+		return
+	}
+	if err := a.start(ctx, svc, v); err != nil {
+		a.log.Error("cannot start", "service", svc, "version", v, "error", err)
+	}
+}
+
+// start points the release symlink at v and starts it.
+func (a *Agent) start(ctx context.Context, svc, v string) error {
+	rel := a.rels[svc]
+	if err := rel.Activate(v); err != nil {
+		return err
+	}
+	if err := a.units[svc].Start(ctx, v, rel.Path(v)); err != nil {
+		return err
+	}
+	if a.opts.Started != nil {
+		a.opts.Started(svc, v)
+	}
+	a.mu.Lock()
+	s := a.cacheService(svc)
+	changed := s.Running != v
+	s.Running = v
+	a.mu.Unlock()
+	if changed {
+		a.saveCache()
+	}
+	return nil
+}
+
+// cacheService returns the cache entry of svc, creating it. a.mu is held.
+func (a *Agent) cacheService(svc string) *state.Service {
+	s := a.cache.Services[svc]
+	if s == nil {
+		s = &state.Service{}
+		a.cache.Services[svc] = s
+	}
+	return s
+}
+
+func (a *Agent) saveCache() {
+	a.mu.Lock()
+	snapshot := &state.File{Services: map[string]*state.Service{}, Switch: a.cache.Switch}
+	for k, v := range a.cache.Services {
+		c := *v
+		c.Fleet = maps.Clone(v.Fleet)
+		snapshot.Services[k] = &c
+	}
+	a.mu.Unlock()
+	if err := state.Save(a.cfg.Host.StateDir, snapshot); err != nil {
+		a.log.Error("cannot write the local cache", "error", err)
+	}
+}
+
+// healthLoop checks svc every interval, restarts a supervised process that
+// died, and publishes the result as the desired /current node.
+func (a *Agent) healthLoop(ctx context.Context, svc string) {
+	u := a.units[svc]
+	var healthy bool
+	var since time.Time
+	backoff := u.Interval()
+	nextRestart := time.Now()
+	ticker := time.NewTicker(u.Interval())
+	defer ticker.Stop()
+	for {
+		if ctx.Err() != nil {
+			return
+		}
+		if u.Version() == "" || !u.Running() {
+			if time.Now().After(nextRestart) {
+				a.log.Warn("service not running, starting it", "service", svc)
+				a.startFromCache(ctx, svc)
+				nextRestart = time.Now().Add(backoff)
+				backoff = min(2*backoff, 30*time.Second)
+			}
+		}
+		err := u.Check(ctx)
+		now := err == nil
+		if now && !healthy {
+			since = time.Now().UTC()
+			backoff = u.Interval()
+			a.log.Info("healthy", "service", svc, "version", u.Version())
+		}
+		if !now && healthy {
+			a.log.Warn("unhealthy", "service", svc, "version", u.Version(), "error", err)
+		}
+		if now != healthy || (now && a.desiredVersion(svc) != u.Version()) {
+			healthy = now
+			var c *roll.Current
+			if healthy {
+				c = &roll.Current{Version: u.Version(), Since: since}
+			}
+			a.setDesired(svc, c)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
+
+func (a *Agent) desiredVersion(svc string) string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c := a.desired[svc]; c != nil {
+		return c.Version
+	}
+	return ""
+}
+
+func (a *Agent) setDesired(svc string, c *roll.Current) {
+	a.mu.Lock()
+	a.desired[svc] = c
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+// zkLoop keeps ZooKeeper in line with this host: on every new session it
+// registers the host and its memberships and starts the watches, and on
+// every health change it writes /current. Nothing here blocks the services.
+func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan zk.Event) {
+	var (
+		sess   = &session{}
+		retry  <-chan time.Time
+		authed bool
+	)
+	stopWatches := func() {}
+	defer func() { stopWatches() }()
+	sync := func() {
+		retry = nil
+		if !authed {
+			if err := store.Authenticate(); err != nil {
+				a.log.Error("zookeeper authentication", "error", err)
+				retry = time.After(time.Second)
+				return
+			}
+			authed = true
+		}
+		if err := a.publish(store, sess); err != nil {
+			a.log.Warn("zookeeper update failed, retrying", "error", err)
+			retry = time.After(time.Second)
+		}
+	}
+	// Events can be dropped by go-zookeeper when its channel is full, so
+	// the session is judged from the connection itself, on every event and
+	// every second.
+	check := func() {
+		if store.Conn.State() != zk.StateHasSession {
+			return
+		}
+		if id := store.Conn.SessionID(); id != sess.id {
+			if sess.id != 0 {
+				a.log.Info("new ZooKeeper session, registering again", "session", fmt.Sprintf("%#x", id))
+			} else {
+				a.log.Info("joined ZooKeeper", "server", store.Conn.Server(), "session", fmt.Sprintf("%#x", id))
+			}
+			// Everything ephemeral of the old session is gone.
+			sess = &session{id: id, published: map[string]*roll.Current{}}
+			stopWatches()
+			stopWatches = a.startWatches(ctx, store)
+			sync()
+		}
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-events:
+			switch ev.State {
+			case zk.StateExpired:
+				a.log.Warn("ZooKeeper session expired; services keep running, registering again on reconnect")
+			case zk.StateDisconnected:
+				a.log.Warn("lost ZooKeeper; services keep running", "server", ev.Server)
+			}
+			check()
+		case <-tick.C:
+			check()
+		case <-a.kick:
+			check()
+			if sess.id != 0 {
+				sync()
+			}
+		case <-retry:
+			sync()
+		}
+	}
+}
+
+// startWatches starts one watch loop per service for this session and
+// returns what stops them.
+func (a *Agent) startWatches(ctx context.Context, store *roll.Store) context.CancelFunc {
+	wctx, cancel := context.WithCancel(ctx)
+	for _, svc := range a.serviceNames() {
+		a.watches.Add(1)
+		go func() { defer a.watches.Done(); a.watchLoop(wctx, store, svc) }()
+	}
+	return cancel
+}
+
+// session is what this host has written in one ZooKeeper session.
+type session struct {
+	id         int64
+	registered bool                     // /hosts/<host> and the memberships
+	published  map[string]*roll.Current // per service; absent: not yet written
+}
+
+// publish writes what changed since the last call in this session.
+func (a *Agent) publish(store *roll.Store, sess *session) error {
+	if !sess.registered {
+		for _, svc := range a.serviceNames() {
+			if err := store.EnsureMember(svc, a.host, roll.Member{Joined: time.Now().UTC()}); err != nil {
+				return err
+			}
+		}
+		h := roll.Host{
+			Agent:    a.opts.Version,
+			Started:  time.Now().UTC(),
+			Rack:     a.cfg.Host.Rack,
+			Site:     a.cfg.Host.Site,
+			Services: a.serviceNames(),
+		}
+		if err := store.RegisterHost(a.host, h); err != nil {
+			return err
+		}
+		sess.registered = true
+	}
+	a.mu.Lock()
+	want := maps.Clone(a.desired)
+	a.mu.Unlock()
+	var errs []error
+	for _, svc := range a.serviceNames() {
+		w := want[svc]
+		if p, ok := sess.published[svc]; ok && sameCurrent(w, p) {
+			continue
+		}
+		var err error
+		if w != nil {
+			err = store.SetCurrent(svc, a.host, *w)
+		} else {
+			err = store.ClearCurrent(svc, a.host)
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sess.published[svc] = w
+	}
+	return errors.Join(errs...)
+}
+
+func sameCurrent(a, b *roll.Current) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Version == b.Version && a.Since.Equal(b.Since)
+}
+
+// watchLoop keeps the cached view of svc's fleet fresh for this session.
+func (a *Agent) watchLoop(ctx context.Context, store *roll.Store, svc string) {
+	for ctx.Err() == nil {
+		cur, ch, err := store.WatchCurrent(svc)
+		if err != nil {
+			a.log.Warn("cannot read the fleet", "service", svc, "error", err)
+			if !wait(ctx, time.Second) {
+				return
+			}
+			continue
+		}
+		a.observe(ctx, svc, cur)
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+		}
+		if !wait(ctx, a.opts.ViewInterval) {
+			return
+		}
+	}
+}
+
+func wait(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// observe records the fleet's versions of svc in the cache and, the first
+// time after boot, moves this host to the fleet's version if it started
+// another one (a first boot with an empty cache starts the newest release).
+func (a *Agent) observe(ctx context.Context, svc string, cur map[string]roll.Current) {
+	fleet := map[string]int{}
+	others := map[string]int{}
+	for h, c := range cur {
+		fleet[c.Version]++
+		if h != a.host {
+			others[c.Version]++
+		}
+	}
+	a.mu.Lock()
+	s := a.cacheService(svc)
+	changed := !maps.Equal(s.Fleet, fleet)
+	if changed {
+		s.Fleet = fleet
+		s.Seen = time.Now().UTC()
+	}
+	first := !a.booted[svc]
+	a.booted[svc] = true
+	a.mu.Unlock()
+	if changed {
+		a.saveCache()
+	}
+	if !first || len(others) == 0 {
+		return
+	}
+	want := byPopularity(others)[0]
+	u := a.units[svc]
+	if u.Version() == want {
+		return
+	}
+	installed, err := a.rels[svc].Installed()
+	if err != nil || !contains(installed, want) {
+		a.log.Warn("the fleet runs a version that is not installed here", "service", svc, "fleet", want, "running", u.Version())
+		return
+	}
+	a.log.Info("moving to the fleet's version", "service", svc, "from", u.Version(), "to", want)
+	a.setDesired(svc, nil)
+	if err := u.Stop(ctx); err != nil {
+		a.log.Error("stop", "service", svc, "error", err)
+	}
+	if err := a.start(ctx, svc, want); err != nil {
+		a.log.Error("cannot start", "service", svc, "version", want, "error", err)
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,415 @@
+// Package config loads dcroll's host configuration in layers: the embedded
+// default, the config file, DCROLL_* environment variables and command-line
+// flags, later layers winning. It is strict: an unknown key or a bad value is
+// an error that names it. It knows nothing of ZooKeeper or services beyond
+// their settings.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/knadh/koanf/parsers/toml/v2"
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/providers/rawbytes"
+	"github.com/knadh/koanf/v2"
+
+	"github.com/dcroll/dcroll/etc"
+)
+
+// DefaultPath is where a host keeps its config.
+const DefaultPath = "/etc/dcroll/dcroll.toml"
+
+// EnvPrefix starts every environment variable that sets a config key.
+const EnvPrefix = "DCROLL_"
+
+// ErrInvalid is wrapped by every error about a config value.
+var ErrInvalid = errors.New("config: invalid")
+
+// Config is a host's whole configuration.
+type Config struct {
+	ZooKeeper ZooKeeper          `koanf:"zookeeper"`
+	Host      Host               `koanf:"host"`
+	Log       Log                `koanf:"log"`
+	Services  map[string]Service `koanf:"services"`
+}
+
+// ZooKeeper says how to reach the ensemble and how to protect what dcroll
+// writes there.
+type ZooKeeper struct {
+	Servers        []string      `koanf:"servers"`
+	Root           string        `koanf:"root"`
+	SessionTimeout time.Duration `koanf:"session_timeout"`
+	ACL            string        `koanf:"acl"`
+	User           string        `koanf:"user"`
+	PasswordFile   string        `koanf:"password_file"`
+}
+
+// Host names this machine and where it keeps its local state.
+type Host struct {
+	Name     string `koanf:"name"`
+	Rack     string `koanf:"rack"`
+	Site     string `koanf:"site"`
+	StateDir string `koanf:"state_dir"`
+}
+
+// Log selects the go-hclog level and output format.
+type Log struct {
+	Level  string `koanf:"level"`
+	Format string `koanf:"format"`
+}
+
+// Service says how this host starts, stops and health-checks one service.
+// Either Start and Stop are commands the agent runs (for example through
+// systemctl), or Run is a command the agent supervises itself.
+type Service struct {
+	Releases    string        `koanf:"releases"`
+	Start       string        `koanf:"start"`
+	Stop        string        `koanf:"stop"`
+	Run         string        `koanf:"run"`
+	StopTimeout time.Duration `koanf:"stop_timeout"`
+	Health      Health        `koanf:"health"`
+}
+
+// Health is one check: an HTTP GET answered 2xx, a TCP connect, or a
+// command that exits 0.
+type Health struct {
+	HTTP     string        `koanf:"http"`
+	TCP      string        `koanf:"tcp"`
+	Command  string        `koanf:"command"`
+	Interval time.Duration `koanf:"interval"`
+	Timeout  time.Duration `koanf:"timeout"`
+}
+
+// Sources are the layers above the embedded default. File is read from disk
+// when FileData is nil; Env is a list of KEY=value pairs (os.Environ());
+// Flags maps config keys ("zookeeper.root") to values given on the command
+// line.
+type Sources struct {
+	File         string
+	FileData     []byte
+	FileOptional bool
+	Env          []string
+	Flags        map[string]any
+}
+
+// Load builds the configuration from the embedded default and the sources.
+func Load(src Sources) (*Config, error) {
+	k := koanf.New(".")
+	if err := loadLayer(k, "embedded default", etc.DefaultConfig); err != nil {
+		return nil, err
+	}
+	data := src.FileData
+	if data == nil && src.File != "" {
+		b, err := os.ReadFile(src.File)
+		switch {
+		case err == nil:
+			data = b
+		case errors.Is(err, os.ErrNotExist) && src.FileOptional:
+		default:
+			return nil, fmt.Errorf("config: read %s: %w", src.File, err)
+		}
+	}
+	if data != nil {
+		if err := loadLayer(k, src.File, data); err != nil {
+			return nil, err
+		}
+	}
+	env, err := envLayer(src.Env)
+	if err != nil {
+		return nil, err
+	}
+	if err := mergeMap(k, "environment", env); err != nil {
+		return nil, err
+	}
+	if err := mergeMap(k, "flags", src.Flags); err != nil {
+		return nil, err
+	}
+	var c Config
+	if err := decode(k, &c, nil); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if err := c.complete(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// loadLayer parses one TOML layer, rejecting unknown keys before merging it.
+func loadLayer(k *koanf.Koanf, name string, data []byte) error {
+	layer := koanf.New(".")
+	if err := layer.Load(rawbytes.Provider(data), toml.Parser()); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
+	}
+	return mergeChecked(k, name, layer)
+}
+
+func mergeMap(k *koanf.Koanf, name string, m map[string]any) error {
+	if len(m) == 0 {
+		return nil
+	}
+	layer := koanf.New(".")
+	if err := layer.Load(confmap.Provider(m, "."), nil); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
+	}
+	return mergeChecked(k, name, layer)
+}
+
+func mergeChecked(k *koanf.Koanf, name string, layer *koanf.Koanf) error {
+	var c Config
+	var md mapstructure.Metadata
+	if err := decode(layer, &c, &md); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrInvalid, name, err)
+	}
+	if len(md.Unused) > 0 {
+		sort.Strings(md.Unused)
+		return fmt.Errorf("%w: %s: unknown key %q", ErrInvalid, name, md.Unused[0])
+	}
+	return k.Merge(layer)
+}
+
+func decode(k *koanf.Koanf, out *Config, md *mapstructure.Metadata) error {
+	return k.UnmarshalWithConf("", out, koanf.UnmarshalConf{
+		DecoderConfig: &mapstructure.DecoderConfig{
+			DecodeHook: mapstructure.ComposeDecodeHookFunc(
+				mapstructure.StringToTimeDurationHookFunc(),
+				mapstructure.StringToSliceHookFunc(","),
+			),
+			Metadata:         md,
+			Result:           out,
+			TagName:          "koanf",
+			WeaklyTypedInput: false,
+		},
+	})
+}
+
+// envKeys maps each DCROLL_* variable to the config key it sets. Services
+// are configured in the file only.
+var envKeys = map[string]string{
+	"DCROLL_ZOOKEEPER_SERVERS":         "zookeeper.servers",
+	"DCROLL_ZOOKEEPER_ROOT":            "zookeeper.root",
+	"DCROLL_ZOOKEEPER_SESSION_TIMEOUT": "zookeeper.session_timeout",
+	"DCROLL_ZOOKEEPER_ACL":             "zookeeper.acl",
+	"DCROLL_ZOOKEEPER_USER":            "zookeeper.user",
+	"DCROLL_ZOOKEEPER_PASSWORD_FILE":   "zookeeper.password_file",
+	"DCROLL_HOST_NAME":                 "host.name",
+	"DCROLL_HOST_RACK":                 "host.rack",
+	"DCROLL_HOST_SITE":                 "host.site",
+	"DCROLL_HOST_STATE_DIR":            "host.state_dir",
+	"DCROLL_LOG_LEVEL":                 "log.level",
+	"DCROLL_LOG_FORMAT":                "log.format",
+}
+
+// ServiceEnv names the variables the agent sets for the commands it runs;
+// they are not config keys.
+var ServiceEnv = []string{"DCROLL_SERVICE", "DCROLL_VERSION", "DCROLL_RELEASE_DIR"}
+
+// EnvKeys lists the environment variables Load understands, sorted.
+func EnvKeys() []string {
+	keys := make([]string, 0, len(envKeys))
+	for k := range envKeys {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func envLayer(environ []string) (map[string]any, error) {
+	m := map[string]any{}
+	for _, kv := range environ {
+		name, value, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, EnvPrefix) {
+			continue
+		}
+		key, ok := envKeys[name]
+		if !ok {
+			if isServiceEnv(name) {
+				continue
+			}
+			return nil, fmt.Errorf("%w: environment: unknown variable %s (known: %s)", ErrInvalid, name, strings.Join(EnvKeys(), ", "))
+		}
+		if key == "zookeeper.servers" {
+			m[key] = splitList(value)
+			continue
+		}
+		m[key] = value
+	}
+	return m, nil
+}
+
+func isServiceEnv(name string) bool {
+	for _, s := range ServiceEnv {
+		if s == name {
+			return true
+		}
+	}
+	return false
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// SplitServers parses a --zk value, "host:port,host:port".
+func SplitServers(s string) []string { return splitList(s) }
+
+var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// ValidName reports whether s can name a host or a service: it becomes a
+// znode name and a directory name, so no slashes, no dots alone, no spaces.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// ValidRoot checks a ZooKeeper root path such as /dc.
+func ValidRoot(root string) error {
+	if !strings.HasPrefix(root, "/") || root == "/" || strings.HasSuffix(root, "/") {
+		return fmt.Errorf("root %q must be an absolute ZooKeeper path like /dc, not / and without a trailing slash", root)
+	}
+	for _, part := range strings.Split(root[1:], "/") {
+		if !ValidName(part) {
+			return fmt.Errorf("root %q: bad path element %q", root, part)
+		}
+	}
+	return nil
+}
+
+func invalid(key string, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...))
+}
+
+// complete fills derived defaults and validates every value.
+func (c *Config) complete() error {
+	z := &c.ZooKeeper
+	if len(z.Servers) == 0 {
+		return invalid("zookeeper.servers", "empty: name at least one host:port")
+	}
+	for _, s := range z.Servers {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil || host == "" || port == "" {
+			return invalid("zookeeper.servers", "%q is not host:port", s)
+		}
+	}
+	if err := ValidRoot(z.Root); err != nil {
+		return invalid("zookeeper.root", "%v", err)
+	}
+	if z.SessionTimeout < 100*time.Millisecond || z.SessionTimeout > 10*time.Minute {
+		return invalid("zookeeper.session_timeout", "%s is outside 100ms..10m", z.SessionTimeout)
+	}
+	switch z.ACL {
+	case "open":
+	case "digest", "digest+read":
+		if z.User == "" || z.PasswordFile == "" {
+			return invalid("zookeeper.acl", "%q needs zookeeper.user and zookeeper.password_file", z.ACL)
+		}
+	default:
+		return invalid("zookeeper.acl", "%q is not one of open, digest, digest+read", z.ACL)
+	}
+	if z.User != "" && z.PasswordFile == "" {
+		return invalid("zookeeper.password_file", "empty, but zookeeper.user is set")
+	}
+
+	if c.Host.Name == "" {
+		name, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("config: host.name is empty and the hostname is unknown: %w", err)
+		}
+		c.Host.Name = name
+	}
+	if !ValidName(c.Host.Name) {
+		return invalid("host.name", "%q is not a valid name (letters, digits, '.', '_', '-'; at most 63)", c.Host.Name)
+	}
+	if !filepath.IsAbs(c.Host.StateDir) {
+		return invalid("host.state_dir", "%q is not an absolute path", c.Host.StateDir)
+	}
+
+	switch strings.ToLower(c.Log.Level) {
+	case "trace", "debug", "info", "warn", "error":
+	default:
+		return invalid("log.level", "%q is not one of trace, debug, info, warn, error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		return invalid("log.format", "%q is not text or json", c.Log.Format)
+	}
+
+	for name, s := range c.Services {
+		if err := s.complete(name, c.Host.StateDir); err != nil {
+			return err
+		}
+		c.Services[name] = s
+	}
+	return nil
+}
+
+func (s *Service) complete(name, stateDir string) error {
+	key := "services." + name
+	if !ValidName(name) {
+		return invalid(key, "%q is not a valid service name", name)
+	}
+	if s.Releases == "" {
+		s.Releases = filepath.Join(stateDir, "releases", name)
+	}
+	if !filepath.IsAbs(s.Releases) {
+		return invalid(key+".releases", "%q is not an absolute path", s.Releases)
+	}
+	switch {
+	case s.Run != "" && (s.Start != "" || s.Stop != ""):
+		return invalid(key, "set either run, or start and stop, not both")
+	case s.Run == "" && s.Start == "":
+		return invalid(key, "set run (a supervised command) or start and stop (commands)")
+	case s.Start != "" && s.Stop == "":
+		return invalid(key+".stop", "empty, but start is set")
+	}
+	if s.StopTimeout == 0 {
+		s.StopTimeout = 30 * time.Second
+	}
+	if s.StopTimeout < 0 {
+		return invalid(key+".stop_timeout", "%s is negative", s.StopTimeout)
+	}
+	h := &s.Health
+	n := 0
+	for _, v := range []string{h.HTTP, h.TCP, h.Command} {
+		if v != "" {
+			n++
+		}
+	}
+	if n != 1 {
+		return invalid(key+".health", "set exactly one of http, tcp or command")
+	}
+	if h.HTTP != "" {
+		u, err := url.Parse(h.HTTP)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return invalid(key+".health.http", "%q is not an http(s) URL", h.HTTP)
+		}
+	}
+	if h.TCP != "" {
+		if _, _, err := net.SplitHostPort(h.TCP); err != nil {
+			return invalid(key+".health.tcp", "%q is not host:port", h.TCP)
+		}
+	}
+	if h.Interval == 0 {
+		h.Interval = 2 * time.Second
+	}
+	if h.Timeout == 0 {
+		h.Timeout = time.Second
+	}
+	if h.Interval < 0 || h.Timeout < 0 {
+		return invalid(key+".health", "interval and timeout must be positive")
+	}
+	return nil
+}

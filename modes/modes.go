@@ -1,0 +1,222 @@
+// Package modes is dcroll's command line: one file per mode, each a small
+// type with its own flags, usage and Run. Modes wire the other packages
+// together and print; the protocol lives in roll.
+package modes
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/roll"
+)
+
+// Exit codes.
+const (
+	ExitOK    = 0
+	ExitError = 1
+	ExitUsage = 2
+)
+
+// errUsage marks an error in the command line: exit 2 and the usage.
+var errUsage = errors.New("usage")
+
+// Env is what a mode may touch of the outside world, so tests can run modes
+// in-process.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Environ        []string
+	Globals
+}
+
+// Globals are the flags every mode accepts, before or after its name.
+type Globals struct {
+	Config string
+	ZK     string
+	Root   string
+}
+
+func (g *Globals) register(fs *flag.FlagSet) {
+	fs.StringVar(&g.Config, "config", "", "config `FILE` (default "+config.DefaultPath+")")
+	fs.StringVar(&g.ZK, "zk", "", "ZooKeeper servers, `host:port,...` (overrides zookeeper.servers)")
+	fs.StringVar(&g.Root, "root", "", "data center `root` znode, like /dc (overrides zookeeper.root)")
+}
+
+// mode is one dcroll subcommand.
+type mode interface {
+	// Synopsis is a one-line description for `dcroll help`.
+	Synopsis() string
+	// Flags returns the mode's flag set, its usage line and longer help.
+	Flags(env *Env) (fs *flag.FlagSet, usage, help string)
+	// Run runs the mode with the arguments left after the flags.
+	Run(ctx context.Context, env *Env, args []string) error
+}
+
+var registry = map[string]func() mode{}
+
+func register(name string, f func() mode) { registry[name] = f }
+
+func modeNames() []string {
+	names := make([]string, 0, len(registry))
+	for n := range registry {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Main runs dcroll with args (without the program name) and returns the
+// exit code.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) int {
+	env := &Env{Stdout: stdout, Stderr: stderr, Environ: environ}
+	top := flag.NewFlagSet("dcroll", flag.ContinueOnError)
+	top.SetOutput(stderr)
+	env.Globals.register(top)
+	top.Usage = func() { printUsage(stderr) }
+	if err := top.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	args = top.Args()
+	if len(args) == 0 {
+		printUsage(stderr)
+		return ExitUsage
+	}
+	name, args := args[0], args[1:]
+	if name == "help" {
+		return help(env, args)
+	}
+	newMode, ok := registry[name]
+	if !ok {
+		fmt.Fprintf(stderr, "dcroll: unknown mode %q\n", name)
+		printUsage(stderr)
+		return ExitUsage
+	}
+	m := newMode()
+	fs, usage, _ := m.Flags(env)
+	fs.SetOutput(stderr)
+	env.Globals.register(fs)
+	fs.Usage = func() { printModeUsage(stderr, name, m, fs, usage, "") }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return ExitOK
+		}
+		return ExitUsage
+	}
+	err := m.Run(ctx, env, fs.Args())
+	switch {
+	case err == nil:
+		return ExitOK
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "dcroll %s: %v\n", name, strings.TrimPrefix(err.Error(), "usage: "))
+		fmt.Fprintf(stderr, "usage: dcroll %s\n", usage)
+		return ExitUsage
+	default:
+		fmt.Fprintf(stderr, "dcroll %s: %v\n", name, err)
+		return ExitError
+	}
+}
+
+func usageErr(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "usage: dcroll [--config FILE] [--zk host:port,...] [--root /dc] MODE [flags] [args]\n\nModes:\n")
+	for _, n := range modeNames() {
+		fmt.Fprintf(w, "  %-8s %s\n", n, registry[n]().Synopsis())
+	}
+	fmt.Fprintf(w, "  %-8s %s\n", "help", "explain a mode: dcroll help MODE")
+}
+
+func printModeUsage(w io.Writer, name string, m mode, fs *flag.FlagSet, usage, help string) {
+	fmt.Fprintf(w, "usage: dcroll %s\n\n%s\n", usage, m.Synopsis())
+	if help != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(help))
+	}
+	fmt.Fprintf(w, "\nFlags:\n")
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+func help(env *Env, args []string) int {
+	if len(args) == 0 {
+		printUsage(env.Stdout)
+		return ExitOK
+	}
+	newMode, ok := registry[args[0]]
+	if !ok {
+		fmt.Fprintf(env.Stderr, "dcroll help: unknown mode %q\n", args[0])
+		printUsage(env.Stderr)
+		return ExitUsage
+	}
+	m := newMode()
+	fs, usage, long := m.Flags(env)
+	env.Globals.register(fs)
+	printModeUsage(env.Stdout, args[0], m, fs, usage, long)
+	return ExitOK
+}
+
+// loadConfig builds the config from the layers: the named or default file,
+// the environment and the global flags.
+func (env *Env) loadConfig() (*config.Config, error) {
+	src := config.Sources{File: env.Config, Env: env.Environ, Flags: map[string]any{}}
+	if src.File == "" {
+		src.File, src.FileOptional = config.DefaultPath, true
+	}
+	if env.ZK != "" {
+		src.Flags["zookeeper.servers"] = config.SplitServers(env.ZK)
+	}
+	if env.Root != "" {
+		src.Flags["zookeeper.root"] = env.Root
+	}
+	return config.Load(src)
+}
+
+func (env *Env) logger(cfg *config.Config) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "dcroll",
+		Level:      hclog.LevelFromString(cfg.Log.Level),
+		JSONFormat: cfg.Log.Format == "json",
+		Output:     env.Stderr,
+	})
+}
+
+// connect dials ZooKeeper for a one-shot operator command, waiting for the
+// session up to the session timeout so that an unreachable ensemble gives a
+// clear error instead of a hang.
+func (env *Env) connect(ctx context.Context, cfg *config.Config) (*roll.Store, error) {
+	log := env.logger(cfg)
+	store, events, err := roll.Dial(cfg.ZooKeeper, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := roll.AwaitSession(ctx, events, cfg.ZooKeeper.SessionTimeout); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("%w (servers %s)", err, strings.Join(cfg.ZooKeeper.Servers, ","))
+	}
+	if err := store.Authenticate(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,84 @@
+package modes
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/dcroll/dcroll/roll"
+)
+
+func init() { register("seed", func() mode { return &seedMode{} }) }
+
+type seedMode struct {
+	dryRun bool
+}
+
+func (*seedMode) Synopsis() string {
+	return "bootstrap or update a data center's tree and service catalog from a file"
+}
+
+func (m *seedMode) Flags(*Env) (*flag.FlagSet, string, string) {
+	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+	fs.BoolVar(&m.dryRun, "dry-run", false, "print what would change, change nothing")
+	return fs, "seed [--dry-run] FILE", `
+FILE lists the services with their policies, for example:
+
+  [services.db]
+  quorum = 2              # hosts that must stay online, or "60%" of members
+  max_parallel = 1        # hosts upgrading at once
+  [services.db.health]
+  min_healthy = "30s"     # healthy this long after a switch...
+  deadline = "5m"         # ...within this long, or the switch fails
+
+  [services.api]
+  depends_on = ["db"]     # db finishes its step before api starts
+  quorum = "50%"
+
+The file is validated first; on any error nothing is written. Seeding again
+after an edit updates the policies; services missing from the file are
+reported and left alone. All writes happen in one ZooKeeper transaction.`
+}
+
+func (m *seedMode) Run(ctx context.Context, env *Env, args []string) error {
+	if len(args) != 1 {
+		return usageErr("want exactly one seed FILE, got %d arguments", len(args))
+	}
+	f, err := os.Open(args[0])
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	catalog, err := roll.ParseCatalog(args[0], f)
+	if err != nil {
+		return err
+	}
+	cfg, err := env.loadConfig()
+	if err != nil {
+		return err
+	}
+	store, err := env.connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	plan, err := store.PlanSeed(catalog)
+	if err != nil {
+		return err
+	}
+	for _, ch := range plan.Changes {
+		fmt.Fprintln(env.Stdout, ch)
+	}
+	for _, name := range plan.Extra {
+		fmt.Fprintf(env.Stdout, "note: service %q is in %s but not in %s; left as it is\n", name, store.Tree.Services(), args[0])
+	}
+	verb := "changed"
+	if m.dryRun {
+		verb = "would change"
+	} else if err := store.ApplySeed(plan); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "%s: %d services, %d nodes %s, %d unchanged\n", cfg.ZooKeeper.Root, len(catalog), len(plan.Changes), verb, plan.Unchanged)
+	return nil
+}

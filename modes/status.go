@@ -1,0 +1,145 @@
+package modes
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dcroll/dcroll/roll"
+)
+
+func init() { register("status", func() mode { return &statusMode{} }) }
+
+type statusMode struct {
+	json     bool
+	watch    bool
+	interval time.Duration
+}
+
+func (*statusMode) Synopsis() string {
+	return "show the fleet: per service and per host, online, offline, versions"
+}
+
+func (m *statusMode) Flags(*Env) (*flag.FlagSet, string, string) {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.BoolVar(&m.json, "json", false, "print JSON (schema in the README; fields are only ever added)")
+	fs.BoolVar(&m.watch, "watch", false, "refresh until interrupted")
+	fs.DurationVar(&m.interval, "interval", 2*time.Second, "refresh interval with --watch")
+	return fs, "status [--json] [--watch [--interval 2s]]", `
+Per service: its policy (quorum, max_parallel, dependencies), its members,
+which are online (serving and healthy, in /current) and which offline
+(members not in /current), and how many hosts run each version. Per host:
+whether its agent is up and what it serves.`
+}
+
+func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
+	if len(args) > 0 {
+		return usageErr("unexpected argument %q", args[0])
+	}
+	if m.interval <= 0 {
+		return usageErr("--interval must be positive")
+	}
+	cfg, err := env.loadConfig()
+	if err != nil {
+		return err
+	}
+	store, err := env.connect(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	tick := time.NewTicker(m.interval)
+	defer tick.Stop()
+	for {
+		st, err := store.Status()
+		if err != nil {
+			return err
+		}
+		if m.json {
+			enc := json.NewEncoder(env.Stdout)
+			enc.SetIndent("", "  ")
+			if err := enc.Encode(st); err != nil {
+				return err
+			}
+		} else {
+			if m.watch && isTerminal(env.Stdout) {
+				fmt.Fprint(env.Stdout, "\x1b[H\x1b[2J")
+			}
+			printStatus(env.Stdout, st)
+		}
+		if !m.watch {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func printStatus(w io.Writer, st *roll.FleetStatus) {
+	fmt.Fprintf(w, "data center %s at %s\n\n", st.Root, st.Time.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tONLINE\tQUORUM\tPARALLEL\tDEPENDS ON\tVERSIONS\tOFFLINE")
+	for _, s := range st.Services {
+		deps := strings.Join(s.Policy.DependsOn, ",")
+		if deps == "" {
+			deps = "-"
+		}
+		offline := strings.Join(s.Offline, ",")
+		if offline == "" {
+			offline = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%d (%s)\t%d\t%s\t%s\t%s\n", s.Name, len(s.Online), len(s.Members),
+			s.QuorumHosts, s.Policy.Quorum, s.Policy.MaxParallel, deps, versions(s.Versions), offline)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HOST\tAGENT\tSERVICES")
+	for _, h := range st.Hosts {
+		agent := "down"
+		if h.AgentUp {
+			agent = "up " + h.Agent
+		}
+		var svcs []string
+		for _, s := range h.Services {
+			v := s.Version
+			if !s.Online {
+				v = "offline"
+			}
+			svcs = append(svcs, s.Name+"="+v)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Name, agent, strings.Join(svcs, " "))
+	}
+	tw.Flush()
+}
+
+// versions renders "v2:5 v1:3", most hosts first.
+func versions(counts map[string]int) string {
+	if len(counts) == 0 {
+		return "-"
+	}
+	vs := make([]string, 0, len(counts))
+	for v := range counts {
+		vs = append(vs, v)
+	}
+	sort.Slice(vs, func(i, j int) bool {
+		if counts[vs[i]] != counts[vs[j]] {
+			return counts[vs[i]] > counts[vs[j]]
+		}
+		return vs[i] < vs[j]
+	})
+	parts := make([]string, len(vs))
+	for i, v := range vs {
+		parts[i] = fmt.Sprintf("%s:%d", v, counts[v])
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,288 @@
+package roll
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"strings"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/pelletier/go-toml/v2"
+
+	"github.com/dcroll/dcroll/config"
+)
+
+// ErrBadCatalog is wrapped by every error about a seed file.
+var ErrBadCatalog = errors.New("roll: bad catalog")
+
+// Catalog is the set of services of a data center and their policies, as a
+// seed file describes them.
+type Catalog map[string]Service
+
+// seedFile is the TOML layout of a seed file. Quorum is a count or a
+// percentage, so it is read loosely and checked by hand.
+type seedFile struct {
+	Services map[string]struct {
+		DependsOn   []string     `toml:"depends_on"`
+		Quorum      any          `toml:"quorum"`
+		MaxParallel int          `toml:"max_parallel"`
+		Health      HealthPolicy `toml:"health"`
+	} `toml:"services"`
+}
+
+// ParseCatalog reads and validates a seed file. name is used in errors.
+func ParseCatalog(name string, r io.Reader) (Catalog, error) {
+	data, err := io.ReadAll(io.LimitReader(r, 1<<20+1))
+	if err != nil {
+		return nil, fmt.Errorf("%w: read %s: %v", ErrBadCatalog, name, err)
+	}
+	if len(data) > 1<<20 {
+		return nil, fmt.Errorf("%w: %s is larger than 1 MiB", ErrBadCatalog, name)
+	}
+	var f seedFile
+	dec := toml.NewDecoder(bytes.NewReader(data)).DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		var strict *toml.StrictMissingError
+		if errors.As(err, &strict) {
+			return nil, fmt.Errorf("%w: %s: unknown key %s", ErrBadCatalog, name, strings.Join(strictKeys(strict), ", "))
+		}
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadCatalog, name, err)
+	}
+	if len(f.Services) == 0 {
+		return nil, fmt.Errorf("%w: %s lists no services; add a [services.NAME] table", ErrBadCatalog, name)
+	}
+	c := Catalog{}
+	for svcName, raw := range f.Services {
+		svc := Service{DependsOn: raw.DependsOn, MaxParallel: raw.MaxParallel, Health: raw.Health}
+		if raw.Quorum == nil {
+			return nil, fmt.Errorf("%w: %s: service %q: quorum is missing (a count like 2 or a percentage like \"60%%\")", ErrBadCatalog, name, svcName)
+		}
+		if err := svc.Quorum.UnmarshalTOML(raw.Quorum); err != nil {
+			return nil, fmt.Errorf("%w: %s: service %q: %v", ErrBadCatalog, name, svcName, err)
+		}
+		svc.applyDefaults()
+		c[svcName] = svc
+	}
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+func strictKeys(e *toml.StrictMissingError) []string {
+	var keys []string
+	for _, d := range e.Errors {
+		keys = append(keys, strings.Join(d.Key(), "."))
+	}
+	return keys
+}
+
+// Validate checks every policy, that every dependency is a service of the
+// catalog and that the dependencies have no cycle.
+func (c Catalog) Validate() error {
+	for _, name := range c.Names() {
+		if !config.ValidName(name) {
+			return fmt.Errorf("%w: service name %q: use letters, digits, '.', '_', '-'", ErrBadCatalog, name)
+		}
+		svc := c[name]
+		if err := svc.validate(); err != nil {
+			return fmt.Errorf("%w: service %q: %v", ErrBadCatalog, name, err)
+		}
+		for _, d := range svc.DependsOn {
+			if d == name {
+				return fmt.Errorf("%w: service %q depends on itself", ErrBadCatalog, name)
+			}
+			if _, ok := c[d]; !ok {
+				return fmt.Errorf("%w: service %q depends on %q, which is not in the catalog", ErrBadCatalog, name, d)
+			}
+		}
+	}
+	if cycle := c.cycle(); cycle != nil {
+		return fmt.Errorf("%w: dependency cycle: %s", ErrBadCatalog, strings.Join(cycle, " -> "))
+	}
+	return nil
+}
+
+// Names lists the services in name order.
+func (c Catalog) Names() []string {
+	names := make([]string, 0, len(c))
+	for n := range c {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// cycle returns one dependency cycle as a path that ends where it starts,
+// or nil. The walk is in name order, so the answer is stable.
+func (c Catalog) cycle() []string {
+	const (
+		unvisited = iota
+		onPath
+		done
+	)
+	mark := map[string]int{}
+	var stack []string
+	var visit func(string) []string
+	visit = func(n string) []string {
+		mark[n] = onPath
+		stack = append(stack, n)
+		deps := append([]string(nil), c[n].DependsOn...)
+		sort.Strings(deps)
+		for _, d := range deps {
+			switch mark[d] {
+			case onPath:
+				for i, s := range stack {
+					if s == d {
+						return append(append([]string(nil), stack[i:]...), d)
+					}
+				}
+			case unvisited:
+				if cyc := visit(d); cyc != nil {
+					return cyc
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		mark[n] = done
+		return nil
+	}
+	for _, n := range c.Names() {
+		if mark[n] == unvisited {
+			if cyc := visit(n); cyc != nil {
+				return cyc
+			}
+		}
+	}
+	return nil
+}
+
+// Change is one write that seeding needs.
+type Change struct {
+	Op   string // "create" or "update"
+	Path string
+	Old  string // the data now, for updates
+	New  string
+
+	version int32
+}
+
+func (ch Change) String() string {
+	switch {
+	case ch.Op == "update":
+		return fmt.Sprintf("update %s\n    was: %s\n    now: %s", ch.Path, ch.Old, ch.New)
+	case ch.New != "":
+		return fmt.Sprintf("create %s %s", ch.Path, ch.New)
+	}
+	return "create " + ch.Path
+}
+
+// Plan is what seeding a catalog would change, and what it leaves alone.
+type Plan struct {
+	Changes []Change
+	// Unchanged counts nodes that already hold what the catalog says.
+	Unchanged int
+	// Extra lists services in ZooKeeper that the catalog does not name. Seed
+	// never removes a service: hosts may still run it.
+	Extra []string
+}
+
+// PlanSeed compares the tree with the catalog. It only reads.
+func (s *Store) PlanSeed(c Catalog) (*Plan, error) {
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Plan{}
+	want := func(path string, data []byte) error {
+		old, stat, err := s.Conn.Get(path)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			p.Changes = append(p.Changes, Change{Op: "create", Path: path, New: string(data)})
+		case err != nil:
+			return fmt.Errorf("roll: read %s: %w", path, err)
+		case data == nil || bytes.Equal(old, data):
+			p.Unchanged++
+		default:
+			p.Changes = append(p.Changes, Change{Op: "update", Path: path, Old: string(old), New: string(data), version: stat.Version})
+		}
+		return nil
+	}
+	// The root's ancestors, the root, and its fixed children.
+	parts := strings.Split(strings.TrimPrefix(s.Tree.Root, "/"), "/")
+	for i := range parts {
+		if err := want("/"+path.Join(parts[:i+1]...), nil); err != nil {
+			return nil, err
+		}
+	}
+	for _, top := range topLevel {
+		if err := want(s.Tree.join(top), nil); err != nil {
+			return nil, err
+		}
+	}
+	for _, name := range c.Names() {
+		data, err := encode(c[name])
+		if err != nil {
+			return nil, fmt.Errorf("service %q: %w", name, err)
+		}
+		for _, n := range []struct {
+			path string
+			data []byte
+		}{
+			{s.Tree.Service(name), data},
+			{s.Tree.Members(name), nil},
+			{s.Tree.CurrentDir(name), nil},
+			{s.Tree.Roll(name), nil},
+		} {
+			if err := want(n.path, n.data); err != nil {
+				return nil, err
+			}
+		}
+	}
+	existing, _, err := s.Conn.Children(s.Tree.Services())
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Services(), err)
+	}
+	for _, name := range existing {
+		if _, ok := c[name]; !ok {
+			p.Extra = append(p.Extra, name)
+		}
+	}
+	sort.Strings(p.Extra)
+	return p, nil
+}
+
+// ErrConcurrentChange means the tree changed between planning and applying.
+var ErrConcurrentChange = errors.New("roll: the tree changed while seeding; run seed again")
+
+// ApplySeed makes every change of the plan in one ZooKeeper transaction:
+// all of them happen or none. An update only applies over the version that
+// was planned against.
+func (s *Store) ApplySeed(p *Plan) error {
+	if len(p.Changes) == 0 {
+		return nil
+	}
+	ops := make([]any, 0, len(p.Changes))
+	for _, ch := range p.Changes {
+		switch ch.Op {
+		case "create":
+			var data []byte
+			if ch.New != "" {
+				data = []byte(ch.New)
+			}
+			ops = append(ops, &zk.CreateRequest{Path: ch.Path, Data: data, Acl: s.ACL})
+		case "update":
+			ops = append(ops, &zk.SetDataRequest{Path: ch.Path, Data: []byte(ch.New), Version: ch.version})
+		}
+	}
+	_, err := s.Conn.Multi(ops...)
+	if errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNoNode) {
+		return ErrConcurrentChange
+	}
+	if err != nil {
+		return fmt.Errorf("roll: seed %s: %w", s.Tree.Root, err)
+	}
+	return nil
+}

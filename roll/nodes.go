@@ -1,0 +1,288 @@
+package roll
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dcroll/dcroll/config"
+)
+
+// MaxNodeData caps what dcroll reads from or writes to one znode. Every node
+// it owns is small JSON; anything larger is not dcroll's and is refused.
+const MaxNodeData = 64 << 10
+
+// ErrBadNode is wrapped by every error about a znode's content.
+var ErrBadNode = errors.New("roll: bad znode data")
+
+// NodeError says which znode held bad data and why.
+type NodeError struct {
+	Path string
+	Err  error
+}
+
+func (e *NodeError) Error() string   { return fmt.Sprintf("roll: znode %s: %v", e.Path, e.Err) }
+func (e *NodeError) Unwrap() []error { return []error{ErrBadNode, e.Err} }
+
+// node is implemented by every typed znode payload.
+type node interface{ validate() error }
+
+// decode parses the JSON data of the znode at path into v and validates it.
+// Unknown fields are ignored so that an older agent can read what a newer
+// one wrote; wrong types, missing required fields and bad values are errors.
+func decode(path string, data []byte, v node) error {
+	if len(data) > MaxNodeData {
+		return &NodeError{path, fmt.Errorf("%d bytes, more than the %d allowed", len(data), MaxNodeData)}
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return &NodeError{path, errors.New("empty, expected a JSON object")}
+	}
+	if err := json.Unmarshal(data, v); err != nil {
+		return &NodeError{path, fmt.Errorf("invalid JSON: %v", err)}
+	}
+	if err := v.validate(); err != nil {
+		return &NodeError{path, err}
+	}
+	return nil
+}
+
+// encode validates v and renders the JSON stored in a znode.
+func encode(v node) ([]byte, error) {
+	if err := v.validate(); err != nil {
+		return nil, fmt.Errorf("roll: refusing to write: %w", err)
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("roll: encode: %w", err)
+	}
+	if len(b) > MaxNodeData {
+		return nil, fmt.Errorf("roll: refusing to write %d bytes, more than %d", len(b), MaxNodeData)
+	}
+	return b, nil
+}
+
+// Duration is a time.Duration written as "90s" in JSON and TOML.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// MarshalText implements encoding.TextMarshaler.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: use a number and a unit, like 30s or 5m", b)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Quorum is how many members of a service must stay online: a count, or a
+// percentage of the members (rounded up). JSON and TOML: 3 or "60%".
+type Quorum struct {
+	Count   int
+	Percent int
+}
+
+// Need is the number of members that must stay online out of members.
+func (q Quorum) Need(members int) int {
+	if q.Percent > 0 {
+		return int(math.Ceil(float64(members) * float64(q.Percent) / 100))
+	}
+	return q.Count
+}
+
+func (q Quorum) String() string {
+	if q.Percent > 0 {
+		return strconv.Itoa(q.Percent) + "%"
+	}
+	return strconv.Itoa(q.Count)
+}
+
+func (q Quorum) validate() error {
+	switch {
+	case q.Percent == 0 && q.Count < 1:
+		return fmt.Errorf("quorum %d is below 1", q.Count)
+	case q.Percent < 0 || q.Percent > 100:
+		return fmt.Errorf("quorum %d%% is outside 1%%..100%%", q.Percent)
+	}
+	return nil
+}
+
+// MarshalJSON writes a count as a number and a percentage as "N%".
+func (q Quorum) MarshalJSON() ([]byte, error) {
+	if q.Percent > 0 {
+		return json.Marshal(q.String())
+	}
+	return json.Marshal(q.Count)
+}
+
+// UnmarshalJSON reads 3 or "60%".
+func (q *Quorum) UnmarshalJSON(b []byte) error {
+	var n int
+	if err := json.Unmarshal(b, &n); err == nil {
+		*q = Quorum{Count: n}
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("quorum %s: want a count like 2 or a percentage like \"60%%\"", b)
+	}
+	return q.parse(s)
+}
+
+// UnmarshalTOML reads 3 or "60%" from a seed file.
+func (q *Quorum) UnmarshalTOML(v any) error {
+	switch x := v.(type) {
+	case int64:
+		*q = Quorum{Count: int(x)}
+		return nil
+	case string:
+		return q.parse(x)
+	}
+	return fmt.Errorf("quorum %v: want a count like 2 or a percentage like \"60%%\"", v)
+}
+
+func (q *Quorum) parse(s string) error {
+	p, ok := strings.CutSuffix(strings.TrimSpace(s), "%")
+	n, err := strconv.Atoi(p)
+	if err != nil {
+		return fmt.Errorf("quorum %q: want a count like 2 or a percentage like \"60%%\"", s)
+	}
+	if !ok {
+		*q = Quorum{Count: n}
+		return nil
+	}
+	if n < 1 {
+		return fmt.Errorf("quorum %q is below 1%%", s)
+	}
+	*q = Quorum{Percent: n}
+	return nil
+}
+
+// HealthPolicy is how long a freshly switched host must stay healthy, and
+// how long it may take to get there before the switch counts as failed.
+type HealthPolicy struct {
+	MinHealthy Duration `json:"min_healthy" toml:"min_healthy"`
+	Deadline   Duration `json:"deadline" toml:"deadline"`
+}
+
+// Service is the policy of one service: /services/<svc>.
+type Service struct {
+	DependsOn   []string     `json:"depends_on" toml:"depends_on"`
+	Quorum      Quorum       `json:"quorum" toml:"quorum"`
+	MaxParallel int          `json:"max_parallel" toml:"max_parallel"`
+	Health      HealthPolicy `json:"health" toml:"health"`
+}
+
+// Default health policy for a service whose seed entry leaves it out.
+const (
+	DefaultMinHealthy = Duration(10 * time.Second)
+	DefaultDeadline   = Duration(5 * time.Minute)
+)
+
+func (s *Service) applyDefaults() {
+	if s.MaxParallel == 0 {
+		s.MaxParallel = 1
+	}
+	if s.Health.MinHealthy == 0 {
+		s.Health.MinHealthy = DefaultMinHealthy
+	}
+	if s.Health.Deadline == 0 {
+		s.Health.Deadline = DefaultDeadline
+	}
+	if s.DependsOn == nil {
+		s.DependsOn = []string{}
+	}
+}
+
+func (s Service) validate() error {
+	if err := s.Quorum.validate(); err != nil {
+		return err
+	}
+	if s.MaxParallel < 1 {
+		return fmt.Errorf("max_parallel %d is below 1", s.MaxParallel)
+	}
+	if s.Health.MinHealthy < 0 || s.Health.Deadline <= 0 {
+		return fmt.Errorf("health: min_healthy %s and deadline %s must be positive", s.Health.MinHealthy, s.Health.Deadline)
+	}
+	if s.Health.MinHealthy > s.Health.Deadline {
+		return fmt.Errorf("health: min_healthy %s is longer than the deadline %s", s.Health.MinHealthy, s.Health.Deadline)
+	}
+	seen := map[string]bool{}
+	for _, d := range s.DependsOn {
+		if !config.ValidName(d) {
+			return fmt.Errorf("depends_on: %q is not a valid service name", d)
+		}
+		if seen[d] {
+			return fmt.Errorf("depends_on: %q is listed twice", d)
+		}
+		seen[d] = true
+	}
+	return nil
+}
+
+// Member is the data of /members/<svc>/<host>.
+type Member struct {
+	Joined time.Time `json:"joined"`
+}
+
+func (m Member) validate() error {
+	if m.Joined.IsZero() {
+		return errors.New("joined: missing")
+	}
+	return nil
+}
+
+// Host is the data of /hosts/<host>: the agent that holds it.
+type Host struct {
+	Agent    string    `json:"agent"`
+	Started  time.Time `json:"started"`
+	PeerAddr string    `json:"peer_addr,omitempty"`
+	Rack     string    `json:"rack,omitempty"`
+	Site     string    `json:"site,omitempty"`
+	Services []string  `json:"services"`
+}
+
+func (h Host) validate() error {
+	if h.Agent == "" {
+		return errors.New("agent: missing")
+	}
+	for _, s := range h.Services {
+		if !config.ValidName(s) {
+			return fmt.Errorf("services: %q is not a valid service name", s)
+		}
+	}
+	return nil
+}
+
+// Current is the data of /current/<svc>/<host>: the version the host serves
+// healthily, and since when.
+type Current struct {
+	Version string    `json:"version"`
+	Since   time.Time `json:"since"`
+}
+
+func (c Current) validate() error { return ValidVersion(c.Version) }
+
+// ValidVersion checks a release version: it names a directory on every host.
+func ValidVersion(v string) error {
+	switch {
+	case v == "":
+		return errors.New("version: missing")
+	case len(v) > 128:
+		return fmt.Errorf("version %.20q...: longer than 128 bytes", v)
+	case v == "." || v == ".." || v == "current" || strings.HasPrefix(v, "."):
+		return fmt.Errorf("version %q is reserved", v)
+	case strings.ContainsAny(v, "/\x00 \t\n"):
+		return fmt.Errorf("version %q contains a slash, a space or a control character", v)
+	}
+	return nil
+}

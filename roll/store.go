@@ -1,0 +1,239 @@
+package roll
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// get reads and decodes one node.
+func (s *Store) get(path string, v node) (*zk.Stat, error) {
+	data, stat, err := s.Conn.Get(path)
+	if err != nil {
+		return nil, fmt.Errorf("roll: get %s: %w", path, err)
+	}
+	return stat, decode(path, data, v)
+}
+
+// CheckSeeded returns ErrNotSeeded, with what to do, when the root is missing.
+func (s *Store) CheckSeeded() error {
+	ok, _, err := s.Conn.Exists(s.Tree.Services())
+	if err != nil {
+		return fmt.Errorf("roll: read %s: %w", s.Tree.Services(), err)
+	}
+	if !ok {
+		return fmt.Errorf("%w: %s does not exist; run `dcroll seed FILE` first", ErrNotSeeded, s.Tree.Services())
+	}
+	return nil
+}
+
+// Services reads every service's policy.
+func (s *Store) Services() (map[string]Service, error) {
+	names, _, err := s.Conn.Children(s.Tree.Services())
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, s.CheckSeeded()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Services(), err)
+	}
+	out := make(map[string]Service, len(names))
+	for _, name := range names {
+		var svc Service
+		if _, err := s.get(s.Tree.Service(name), &svc); err != nil {
+			return nil, err
+		}
+		out[name] = svc
+	}
+	return out, nil
+}
+
+// Members lists the hosts known to run svc.
+func (s *Store) Members(svc string) ([]string, error) {
+	hosts, _, err := s.Conn.Children(s.Tree.Members(svc))
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Members(svc), err)
+	}
+	sort.Strings(hosts)
+	return hosts, nil
+}
+
+// EnsureMember records that host runs svc. It is persistent: a member that
+// is not current counts as offline, the quorum's denominator.
+func (s *Store) EnsureMember(svc, host string, m Member) error {
+	data, err := encode(m)
+	if err != nil {
+		return err
+	}
+	path := s.Tree.Member(svc, host)
+	_, err = s.Conn.Create(path, data, 0, s.ACL)
+	switch {
+	case err == nil, errors.Is(err, zk.ErrNodeExists):
+		return nil
+	case errors.Is(err, zk.ErrNoNode):
+		return fmt.Errorf("roll: service %q is not in the catalog (%s is missing): add it to the seed file and run `dcroll seed`", svc, s.Tree.Members(svc))
+	}
+	return fmt.Errorf("roll: create %s: %w", path, err)
+}
+
+// RegisterHost creates the host's presence node.
+func (s *Store) RegisterHost(name string, h Host) error {
+	data, err := encode(h)
+	if err != nil {
+		return err
+	}
+	return s.ensureEphemeral(s.Tree.Host(name), data)
+}
+
+// SetCurrent says that host serves svc healthily at a version.
+func (s *Store) SetCurrent(svc, host string, c Current) error {
+	data, err := encode(c)
+	if err != nil {
+		return err
+	}
+	err = s.ensureEphemeral(s.Tree.Current(svc, host), data)
+	if errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("roll: service %q is not in the catalog (%s is missing): add it to the seed file and run `dcroll seed`", svc, s.Tree.CurrentDir(svc))
+	}
+	return err
+}
+
+// ClearCurrent takes host out of svc's current set.
+func (s *Store) ClearCurrent(svc, host string) error {
+	return s.deleteIfPresent(s.Tree.Current(svc, host))
+}
+
+// Deregister removes the host's presence node.
+func (s *Store) Deregister(host string) error {
+	return s.deleteIfPresent(s.Tree.Host(host))
+}
+
+func (s *Store) deleteIfPresent(path string) error {
+	err := s.Conn.Delete(path, -1)
+	if err == nil || errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	return fmt.Errorf("roll: delete %s: %w", path, err)
+}
+
+// ensureEphemeral makes path an ephemeral node of this session holding data.
+// A node left by an earlier session of the same host (an agent restarted
+// before its old session expired) is replaced: only one agent runs per host,
+// so that session is dead, and waiting for it to expire would leave the host
+// looking offline for a whole session timeout.
+func (s *Store) ensureEphemeral(path string, data []byte) error {
+	for attempt := 0; attempt < 3; attempt++ {
+		_, err := s.Conn.Create(path, data, zk.FlagEphemeral, s.ACL)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, zk.ErrNodeExists) {
+			return fmt.Errorf("roll: create %s: %w", path, err)
+		}
+		_, stat, err := s.Conn.Get(path)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("roll: get %s: %w", path, err)
+		}
+		if stat.EphemeralOwner == s.Conn.SessionID() {
+			if _, err := s.Conn.Set(path, data, stat.Version); err != nil && !errors.Is(err, zk.ErrBadVersion) {
+				return fmt.Errorf("roll: set %s: %w", path, err)
+			} else if err == nil {
+				return nil
+			}
+			continue
+		}
+		if err := s.Conn.Delete(path, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
+			return fmt.Errorf("roll: replace stale %s: %w", path, err)
+		}
+	}
+	return fmt.Errorf("roll: create %s: node keeps changing under us", path)
+}
+
+// CurrentOf reads svc's current set: host -> what it serves. Hosts whose
+// node vanishes while being read are left out; a node with bad data is an
+// error naming it.
+func (s *Store) CurrentOf(svc string) (map[string]Current, error) {
+	cur, _, err := s.currentOf(svc, false)
+	return cur, err
+}
+
+// WatchCurrent reads svc's current set and leaves a watch that fires on the
+// next change of its membership.
+func (s *Store) WatchCurrent(svc string) (map[string]Current, <-chan zk.Event, error) {
+	return s.currentOf(svc, true)
+}
+
+func (s *Store) currentOf(svc string, watch bool) (map[string]Current, <-chan zk.Event, error) {
+	dir := s.Tree.CurrentDir(svc)
+	var hosts []string
+	var ch <-chan zk.Event
+	var err error
+	if watch {
+		hosts, _, ch, err = s.Conn.ChildrenW(dir)
+	} else {
+		hosts, _, err = s.Conn.Children(dir)
+	}
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil, fmt.Errorf("roll: service %q is not in the catalog (%s is missing)", svc, dir)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("roll: list %s: %w", dir, err)
+	}
+	out := make(map[string]Current, len(hosts))
+	errs := make([]error, len(hosts))
+	vals := make([]Current, len(hosts))
+	// The reads are pipelined on the one connection, a few at a time.
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i, h := range hosts {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			_, errs[i] = s.get(s.Tree.Current(svc, h), &vals[i])
+		}()
+	}
+	wg.Wait()
+	for i, h := range hosts {
+		switch {
+		case errs[i] == nil:
+			out[h] = vals[i]
+		case errors.Is(errs[i], zk.ErrNoNode):
+		default:
+			return nil, nil, errs[i]
+		}
+	}
+	return out, ch, nil
+}
+
+// Hosts reads every registered agent's presence node.
+func (s *Store) Hosts() (map[string]Host, error) {
+	names, _, err := s.Conn.Children(s.Tree.Hosts())
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, s.CheckSeeded()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Hosts(), err)
+	}
+	out := make(map[string]Host, len(names))
+	for _, name := range names {
+		var h Host
+		_, err := s.get(s.Tree.Host(name), &h)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[name] = h
+	}
+	return out, nil
+}
