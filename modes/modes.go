@@ -45,9 +45,11 @@ type Globals struct {
 }
 
 func (g *Globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.Config, "config", "", "config `FILE` (default "+config.DefaultPath+")")
-	fs.StringVar(&g.ZK, "zk", "", "ZooKeeper servers, `host:port,...` (overrides zookeeper.servers)")
-	fs.StringVar(&g.Root, "root", "", "data center `root` znode, like /dc (overrides zookeeper.root)")
+	// The current values are the defaults, so flags given before the mode
+	// name survive the mode's own parse.
+	fs.StringVar(&g.Config, "config", g.Config, "config `FILE` (default "+config.DefaultPath+")")
+	fs.StringVar(&g.ZK, "zk", g.ZK, "ZooKeeper servers, `host:port,...` (overrides zookeeper.servers)")
+	fs.StringVar(&g.Root, "root", g.Root, "data center `root` znode, like /dc (overrides zookeeper.root)")
 }
 
 // mode is one dcroll subcommand.
@@ -134,6 +136,9 @@ func usageErr(format string, args ...any) error {
 func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "usage: dcroll [--config FILE] [--zk host:port,...] [--root /dc] MODE [flags] [args]\n\nModes:\n")
 	for _, n := range modeNames() {
+		if strings.HasPrefix(n, "_") {
+			continue
+		}
 		fmt.Fprintf(w, "  %-8s %s\n", n, registry[n]().Synopsis())
 	}
 	fmt.Fprintf(w, "  %-8s %s\n", "help", "explain a mode: dcroll help MODE")

@@ -1,0 +1,51 @@
+// Package testutil holds small helpers shared by dcroll's tests.
+package testutil
+
+import (
+	"net"
+	"testing"
+	"time"
+)
+
+// PollInterval is how long Eventually waits between two calls of its condition.
+const PollInterval = 20 * time.Millisecond
+
+// Eventually calls cond every PollInterval until it returns nil. If cond has
+// not returned nil when timeout has passed, the test fails with the last
+// error cond returned. cond is always called at least once.
+//
+// Use Eventually instead of sleeping for a guessed amount of time: it waits
+// only as long as needed and says what was still wrong when it gives up.
+func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for attempts := 1; ; attempts++ {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if !time.Now().Before(deadline) {
+			t.Fatalf("condition not met within %v (%d attempts): %v", timeout, attempts, err)
+			return // in case a fake testing.TB does not stop the goroutine
+		}
+		time.Sleep(PollInterval)
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Another
+// process may take it before the caller binds it, so callers that start
+// servers should be ready to retry with a new port.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("find a free port: %v", err)
+		return 0
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		t.Fatalf("find a free port: close listener: %v", err)
+		return 0
+	}
+	return port
+}

@@ -1,0 +1,371 @@
+// Package zktest runs real ZooKeeper servers for dcroll's integration tests.
+//
+// dcroll coordinates rolling upgrades through ZooKeeper, and much of what can
+// go wrong (sessions expiring, leaders changing, servers restarting in the
+// middle of an upgrade) only shows against a real server. Standalone starts a
+// single server and Ensemble starts a quorum of several; both return a
+// Cluster whose servers can be stopped and restarted to simulate failures.
+//
+// Each server is a separate JVM running the ZooKeeper jar, with its own
+// directory under the test's t.TempDir() (configuration, data and a log file
+// with the JVM's output) and its own free ports on 127.0.0.1. Everything is
+// killed when the test ends, whether it passed or not. If ZooKeeper or Java
+// is not installed the test is skipped. The jar defaults to the one of the
+// Debian package (/usr/share/java/zookeeper.jar); the environment variable
+// ZOOKEEPER_JAR overrides it. Its value is passed to java -cp, so it may name
+// a jar whose manifest lists its dependencies (as Debian's does) or a
+// classpath such as "/opt/zookeeper/lib/*".
+//
+// A Cluster is meant to be used from the test goroutine: Start, Stop and
+// WaitReady fail the test through the testing.TB they are given or the
+// Cluster was created with.
+package zktest
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	// defaultJar is where Debian's zookeeper package installs the server.
+	defaultJar = "/usr/share/java/zookeeper.jar"
+	// slf4jSimpleJar is Debian's SLF4J backend that logs to stderr.
+	slf4jSimpleJar = "/usr/share/java/slf4j-simple.jar"
+	// jarEnv names the environment variable that overrides defaultJar.
+	jarEnv = "ZOOKEEPER_JAR"
+
+	// readyTimeout bounds how long a server may take to start serving.
+	readyTimeout = 30 * time.Second
+	// pollInterval is how often readiness is checked.
+	pollInterval = 50 * time.Millisecond
+	// startAttempts is how often a cluster is started with fresh ports
+	// when a server dies during startup (usually because another process
+	// took one of its ports).
+	startAttempts = 3
+)
+
+// Modes of a serving server, as Cluster.Mode reports them.
+const (
+	ModeStandalone = "standalone"
+	ModeLeader     = "leader"
+	ModeFollower   = "follower"
+)
+
+// skipMessage is given to t.Skip when ZooKeeper cannot be run.
+const skipMessage = "zookeeper is not installed: run `apt-get install -y zookeeper` (Debian) to run the integration tests"
+
+// Cluster is a set of running ZooKeeper servers: a single standalone server
+// or the members of an ensemble. Servers are numbered from 0 in the order of
+// Servers.
+type Cluster struct {
+	t         testing.TB
+	java      string
+	classpath string
+	ensemble  bool
+	servers   []*server
+}
+
+// Standalone starts a single ZooKeeper server in standalone mode and waits
+// until it serves requests. The server is killed when the test ends.
+func Standalone(t testing.TB) *Cluster {
+	t.Helper()
+	return newCluster(t, 1, false)
+}
+
+// Ensemble starts an ensemble of n ZooKeeper servers (n >= 2; 3 is the usual
+// choice) and waits until every server serves requests as leader or follower.
+// The servers are killed when the test ends.
+func Ensemble(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if n < 2 {
+		t.Fatalf("zktest: an ensemble needs at least 2 servers, got %d; use Standalone for one", n)
+		return nil
+	}
+	return newCluster(t, n, true)
+}
+
+func newCluster(t testing.TB, n int, ensemble bool) *Cluster {
+	t.Helper()
+	java, classpath, err := lookupZooKeeper()
+	if err != nil {
+		t.Skipf("%s (%v)", skipMessage, err)
+		return nil
+	}
+	c := &Cluster{t: t, java: java, classpath: classpath, ensemble: ensemble}
+
+	// t.TempDir registers its removal before c.stopAll is registered, so
+	// the servers are killed before their directories are removed.
+	root := t.TempDir()
+	t.Cleanup(c.stopAll)
+
+	for attempt := 1; ; attempt++ {
+		err := c.start(root, n)
+		if err == nil {
+			return c
+		}
+		c.stopAll()
+		var exited *exitedError
+		if !errors.As(err, &exited) || attempt == startAttempts {
+			t.Fatalf("zktest: start %d ZooKeeper server(s) (attempt %d of %d): %v", n, attempt, startAttempts, err)
+			return nil
+		}
+		t.Logf("zktest: retrying with new ports: %v", err)
+	}
+}
+
+// lookupZooKeeper finds the java binary and the classpath of the server.
+func lookupZooKeeper() (java, classpath string, err error) {
+	java, err = exec.LookPath("java")
+	if err != nil {
+		return "", "", fmt.Errorf("find java: %w", err)
+	}
+	if jar := os.Getenv(jarEnv); jar != "" {
+		// An explicit setting is trusted: if it is wrong, the servers
+		// fail to start and the test fails with the JVM's complaint.
+		return java, jar, nil
+	}
+	if _, err := os.Stat(defaultJar); err != nil {
+		return "", "", fmt.Errorf("find the ZooKeeper jar: %w", err)
+	}
+	classpath = defaultJar
+	// Debian's jar depends on the SLF4J API but on no logging backend, so
+	// the server would log nothing. Add the simple backend, which logs to
+	// stderr, when it is installed next to the jar.
+	if _, err := os.Stat(slf4jSimpleJar); err == nil {
+		classpath += string(os.PathListSeparator) + slf4jSimpleJar
+	}
+	return java, classpath, nil
+}
+
+// start creates n servers with fresh directories and ports under root,
+// starts them and waits until all of them serve.
+func (c *Cluster) start(root string, n int) error {
+	ports, err := freePorts(3 * n)
+	if err != nil {
+		return err
+	}
+	c.servers = make([]*server, n)
+	for i := range c.servers {
+		dir := filepath.Join(root, fmt.Sprintf("zk%d", i+1))
+		// A previous attempt may have left data behind.
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("clean server directory: %w", err)
+		}
+		c.servers[i] = &server{
+			index:        i,
+			dir:          dir,
+			clientPort:   ports[3*i],
+			peerPort:     ports[3*i+1],
+			electionPort: ports[3*i+2],
+		}
+	}
+	for _, s := range c.servers {
+		if err := s.writeConfig(c.servers, c.ensemble); err != nil {
+			return fmt.Errorf("server %d: %w", s.index, err)
+		}
+	}
+	for _, s := range c.servers {
+		if err := s.start(c.java, c.classpath); err != nil {
+			return err
+		}
+	}
+	return c.waitReady(c.servers)
+}
+
+// Servers returns the client addresses ("127.0.0.1:port") of all servers,
+// running or stopped.
+func (c *Cluster) Servers() []string {
+	addrs := make([]string, len(c.servers))
+	for i, s := range c.servers {
+		addrs[i] = s.clientAddr()
+	}
+	return addrs
+}
+
+// ConnString returns the client addresses of all servers joined by commas,
+// the usual form of a ZooKeeper connection string.
+func (c *Cluster) ConnString() string {
+	return strings.Join(c.Servers(), ",")
+}
+
+// Stop kills server i (SIGKILL, like a crash) and waits until its process has
+// exited. Stopping a stopped server does nothing.
+func (c *Cluster) Stop(i int) {
+	c.t.Helper()
+	s, ok := c.server(i)
+	if !ok {
+		return
+	}
+	s.stop()
+}
+
+// Start restarts server i, which must be stopped, with its data directory and
+// ports, and waits until it serves: in standalone mode, or as leader or
+// follower in an ensemble.
+//
+// Beware of clients that reconnect to a standalone server while it starts:
+// ZooKeeper 3.8.0 fails to close connections that arrive before it has
+// loaded its data (a NullPointerException in ZooKeeperServer.removeCnxn),
+// and github.com/go-zookeeper/zk then waits ten times two thirds of the
+// session timeout for an answer before it tries again, long enough for the
+// session to expire. Connect after Start returns, or give the client other
+// servers to turn to.
+func (c *Cluster) Start(i int) {
+	c.t.Helper()
+	s, ok := c.server(i)
+	if !ok {
+		return
+	}
+	if s.running() {
+		c.t.Fatalf("zktest: start server %d: it is already running", i)
+		return
+	}
+	err := s.start(c.java, c.classpath)
+	if err == nil {
+		err = c.waitReady([]*server{s})
+	}
+	if err != nil {
+		c.t.Fatalf("zktest: restart server %d: %v", i, err)
+	}
+}
+
+// WaitReady waits until every running server serves, and in an ensemble
+// until one of them is the leader. It fails t if that does not happen within
+// 30 seconds.
+func (c *Cluster) WaitReady(t testing.TB) {
+	t.Helper()
+	var running []*server
+	for _, s := range c.servers {
+		if s.running() {
+			running = append(running, s)
+		}
+	}
+	if err := c.waitReady(running); err != nil {
+		t.Fatalf("zktest: %v", err)
+	}
+}
+
+// Leader returns the index of the server that currently reports itself as
+// leader, or -1 if none does (always -1 for a standalone server).
+func (c *Cluster) Leader() int {
+	for i := range c.servers {
+		if c.Mode(i) == ModeLeader {
+			return i
+		}
+	}
+	return -1
+}
+
+// Mode returns the mode server i reports through the srvr four-letter word:
+// ModeStandalone, ModeLeader or ModeFollower. It returns "" if the server is
+// stopped or does not serve requests at the moment.
+func (c *Cluster) Mode(i int) string {
+	s, ok := c.server(i)
+	if !ok || !s.running() {
+		return ""
+	}
+	mode, err := s.mode()
+	if err != nil {
+		return ""
+	}
+	return mode
+}
+
+// server returns server i, failing the test if there is no such server.
+func (c *Cluster) server(i int) (*server, bool) {
+	if i < 0 || i >= len(c.servers) {
+		c.t.Fatalf("zktest: no server %d: the cluster has servers 0 to %d", i, len(c.servers)-1)
+		return nil, false
+	}
+	return c.servers[i], true
+}
+
+// waitReady waits until each of servers serves in the mode expected for the
+// cluster and, in an ensemble, one of the running servers is the leader. It
+// returns an *exitedError as soon as a server's process exits.
+func (c *Cluster) waitReady(servers []*server) error {
+	var notReady *server
+	err := poll(readyTimeout, func() error {
+		for _, s := range servers {
+			notReady = s
+			if s.exited() {
+				return &exitedError{msg: fmt.Sprintf("server %d (%s) exited: %v%s",
+					s.index, s.clientAddr(), s.exitErr(), s.logTail())}
+			}
+			mode, err := s.mode()
+			if err != nil {
+				return err
+			}
+			if !c.servesIn(mode) {
+				return fmt.Errorf("it reports mode %q", mode)
+			}
+		}
+		notReady = nil
+		if c.ensemble && len(servers) > 0 && c.Leader() < 0 {
+			return errors.New("no running server is the leader")
+		}
+		return nil
+	})
+	var exited *exitedError
+	switch {
+	case err == nil || errors.As(err, &exited):
+		return err
+	case notReady == nil:
+		return fmt.Errorf("the ensemble did not elect a leader within %v: %w", readyTimeout, err)
+	default:
+		return fmt.Errorf("server %d (%s) did not serve within %v: %w%s",
+			notReady.index, notReady.clientAddr(), readyTimeout, err, notReady.logTail())
+	}
+}
+
+// servesIn tells whether a server that reports mode is ready.
+func (c *Cluster) servesIn(mode string) bool {
+	if c.ensemble {
+		return mode == ModeLeader || mode == ModeFollower
+	}
+	return mode == ModeStandalone
+}
+
+// stopAll kills all servers at once and waits until they have exited. If the
+// test has failed, it then logs the end of each server's log.
+func (c *Cluster) stopAll() {
+	var wg sync.WaitGroup
+	for _, s := range c.servers {
+		wg.Go(s.stop)
+	}
+	wg.Wait()
+	if c.t.Failed() {
+		for _, s := range c.servers {
+			c.t.Logf("zktest: server %d (%s)%s", s.index, s.clientAddr(), s.logTail())
+		}
+	}
+}
+
+// poll calls cond every pollInterval until it returns nil or an
+// *exitedError, or until timeout has passed. It returns cond's last error.
+func poll(timeout time.Duration, cond func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		var exited *exitedError
+		if err == nil || errors.As(err, &exited) || !time.Now().Before(deadline) {
+			return err
+		}
+		time.Sleep(pollInterval)
+	}
+}
+
+// exitedError reports a server whose process exited while it was expected
+// to run.
+type exitedError struct {
+	msg string
+}
+
+func (e *exitedError) Error() string { return e.msg }

@@ -1,0 +1,398 @@
+package roll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/internal/zktest"
+)
+
+// connect opens a store on root against a real ZooKeeper.
+func connect(t testing.TB, zkc *zktest.Cluster, root string) *Store {
+	t.Helper()
+	cfg := config.ZooKeeper{Servers: zkc.Servers(), Root: root, SessionTimeout: 4 * time.Second, ACL: "open"}
+	store, events, err := Dial(cfg, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := AwaitSession(context.Background(), events, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	return store
+}
+
+// dump lists every path under root with its data, to compare trees.
+func dump(t testing.TB, s *Store, root string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	var walk func(string)
+	walk = func(p string) {
+		data, _, err := s.Conn.Get(p)
+		if errors.Is(err, zk.ErrNoNode) {
+			return
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[p] = string(data)
+		kids, _, err := s.Conn.Children(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range kids {
+			walk(p + "/" + k)
+		}
+	}
+	walk(root)
+	return out
+}
+
+const goodSeed = `
+[services.db]
+quorum = 2
+[services.db.health]
+min_healthy = "1s"
+deadline = "30s"
+
+[services.api]
+depends_on = ["db"]
+quorum = "50%"
+max_parallel = 2
+
+[services.web]
+depends_on = ["api"]
+quorum = 1
+`
+
+func parse(t testing.TB, text string) Catalog {
+	t.Helper()
+	c, err := ParseCatalog("seed.toml", strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func seed(t testing.TB, s *Store, c Catalog) *Plan {
+	t.Helper()
+	p, err := s.PlanSeed(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplySeed(p); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestIntegration_SeedIsIdempotentAndUpdatesPolicies(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/dc1")
+
+	first := seed(t, s, parse(t, goodSeed))
+	if len(first.Changes) == 0 {
+		t.Fatal("first seed changed nothing")
+	}
+	before := dump(t, s, "/dc1")
+	for _, want := range []string{"/dc1/services/db", "/dc1/members/api", "/dc1/current/web", "/dc1/deploy", "/dc1/staging", "/dc1/hosts", "/dc1/roll/db"} {
+		if _, ok := before[want]; !ok {
+			t.Errorf("seed did not create %s", want)
+		}
+	}
+
+	again := seed(t, s, parse(t, goodSeed))
+	if len(again.Changes) != 0 {
+		t.Fatalf("second seed of the same file changed %v", again.Changes)
+	}
+	if after := dump(t, s, "/dc1"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatalf("second seed changed the tree:\n%v\n%v", before, after)
+	}
+
+	edited := strings.Replace(goodSeed, "quorum = 1", "quorum = 3", 1)
+	p := seed(t, s, parse(t, edited))
+	if len(p.Changes) != 1 || p.Changes[0].Op != "update" || p.Changes[0].Path != "/dc1/services/web" {
+		t.Fatalf("edit should update exactly /dc1/services/web, got %v", p.Changes)
+	}
+	svcs, err := s.Services()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if svcs["web"].Quorum.Count != 3 || svcs["api"].Quorum.Percent != 50 || svcs["api"].MaxParallel != 2 {
+		t.Fatalf("policies not stored: %+v", svcs)
+	}
+	if svcs["db"].Health.MinHealthy != Duration(time.Second) || svcs["web"].Health.Deadline != DefaultDeadline {
+		t.Fatalf("health policy: %+v", svcs)
+	}
+
+	// A service dropped from the file is reported, never removed.
+	p, err = s.PlanSeed(parse(t, "[services.db]\nquorum = 2\n[services.db.health]\nmin_healthy = \"1s\"\ndeadline = \"30s\""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(p.Extra) != "[api web]" || len(p.Changes) != 0 {
+		t.Fatalf("plan for a smaller catalog: changes %v extra %v", p.Changes, p.Extra)
+	}
+}
+
+func TestIntegration_SeedRejectsBadFilesAndChangesNothing(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/dc2")
+	seed(t, s, parse(t, goodSeed))
+	before := dump(t, s, "/dc2")
+
+	bad := []struct{ name, text, want string }{
+		{"unknown dependency", "[services.a]\nquorum = 1\ndepends_on = [\"ghost\"]", `"a" depends on "ghost", which is not in the catalog`},
+		{"cycle", "[services.a]\nquorum = 1\ndepends_on = [\"c\"]\n[services.b]\nquorum = 1\ndepends_on = [\"a\"]\n[services.c]\nquorum = 1\ndepends_on = [\"b\"]", "dependency cycle: a -> c -> b -> a"},
+		{"self dependency", "[services.a]\nquorum = 1\ndepends_on = [\"a\"]", `"a" depends on itself`},
+		{"quorum zero", "[services.a]\nquorum = 0", "quorum 0 is below 1"},
+		{"quorum negative", "[services.a]\nquorum = -2", "below 1"},
+		{"quorum zero percent", "[services.a]\nquorum = \"0%\"", "below 1%"},
+		{"quorum over 100%", "[services.a]\nquorum = \"150%\"", "outside"},
+		{"quorum word", "[services.a]\nquorum = \"most\"", "quorum \"most\""},
+		{"quorum missing", "[services.a]\nmax_parallel = 1", "quorum is missing"},
+		{"max_parallel negative", "[services.a]\nquorum = 1\nmax_parallel = -1", "max_parallel -1"},
+		{"unknown key", "[services.a]\nquorum = 1\nqourum = 2", "unknown key services.a.qourum"},
+		{"bad duration", "[services.a]\nquorum = 1\n[services.a.health]\ndeadline = \"soon\"", "duration \"soon\""},
+		{"min_healthy over deadline", "[services.a]\nquorum = 1\n[services.a.health]\nmin_healthy = \"10m\"\ndeadline = \"1m\"", "longer than the deadline"},
+		{"no services", "", "lists no services"},
+		{"not toml", "[services.a\nquorum = 1", "seed.toml"},
+		{"bad name", "[services.\"a/b\"]\nquorum = 1", `service name "a/b"`},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseCatalog("seed.toml", strings.NewReader(tc.text))
+			if err == nil {
+				t.Fatal("accepted a bad seed file")
+			}
+			if !errors.Is(err, ErrBadCatalog) && tc.name != "not toml" {
+				t.Errorf("error does not wrap ErrBadCatalog: %v", err)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not say %q", err, tc.want)
+			}
+		})
+	}
+	// A catalog built in code is validated again before any write.
+	c := parse(t, goodSeed)
+	web := c["web"]
+	web.DependsOn = []string{"nope"}
+	c["web"] = web
+	if _, err := s.PlanSeed(c); err == nil {
+		t.Fatal("PlanSeed accepted an invalid catalog")
+	}
+	if after := dump(t, s, "/dc2"); fmt.Sprint(after) != fmt.Sprint(before) {
+		t.Fatal("a rejected seed changed the tree")
+	}
+}
+
+func TestIntegration_SeedIsAtomicUnderConcurrentChange(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/dc3")
+	p, err := s.PlanSeed(parse(t, goodSeed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Someone creates one of the planned nodes in between.
+	if _, err := s.Conn.Create("/dc3", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ApplySeed(p); !errors.Is(err, ErrConcurrentChange) {
+		t.Fatalf("want ErrConcurrentChange, got %v", err)
+	}
+	if got := dump(t, s, "/dc3"); len(got) != 1 {
+		t.Fatalf("a failed seed left part of the tree: %v", got)
+	}
+}
+
+func TestIntegration_MalformedZnodesNameThePath(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/dc4")
+	seed(t, s, parse(t, goodSeed))
+	acl := zk.WorldACL(zk.PermAll)
+
+	cases := []struct {
+		name, path, data string
+		read             func() error
+		want             string
+	}{
+		{"service not json", "/dc4/services/db", "{nope", func() error { _, err := s.Services(); return err }, "invalid JSON"},
+		{"service quorum zero", "/dc4/services/db", `{"quorum":0,"max_parallel":1,"health":{"min_healthy":"1s","deadline":"1m"}}`, func() error { _, err := s.Services(); return err }, "quorum 0"},
+		{"service wrong type", "/dc4/services/db", `{"quorum":1,"max_parallel":"many"}`, func() error { _, err := s.Services(); return err }, "invalid JSON"},
+		{"service empty", "/dc4/services/db", ``, func() error { _, err := s.Services(); return err }, "empty"},
+		{"service oversized", "/dc4/services/db", `{"x":"` + strings.Repeat("a", MaxNodeData) + `"}`, func() error { _, err := s.Services(); return err }, "more than"},
+		{"current no version", "/dc4/current/db/h1", `{"since":"2026-01-01T00:00:00Z"}`, func() error { _, err := s.CurrentOf("db"); return err }, "version: missing"},
+		{"current bad version", "/dc4/current/db/h1", `{"version":"../../etc"}`, func() error { _, err := s.CurrentOf("db"); return err }, "version"},
+		{"current array", "/dc4/current/db/h1", `[1,2]`, func() error { _, err := s.CurrentOf("db"); return err }, "invalid JSON"},
+		{"host no agent", "/dc4/hosts/h1", `{"services":[]}`, func() error { _, err := s.Hosts(); return err }, "agent: missing"},
+		{"host bad service", "/dc4/hosts/h1", `{"agent":"1","services":["a/b"]}`, func() error { _, err := s.Hosts(); return err }, "a/b"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, stat, err := s.Conn.Get(tc.path)
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+				if _, err := s.Conn.Create(tc.path, []byte(tc.data), 0, acl); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = s.Conn.Delete(tc.path, -1) })
+			case err != nil:
+				t.Fatal(err)
+			default:
+				old, _, _ := s.Conn.Get(tc.path)
+				if _, err := s.Conn.Set(tc.path, []byte(tc.data), stat.Version); err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _, _ = s.Conn.Set(tc.path, old, -1) })
+			}
+			err = tc.read()
+			var ne *NodeError
+			if !errors.As(err, &ne) || !errors.Is(err, ErrBadNode) {
+				t.Fatalf("want a NodeError, got %v", err)
+			}
+			if ne.Path != tc.path || !strings.Contains(err.Error(), tc.path) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q should name %s and say %q", err, tc.path, tc.want)
+			}
+		})
+	}
+}
+
+func TestIntegration_EphemeralsAndStatus(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/dc5")
+	seed(t, s, parse(t, goodSeed))
+	for _, h := range []string{"h1", "h2", "h3"} {
+		if err := s.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.EnsureMember("nosuch", "h1", Member{Joined: time.Now()}); err == nil || !strings.Contains(err.Error(), "not in the catalog") {
+		t.Fatalf("membership of an unknown service: %v", err)
+	}
+	other := connect(t, zkc, "/dc5")
+	if err := other.SetCurrent("db", "h1", Current{Version: "v1", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetCurrent("db", "h2", Current{Version: "v2", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RegisterHost("h2", Host{Agent: "test", Services: []string{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+	// Re-registering from a new session replaces the stale node at once.
+	if err := s.SetCurrent("db", "h1", Current{Version: "v2", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	_, stat, err := s.Conn.Get("/dc5/current/db/h1")
+	if err != nil || stat.EphemeralOwner != s.Conn.SessionID() {
+		t.Fatalf("stale ephemeral not taken over: %v", err)
+	}
+	st, err := s.Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var db ServiceStatus
+	for _, svc := range st.Services {
+		if svc.Name == "db" {
+			db = svc
+		}
+	}
+	if fmt.Sprint(db.Online) != "[h1 h2]" || fmt.Sprint(db.Offline) != "[h3]" || db.Versions["v2"] != 2 || db.QuorumHosts != 2 {
+		t.Fatalf("db status: %+v", db)
+	}
+	var names []string
+	for _, h := range st.Hosts {
+		names = append(names, h.Name)
+		if h.Name == "h2" && !h.AgentUp {
+			t.Error("h2's agent should be up")
+		}
+	}
+	sort.Strings(names)
+	if fmt.Sprint(names) != "[h1 h2 h3]" {
+		t.Fatalf("hosts: %v", names)
+	}
+	// Closing the session takes every ephemeral with it.
+	s.Close()
+	cur, err := other.CurrentOf("db")
+	if err != nil || len(cur) != 0 {
+		t.Fatalf("current after close: %v %v", cur, err)
+	}
+}
+
+func TestIntegration_DigestACL(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	pw := t.TempDir() + "/pw"
+	if err := writeFile(pw, "s3cret\n"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.ZooKeeper{Servers: zkc.Servers(), Root: "/secure", SessionTimeout: 4 * time.Second, ACL: "digest+read", User: "dcroll", PasswordFile: pw}
+	store, events, err := Dial(cfg, hclog.NewNullLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := AwaitSession(context.Background(), events, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Authenticate(); err != nil {
+		t.Fatal(err)
+	}
+	seed(t, store, parse(t, goodSeed))
+	anon := connect(t, zkc, "/secure")
+	if _, err := anon.Services(); err != nil {
+		t.Fatalf("digest+read should let anyone read: %v", err)
+	}
+	if _, err := anon.Conn.Set("/secure/services/db", []byte("{}"), -1); !errors.Is(err, zk.ErrNoAuth) {
+		t.Fatalf("an anonymous write should be refused, got %v", err)
+	}
+}
+
+func TestQuorumNeed(t *testing.T) {
+	for _, tc := range []struct {
+		q       Quorum
+		members int
+		want    int
+	}{
+		{Quorum{Count: 2}, 10, 2},
+		{Quorum{Percent: 50}, 10, 5},
+		{Quorum{Percent: 50}, 9, 5},
+		{Quorum{Percent: 100}, 3, 3},
+		{Quorum{Percent: 1}, 1, 1},
+	} {
+		if got := tc.q.Need(tc.members); got != tc.want {
+			t.Errorf("%s of %d: %d, want %d", tc.q, tc.members, got, tc.want)
+		}
+	}
+}
+
+func FuzzDecodeService(f *testing.F) {
+	f.Add([]byte(`{"depends_on":["a"],"quorum":"50%","max_parallel":1,"health":{"min_healthy":"1s","deadline":"1m"}}`))
+	f.Add([]byte(`{"quorum":2}`))
+	f.Add([]byte(`{"version":"v1","since":"2026-01-01T00:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var s Service
+		if err := decode("/dc/services/x", data, &s); err == nil {
+			b, err := encode(s)
+			if err != nil {
+				t.Fatalf("decoded a service it cannot encode: %v", err)
+			}
+			var again Service
+			if err := decode("/dc/services/x", b, &again); err != nil {
+				t.Fatalf("round trip: %v", err)
+			}
+		}
+		var c Current
+		_ = decode("/dc/current/x/h", data, &c)
+		var h Host
+		_ = decode("/dc/hosts/h", data, &h)
+	})
+}
