@@ -1,0 +1,26 @@
+# dcroll: `make test` is what CI runs (.ci/run).
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X github.com/dcroll/dcroll/modes.Version=$(VERSION) -X github.com/dcroll/dcroll/modes.Commit=$(COMMIT)
+
+.PHONY: build test bench fuzz clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dcroll .
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -timeout 15m ./...
+
+# Benchmarks recorded in docs/BENCHMARKS.md.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 20x -count 6 ./agent/ | tee bench.txt
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 60s ./config/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeService -fuzztime 60s ./roll/
+	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./state/
+
+clean:
+	rm -f dcroll bench.txt
