@@ -73,7 +73,7 @@ func newHost(t testing.TB, name, zkServers, root string, versions ...string) *ho
 	h.config = filepath.Join(dir, "dcroll.toml")
 	cfg := fmt.Sprintf(`
 [zookeeper]
-servers = [%q]
+servers = [%s]
 root = %q
 session_timeout = "%s"
 [host]
@@ -88,7 +88,7 @@ stop_timeout = "5s"
 http = "http://127.0.0.1:%d/healthz"
 interval = "100ms"
 timeout = "1s"
-`, zkServers, root, sessionTimeout, name, dir, dcrollBin, h.port, h.port)
+`, tomlList(zkServers), root, sessionTimeout, name, dir, dcrollBin, h.port, h.port)
 	if err := os.WriteFile(h.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -151,6 +151,15 @@ func (h *host) serving() (string, error) {
 		return "", fmt.Errorf("%s: %s", resp.Status, b)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// tomlList renders "a:1,b:2" as a TOML array of strings.
+func tomlList(servers string) string {
+	var q []string
+	for _, s := range strings.Split(servers, ",") {
+		q = append(q, fmt.Sprintf("%q", s))
+	}
+	return strings.Join(q, ", ")
 }
 
 func lastLines(s string, n int) string {
@@ -442,4 +451,55 @@ func TestIntegration_SIGTERMDeregistersAndExitsCleanly(t *testing.T) {
 	if _, err := h.serving(); err == nil {
 		t.Fatal("the supervised service still runs after the agent stopped")
 	}
+}
+
+func TestIntegration_AgentRidesOutLeaderLoss(t *testing.T) {
+	zkc := zktest.Ensemble(t, 3)
+	s := connect(t, zkc, "/dc")
+	seed(t, s)
+	hosts := []*host{
+		newHost(t, "h1", zkc.ConnString(), "/dc", "v1"),
+		newHost(t, "h2", zkc.ConnString(), "/dc", "v1"),
+	}
+	for _, h := range hosts {
+		h.start()
+	}
+	allCurrent := func() error {
+		cur, err := s.CurrentOf("web")
+		if err != nil {
+			return err
+		}
+		if len(cur) != len(hosts) {
+			return fmt.Errorf("current: %v", cur)
+		}
+		return nil
+	}
+	testutil.Eventually(t, 30*time.Second, allCurrent)
+
+	leader := zkc.Leader()
+	if leader < 0 {
+		t.Fatal("no leader")
+	}
+	zkc.Stop(leader)
+	zkc.WaitReady(t)
+	// The services never stopped, and once the ensemble has a new leader
+	// every host is registered again (same session, or a new one).
+	for _, h := range hosts {
+		if v, err := h.serving(); err != nil || v != "v1" {
+			t.Fatalf("%s during the election: %q %v", h.name, v, err)
+		}
+	}
+	s2 := connect(t, zkc, "/dc")
+	testutil.Eventually(t, 30*time.Second, func() error {
+		cur, err := s2.CurrentOf("web")
+		if err != nil {
+			return err
+		}
+		if len(cur) != len(hosts) {
+			return fmt.Errorf("current after the election: %v", cur)
+		}
+		return nil
+	})
+	zkc.Start(leader)
+	zkc.WaitReady(t)
 }

@@ -145,7 +145,7 @@ func (u *Unit) Stop(ctx context.Context) error {
 func (u *Unit) runCommand(ctx context.Context, what, command, version, dir string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	cmd := shell(ctx, command)
 	cmd.Env = u.env(version, dir)
 	cmd.Dir = dir
 	out, err := cmd.CombinedOutput()
@@ -183,7 +183,7 @@ func (u *Unit) Check(ctx context.Context) error {
 		}
 		return c.Close()
 	default:
-		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", h.Command)
+		cmd := shell(ctx, h.Command)
 		cmd.Env = u.env(u.Version(), "")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -191,6 +191,17 @@ func (u *Unit) Check(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// shell runs command with /bin/sh in its own process group; when ctx ends
+// the whole group is killed, so a command that left children behind cannot
+// hold the agent waiting on its output.
+func shell(ctx context.Context, command string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", command)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
+	return cmd
 }
 
 // Interval is how often the health check runs.
