@@ -46,6 +46,9 @@ type Agent struct {
 	host  string
 	units map[string]*service.Unit
 	rels  map[string]state.Releases
+	// ops serializes what stops and starts one service: the health loop's
+	// restarts and the move to the fleet's version.
+	ops map[string]*sync.Mutex
 
 	mu      sync.Mutex
 	cache   *state.File
@@ -68,6 +71,7 @@ func New(o Options) *Agent {
 		host:    o.Config.Host.Name,
 		units:   map[string]*service.Unit{},
 		rels:    map[string]state.Releases{},
+		ops:     map[string]*sync.Mutex{},
 		desired: map[string]*roll.Current{},
 		booted:  map[string]bool{},
 		kick:    make(chan struct{}, 1),
@@ -75,6 +79,7 @@ func New(o Options) *Agent {
 	for name, sc := range o.Config.Services {
 		a.units[name] = service.New(name, sc, o.Log)
 		a.rels[name] = state.Releases{Dir: sc.Releases}
+		a.ops[name] = &sync.Mutex{}
 	}
 	return a
 }
@@ -264,7 +269,11 @@ func (a *Agent) healthLoop(ctx context.Context, svc string) {
 		if u.Version() == "" || !u.Running() {
 			if time.Now().After(nextRestart) {
 				a.log.Warn("service not running, starting it", "service", svc)
-				a.startFromCache(ctx, svc)
+				a.ops[svc].Lock()
+				if u.Version() == "" || !u.Running() {
+					a.startFromCache(ctx, svc)
+				}
+				a.ops[svc].Unlock()
 				nextRestart = time.Now().Add(backoff)
 				backoff = min(2*backoff, 30*time.Second)
 			}
@@ -528,6 +537,8 @@ func (a *Agent) observe(ctx context.Context, svc string, cur map[string]roll.Cur
 		a.log.Warn("the fleet runs a version that is not installed here", "service", svc, "fleet", want, "running", u.Version())
 		return
 	}
+	a.ops[svc].Lock()
+	defer a.ops[svc].Unlock()
 	a.log.Info("moving to the fleet's version", "service", svc, "from", u.Version(), "to", want)
 	a.setDesired(svc, nil)
 	if err := u.Stop(ctx); err != nil {

@@ -167,7 +167,9 @@ func help(env *Env, args []string) int {
 	}
 	m := newMode()
 	fs, usage, long := m.Flags(env)
-	env.Globals.register(fs)
+	// Fresh globals: the defaults shown are the real ones, not flags given
+	// before `help`.
+	new(Globals).register(fs)
 	printModeUsage(env.Stdout, args[0], m, fs, usage, long)
 	return ExitOK
 }

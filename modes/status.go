@@ -59,9 +59,12 @@ func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
 	for {
 		st, err := store.Status()
 		if err != nil {
-			return err
-		}
-		if m.json {
+			if !m.watch {
+				return err
+			}
+			// A watch rides out a ZooKeeper outage or a leader change.
+			fmt.Fprintf(env.Stderr, "dcroll status: %v (retrying every %s)\n", err, m.interval)
+		} else if m.json {
 			enc := json.NewEncoder(env.Stdout)
 			enc.SetIndent("", "  ")
 			if err := enc.Encode(st); err != nil {
