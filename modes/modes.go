@@ -199,24 +199,27 @@ func (env *Env) logger(cfg *config.Config) hclog.Logger {
 	})
 }
 
-// connect dials ZooKeeper for a one-shot operator command, waiting for the
-// session up to the session timeout so that an unreachable ensemble gives a
-// clear error instead of a hang.
-func (env *Env) connect(ctx context.Context, cfg *config.Config) (*roll.Store, error) {
-	log := env.logger(cfg)
-	store, events, err := roll.Dial(cfg.ZooKeeper, log)
+// connect loads the config and dials ZooKeeper for a one-shot operator
+// command, waiting for the session up to the session timeout so that an
+// unreachable ensemble gives a clear error instead of a hang.
+func (env *Env) connect(ctx context.Context) (*roll.Store, *config.Config, error) {
+	cfg, err := env.loadConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	store, events, err := roll.Dial(cfg.ZooKeeper, env.logger(cfg))
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := roll.AwaitSession(ctx, events, cfg.ZooKeeper.SessionTimeout); err != nil {
 		store.Close()
-		return nil, fmt.Errorf("%w (servers %s)", err, strings.Join(cfg.ZooKeeper.Servers, ","))
+		return nil, nil, fmt.Errorf("%w (servers %s)", err, strings.Join(cfg.ZooKeeper.Servers, ","))
 	}
 	if err := store.Authenticate(); err != nil {
 		store.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return store, nil
+	return store, cfg, nil
 }
 
 func isTerminal(w io.Writer) bool {

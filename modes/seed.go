@@ -54,11 +54,7 @@ func (m *seedMode) Run(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := env.loadConfig()
-	if err != nil {
-		return err
-	}
-	store, err := env.connect(ctx, cfg)
+	store, cfg, err := env.connect(ctx)
 	if err != nil {
 		return err
 	}

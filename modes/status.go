@@ -45,11 +45,7 @@ func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
 	if m.interval <= 0 {
 		return usageErr("--interval must be positive")
 	}
-	cfg, err := env.loadConfig()
-	if err != nil {
-		return err
-	}
-	store, err := env.connect(ctx, cfg)
+	store, _, err := env.connect(ctx)
 	if err != nil {
 		return err
 	}

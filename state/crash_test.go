@@ -29,8 +29,8 @@ const (
 	helperModeEnv  = "DCROLL_STATE_HELPER"       // "save" or "activate": run as the writer
 	helperDirEnv   = "DCROLL_STATE_HELPER_DIR"   // where it writes
 	helperFirstEnv = "DCROLL_STATE_HELPER_FIRST" // index of its first content
-	crashSeedEnv   = "DCROLLTEST_CRASH_SEED"   // replay the random delays of a failed run
-	crashRunsEnv   = "DCROLLTEST_CRASH_RUNS"   // kill this many writers instead of the default
+	crashSeedEnv   = "DCROLLTEST_CRASH_SEED"     // replay the random delays of a failed run
+	crashRunsEnv   = "DCROLLTEST_CRASH_RUNS"     // kill this many writers instead of the default
 	maxKillDelay   = 20 * time.Millisecond
 )
 

@@ -1,0 +1,83 @@
+package roll
+
+import "fmt"
+
+// TurnState is what one host sees when it asks for its upgrade turn for one
+// service. The caller reads it from ZooKeeper; Decide only judges it.
+type TurnState struct {
+	Host    string
+	Policy  Service
+	Members []string // /members/<svc>: the quorum's denominator
+	Online  []string // /current/<svc>: serving and healthy
+	// InTurn lists the hosts of the service holding a turn (mid-upgrade).
+	// Host itself is not yet in turn; if listed, it is ignored.
+	InTurn     []string
+	ReadyFront bool   // Host is first in the ready queue among hosts not in turn
+	HeadStep   bool   // the service is in the head step of the deploy queue
+	DepsDone   bool   // every service it depends on has finished its step
+	Paused     bool   // an operator paused the service's deploy
+	Halted     string // non-empty: the recorded failure that halted the service
+}
+
+// Verdict is Decide's answer: Go, or why not, in words for status.
+type Verdict struct {
+	Go   bool
+	Wait string
+}
+
+// Decide says whether the host may take its turn now. It may only if the
+// service is neither paused nor halted, its step heads the deploy queue,
+// its dependencies are done, the host is at the front of the ready queue,
+// fewer than max_parallel hosts are in turn, and after the host leaves at
+// least quorum other members stay online. Wait gives the first unmet
+// condition, in that order.
+func Decide(s TurnState) Verdict {
+	switch {
+	case s.Paused:
+		return Verdict{Wait: "paused"}
+	case s.Halted != "":
+		return Verdict{Wait: "halted: " + s.Halted}
+	case !s.HeadStep:
+		return Verdict{Wait: "not in the head deploy step"}
+	case !s.DepsDone:
+		return Verdict{Wait: "waiting for a dependency"}
+	case !s.ReadyFront:
+		return Verdict{Wait: "not at the front of the ready queue"}
+	}
+
+	inTurn := map[string]bool{}
+	for _, h := range s.InTurn {
+		if h != s.Host {
+			inTurn[h] = true
+		}
+	}
+	// A turn is a held lock whether or not its holder is still a member, so
+	// every holder counts against max_parallel. A policy without one (never
+	// seeded so) gets the seed default of 1.
+	maxParallel := max(s.Policy.MaxParallel, 1)
+	if len(inTurn) >= maxParallel {
+		return Verdict{Wait: fmt.Sprintf("max_parallel %d reached", maxParallel)}
+	}
+
+	// Quorum invariant: only members count, a host in turn is not serving
+	// whatever current says, and Host itself is about to leave.
+	members := map[string]bool{}
+	for _, h := range s.Members {
+		members[h] = true
+	}
+	online := map[string]bool{}
+	for _, h := range s.Online {
+		if members[h] && !inTurn[h] {
+			online[h] = true
+		}
+	}
+	stay := len(online)
+	if online[s.Host] {
+		stay--
+	}
+	need := s.Policy.Quorum.Need(len(members))
+	if stay < need {
+		return Verdict{Wait: fmt.Sprintf("waiting for quorum: %d online of %d members, quorum %d", len(online), len(members), need)}
+	}
+	return Verdict{Go: true}
+}
