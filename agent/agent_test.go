@@ -173,11 +173,8 @@ func lastLines(s string, n int) string {
 func connect(t testing.TB, zkc *zktest.Cluster, root string) *roll.Store {
 	t.Helper()
 	cfg := config.ZooKeeper{Servers: zkc.Servers(), Root: root, SessionTimeout: 10 * time.Second, ACL: "open"}
-	store, events, err := roll.Dial(cfg, hclog.NewNullLogger())
+	store, err := roll.Open(context.Background(), cfg, hclog.NewNullLogger(), 20*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := roll.AwaitSession(context.Background(), events, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)

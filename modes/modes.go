@@ -207,16 +207,8 @@ func (env *Env) connect(ctx context.Context) (*roll.Store, *config.Config, error
 	if err != nil {
 		return nil, nil, err
 	}
-	store, events, err := roll.Dial(cfg.ZooKeeper, env.logger(cfg))
+	store, err := roll.Open(ctx, cfg.ZooKeeper, env.logger(cfg), cfg.ZooKeeper.SessionTimeout)
 	if err != nil {
-		return nil, nil, err
-	}
-	if err := roll.AwaitSession(ctx, events, cfg.ZooKeeper.SessionTimeout); err != nil {
-		store.Close()
-		return nil, nil, fmt.Errorf("%w (servers %s)", err, strings.Join(cfg.ZooKeeper.Servers, ","))
-	}
-	if err := store.Authenticate(); err != nil {
-		store.Close()
 		return nil, nil, err
 	}
 	return store, cfg, nil

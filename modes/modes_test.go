@@ -109,12 +109,8 @@ func (b *syncBuffer) String() string {
 func openStore(t testing.TB, zkc *zktest.Cluster, root string) *roll.Store {
 	t.Helper()
 	cfg := config.ZooKeeper{Servers: zkc.Servers(), Root: root, SessionTimeout: 10 * time.Second, ACL: "open"}
-	store, events, err := roll.Dial(cfg, hclog.NewNullLogger())
+	store, err := roll.Open(context.Background(), cfg, hclog.NewNullLogger(), 20*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := roll.AwaitSession(context.Background(), events, 20*time.Second); err != nil {
-		store.Close()
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)

@@ -119,3 +119,22 @@ func AwaitSession(ctx context.Context, events <-chan zk.Event, timeout time.Dura
 		}
 	}
 }
+
+// Open dials ZooKeeper and waits up to wait for a session, then
+// authenticates: for operator commands, which should fail clearly rather
+// than hang when the ensemble is unreachable. The agent uses Dial.
+func Open(ctx context.Context, cfg config.ZooKeeper, log hclog.Logger, wait time.Duration) (*Store, error) {
+	store, events, err := Dial(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if err := AwaitSession(ctx, events, wait); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("%w (servers %s)", err, strings.Join(cfg.Servers, ","))
+	}
+	if err := store.Authenticate(); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
+}

@@ -20,11 +20,8 @@ import (
 func connect(t testing.TB, zkc *zktest.Cluster, root string) *Store {
 	t.Helper()
 	cfg := config.ZooKeeper{Servers: zkc.Servers(), Root: root, SessionTimeout: 4 * time.Second, ACL: "open"}
-	store, events, err := Dial(cfg, hclog.NewNullLogger())
+	store, err := Open(context.Background(), cfg, hclog.NewNullLogger(), 20*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := AwaitSession(context.Background(), events, 20*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(store.Close)
@@ -335,17 +332,11 @@ func TestIntegration_DigestACL(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := config.ZooKeeper{Servers: zkc.Servers(), Root: "/secure", SessionTimeout: 4 * time.Second, ACL: "digest+read", User: "dcroll", PasswordFile: pw}
-	store, events, err := Dial(cfg, hclog.NewNullLogger())
+	store, err := Open(context.Background(), cfg, hclog.NewNullLogger(), 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	if err := AwaitSession(context.Background(), events, 20*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if err := store.Authenticate(); err != nil {
-		t.Fatal(err)
-	}
 	seed(t, store, parse(t, goodSeed))
 	anon := connect(t, zkc, "/secure")
 	if _, err := anon.Services(); err != nil {
