@@ -1,0 +1,122 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// stallTimeout bounds how long a body may go without delivering a byte. An
+// overall timeout would not do: a 64 GiB artifact legitimately takes long.
+const stallTimeout = 60 * time.Second
+
+// defaultClient bounds connecting and waiting for headers; the body is bounded
+// by the caller's context and the stall watchdog.
+var defaultClient = &http.Client{
+	Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+		ExpectContinueTimeout: 1 * time.Second,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConns:          10,
+		ForceAttemptHTTP2:     true,
+	},
+}
+
+// HTTP fetches artifacts over http and https, trying the artifact's URLs in
+// order. A nil Client means a default with connect and header timeouts.
+type HTTP struct {
+	Client *http.Client
+}
+
+var _ Fetcher = HTTP{}
+
+// Fetch tries each of a's http(s) URLs in order until one yields the verified
+// artifact at dst. If all fail, the error joins one error per URL.
+func (h HTTP) Fetch(ctx context.Context, a Artifact, dst string) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	client := h.Client
+	if client == nil {
+		client = defaultClient
+	}
+	var errs []error
+	for _, raw := range a.URLs {
+		if err := ctx.Err(); err != nil {
+			errs = append(errs, fmt.Errorf("fetch %s %s: %w", a.Service, a.Version, err))
+			break
+		}
+		if !isHTTPURL(raw) {
+			continue // another transport's origin
+		}
+		err := fetchURL(ctx, client, a, dst, raw)
+		if err == nil {
+			return nil
+		}
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func fetchURL(ctx context.Context, client *http.Client, a Artifact, dst, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("fetch: parse url: %w", err)
+	}
+	name := u.Redacted() // never put credentials in an error
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		// Strip the *url.Error wrapper: it would repeat the unredacted URL.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("fetch %s: status %s", name, resp.Status)
+	}
+
+	errStalled := fmt.Errorf("no data for %s", stallTimeout)
+	watchdog := time.AfterFunc(stallTimeout, func() { cancel(errStalled) })
+	defer watchdog.Stop()
+	body := &stallReader{r: resp.Body, t: watchdog}
+
+	if err := install(a, dst, name, body); err != nil {
+		if cause := context.Cause(ctx); cause != nil {
+			return fmt.Errorf("fetch %s: %w", name, cause)
+		}
+		return err
+	}
+	return nil
+}
+
+// stallReader re-arms the watchdog whenever data arrives.
+type stallReader struct {
+	r io.Reader
+	t *time.Timer
+}
+
+func (s *stallReader) Read(p []byte) (int, error) {
+	n, err := s.r.Read(p)
+	if n > 0 {
+		s.t.Reset(stallTimeout)
+	}
+	return n, err
+}
