@@ -12,6 +12,7 @@ require (
 	github.com/knadh/koanf/providers/rawbytes v1.0.0
 	github.com/knadh/koanf/v2 v2.4.1
 	github.com/pelletier/go-toml/v2 v2.2.2
+	golang.org/x/term v0.48.0
 	pgregory.net/rapid v1.3.0
 )
 

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -44,6 +45,7 @@ type Agent struct {
 	cfg   *config.Config
 	log   hclog.Logger
 	host  string
+	names []string // the services, sorted
 	units map[string]*service.Unit
 	rels  map[string]state.Releases
 	// ops serializes what stops and starts one service: the health loop's
@@ -81,17 +83,12 @@ func New(o Options) *Agent {
 		a.rels[name] = state.Releases{Dir: sc.Releases}
 		a.ops[name] = &sync.Mutex{}
 	}
+	a.names = slices.Sorted(maps.Keys(a.units))
 	return a
 }
 
-func (a *Agent) serviceNames() []string {
-	names := make([]string, 0, len(a.units))
-	for n := range a.units {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+// serviceNames lists the host's services in name order.
+func (a *Agent) serviceNames() []string { return a.names }
 
 // Run serves until ctx is cancelled, then leaves ZooKeeper, stops the
 // services it supervises, and returns.
@@ -533,7 +530,7 @@ func (a *Agent) observe(ctx context.Context, svc string, cur map[string]roll.Cur
 		return
 	}
 	installed, err := a.rels[svc].Installed()
-	if err != nil || !contains(installed, want) {
+	if err != nil || !slices.Contains(installed, want) {
 		a.log.Warn("the fleet runs a version that is not installed here", "service", svc, "fleet", want, "running", u.Version())
 		return
 	}
@@ -547,13 +544,4 @@ func (a *Agent) observe(ctx context.Context, svc string, cur map[string]roll.Cur
 	if err := a.start(ctx, svc, want); err != nil {
 		a.log.Error("cannot start", "service", svc, "version", want, "error", err)
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -8,11 +8,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -214,14 +216,7 @@ var envKeys = map[string]string{
 var ServiceEnv = []string{"DCROLL_SERVICE", "DCROLL_VERSION", "DCROLL_RELEASE_DIR"}
 
 // EnvKeys lists the environment variables Load understands, sorted.
-func EnvKeys() []string {
-	keys := make([]string, 0, len(envKeys))
-	for k := range envKeys {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
+func EnvKeys() []string { return slices.Sorted(maps.Keys(envKeys)) }
 
 func envLayer(environ []string) (map[string]any, error) {
 	m := map[string]any{}
@@ -232,7 +227,7 @@ func envLayer(environ []string) (map[string]any, error) {
 		}
 		key, ok := envKeys[name]
 		if !ok {
-			if isServiceEnv(name) {
+			if slices.Contains(ServiceEnv, name) {
 				continue
 			}
 			return nil, fmt.Errorf("%w: environment: unknown variable %s (known: %s)", ErrInvalid, name, strings.Join(EnvKeys(), ", "))
@@ -244,15 +239,6 @@ func envLayer(environ []string) (map[string]any, error) {
 		m[key] = value
 	}
 	return m, nil
-}
-
-func isServiceEnv(name string) bool {
-	for _, s := range ServiceEnv {
-		if s == name {
-			return true
-		}
-	}
-	return false
 }
 
 func splitList(s string) []string {

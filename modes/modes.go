@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/term"
 
 	"github.com/dcroll/dcroll/config"
 	"github.com/dcroll/dcroll/roll"
@@ -216,9 +217,5 @@ func (env *Env) connect(ctx context.Context) (*roll.Store, *config.Config, error
 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"path"
+	"slices"
 	"sort"
 	"strings"
 
@@ -107,14 +109,7 @@ func (c Catalog) Validate() error {
 }
 
 // Names lists the services in name order.
-func (c Catalog) Names() []string {
-	names := make([]string, 0, len(c))
-	for n := range c {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
-}
+func (c Catalog) Names() []string { return slices.Sorted(maps.Keys(c)) }
 
 // cycle returns one dependency cycle as a path that ends where it starts,
 // or nil. The walk is in name order, so the answer is stable.

@@ -1,7 +1,8 @@
 package roll
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"time"
 )
 
@@ -101,7 +102,7 @@ func (s *Store) Status() (*FleetStatus, error) {
 		for h := range cur {
 			all[h] = true
 		}
-		for _, h := range sortedKeys(all) {
+		for _, h := range slices.Sorted(maps.Keys(all)) {
 			c, online := cur[h]
 			hs := HostService{Name: name, Online: online}
 			if online {
@@ -116,17 +117,8 @@ func (s *Store) Status() (*FleetStatus, error) {
 		}
 		fs.Services = append(fs.Services, ss)
 	}
-	for _, name := range sortedKeys(hosts) {
+	for _, name := range slices.Sorted(maps.Keys(hosts)) {
 		fs.Hosts = append(fs.Hosts, *hosts[name])
 	}
 	return fs, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
