@@ -1,7 +1,6 @@
 package agent_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,9 +14,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
-	"github.com/hashicorp/go-hclog"
 
-	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/internal/rolltest"
 	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/roll"
@@ -172,28 +170,12 @@ func lastLines(s string, n int) string {
 
 func connect(t testing.TB, zkc *zktest.Cluster, root string) *roll.Store {
 	t.Helper()
-	cfg := config.ZooKeeper{Servers: zkc.Servers(), Root: root, SessionTimeout: 10 * time.Second, ACL: "open"}
-	store, err := roll.Open(context.Background(), cfg, hclog.NewNullLogger(), 20*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	return store
+	return rolltest.Open(t, zkc, root)
 }
 
 func seed(t testing.TB, s *roll.Store) {
 	t.Helper()
-	c, err := roll.ParseCatalog("seed.toml", strings.NewReader("[services.web]\nquorum = 1\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := s.PlanSeed(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ApplySeed(p); err != nil {
-		t.Fatal(err)
-	}
+	rolltest.Seed(t, s, "[services.web]\nquorum = 1\n")
 }
 
 // currentOf returns what /current/web/<host> says, with its owner session.

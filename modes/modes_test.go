@@ -14,9 +14,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
-	"github.com/hashicorp/go-hclog"
 
-	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/internal/rolltest"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/modes"
 	"github.com/dcroll/dcroll/roll"
@@ -108,13 +107,7 @@ func (b *syncBuffer) String() string {
 // inspect trees behind dcroll's back.
 func openStore(t testing.TB, zkc *zktest.Cluster, root string) *roll.Store {
 	t.Helper()
-	cfg := config.ZooKeeper{Servers: zkc.Servers(), Root: root, SessionTimeout: 10 * time.Second, ACL: "open"}
-	store, err := roll.Open(context.Background(), cfg, hclog.NewNullLogger(), 20*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	return store
+	return rolltest.Open(t, zkc, root)
 }
 
 // dump lists every znode from p down with its data and the zxid of its last
