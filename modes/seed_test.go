@@ -53,7 +53,7 @@ func treeNodes(root string) []string {
 		nodes = append(nodes, root+"/"+top)
 	}
 	for _, svc := range []string{"api", "db"} {
-		nodes = append(nodes, root+"/services/"+svc, root+"/members/"+svc, root+"/current/"+svc, root+"/roll/"+svc)
+		nodes = append(nodes, root+"/services/"+svc, root+"/members/"+svc, root+"/current/"+svc, root+"/roll/"+svc, root+"/roll/"+svc+"/turns")
 	}
 	return nodes
 }

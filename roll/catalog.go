@@ -230,6 +230,7 @@ func (s *Store) PlanSeed(c Catalog) (*Plan, error) {
 			{s.Tree.Members(name), nil},
 			{s.Tree.CurrentDir(name), nil},
 			{s.Tree.Roll(name), nil},
+			{s.Tree.turnsDir(name), nil},
 		} {
 			if err := want(n.path, n.data); err != nil {
 				return nil, err

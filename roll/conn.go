@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -20,7 +21,7 @@ var ErrNotSeeded = errors.New("roll: data center not seeded")
 // Store reads and writes one data center's tree. Every znode it creates gets
 // its ACL. It holds no state of its own beyond the connection.
 type Store struct {
-	Conn *zk.Conn
+	Conn *Conn
 	Tree Tree
 	ACL  []zk.ACL
 
@@ -42,7 +43,7 @@ func Dial(cfg config.ZooKeeper, log hclog.Logger) (*Store, <-chan zk.Event, erro
 	if err != nil {
 		return nil, nil, fmt.Errorf("roll: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
 	}
-	return &Store{Conn: conn, Tree: Tree{Root: cfg.Root}, ACL: acl, auth: auth}, events, nil
+	return &Store{Conn: &Conn{Conn: conn}, Tree: Tree{Root: cfg.Root}, ACL: acl, auth: auth}, events, nil
 }
 
 // Authenticate sends the digest credential, if any. It blocks until the
@@ -137,4 +138,72 @@ func Open(ctx context.Context, cfg config.ZooKeeper, log hclog.Logger, wait time
 		return nil, err
 	}
 	return store, nil
+}
+
+// Conn is a ZooKeeper connection that counts the requests dcroll makes, so
+// that tests and benchmarks can show what a protocol step costs.
+type Conn struct {
+	*zk.Conn
+	ops atomic.Int64
+}
+
+// Ops is the number of requests sent so far.
+func (c *Conn) Ops() int64 { return c.ops.Load() }
+
+func (c *Conn) Get(path string) ([]byte, *zk.Stat, error) {
+	c.ops.Add(1)
+	return c.Conn.Get(path)
+}
+
+func (c *Conn) GetW(path string) ([]byte, *zk.Stat, <-chan zk.Event, error) {
+	c.ops.Add(1)
+	return c.Conn.GetW(path)
+}
+
+func (c *Conn) Children(path string) ([]string, *zk.Stat, error) {
+	c.ops.Add(1)
+	return c.Conn.Children(path)
+}
+
+func (c *Conn) ChildrenW(path string) ([]string, *zk.Stat, <-chan zk.Event, error) {
+	c.ops.Add(1)
+	return c.Conn.ChildrenW(path)
+}
+
+func (c *Conn) Exists(path string) (bool, *zk.Stat, error) {
+	c.ops.Add(1)
+	return c.Conn.Exists(path)
+}
+
+func (c *Conn) ExistsW(path string) (bool, *zk.Stat, <-chan zk.Event, error) {
+	c.ops.Add(1)
+	return c.Conn.ExistsW(path)
+}
+
+func (c *Conn) Create(path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+	c.ops.Add(1)
+	return c.Conn.Create(path, data, flags, acl)
+}
+
+// CreateProtectedEphemeralSequential counts one request; go-zookeeper may
+// retry it after a connection loss.
+func (c *Conn) CreateProtectedEphemeralSequential(path string, data []byte, acl []zk.ACL) (string, error) {
+	c.ops.Add(1)
+	return c.Conn.CreateProtectedEphemeralSequential(path, data, acl)
+}
+
+func (c *Conn) Set(path string, data []byte, version int32) (*zk.Stat, error) {
+	c.ops.Add(1)
+	return c.Conn.Set(path, data, version)
+}
+
+func (c *Conn) Delete(path string, version int32) error {
+	c.ops.Add(1)
+	return c.Conn.Delete(path, version)
+}
+
+// Multi counts one request: the transaction is one round trip.
+func (c *Conn) Multi(ops ...any) ([]zk.MultiResponse, error) {
+	c.ops.Add(1)
+	return c.Conn.Multi(ops...)
 }

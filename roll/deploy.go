@@ -1,0 +1,485 @@
+package roll
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/dcroll/dcroll/config"
+)
+
+// Manifest is a staged release of one service: /staging/<svc>.
+type Manifest struct {
+	Version string    `json:"version"`
+	Size    int64     `json:"size"`
+	SHA256  string    `json:"sha256"`
+	URLs    []string  `json:"urls"`
+	Staged  time.Time `json:"staged"`
+	By      string    `json:"by,omitempty"`
+}
+
+var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func (m Manifest) validate() error {
+	if err := ValidVersion(m.Version); err != nil {
+		return err
+	}
+	if m.Size <= 0 {
+		return fmt.Errorf("size %d: must be positive", m.Size)
+	}
+	if !sha256RE.MatchString(m.SHA256) {
+		return fmt.Errorf("sha256 %q: want 64 lower-case hex digits", m.SHA256)
+	}
+	for _, u := range m.URLs {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return fmt.Errorf("url %q: want http:// or https://", u)
+		}
+	}
+	return nil
+}
+
+// Step is one step of the deploy queue: services that roll at the same time.
+type Step struct {
+	Services []string  `json:"services"`
+	Ordered  time.Time `json:"ordered"`
+}
+
+func (s Step) validate() error {
+	if len(s.Services) == 0 {
+		return errors.New("services: empty")
+	}
+	for _, svc := range s.Services {
+		if !config.ValidName(svc) {
+			return fmt.Errorf("services: %q is not a valid service name", svc)
+		}
+	}
+	return nil
+}
+
+// Failure is what halted a service's deploy: a host whose new version did
+// not become healthy.
+type Failure struct {
+	Host    string    `json:"host"`
+	Version string    `json:"version"`
+	Reason  string    `json:"reason"`
+	At      time.Time `json:"at"`
+}
+
+func (f Failure) String() string { return fmt.Sprintf("%s on %s: %s", f.Host, f.Version, f.Reason) }
+
+// Control is the operator's say over one service's deploy: /roll/<svc>.
+type Control struct {
+	Paused bool     `json:"paused"`
+	Halted *Failure `json:"halted,omitempty"`
+}
+
+func (c Control) validate() error { return nil }
+
+// DeployControl is the operator's say over the whole deploy: /deploy.
+type DeployControl struct {
+	Paused bool `json:"paused"`
+}
+
+func (c DeployControl) validate() error { return nil }
+
+// Turn is the data of /roll/<svc>/turns/<host>: a host mid-upgrade. It is
+// ephemeral, so a host that dies mid-switch releases its turn.
+type Turn struct {
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Started time.Time `json:"started"`
+}
+
+func (t Turn) validate() error { return ValidVersion(t.To) }
+
+// Ready is the data of a ready-queue node.
+type Ready struct {
+	Version string `json:"version"`
+}
+
+func (r Ready) validate() error { return ValidVersion(r.Version) }
+
+// ReadyEntry is one host in a ready queue.
+type ReadyEntry struct {
+	Name string // the znode's name
+	Host string
+	Seq  int64
+}
+
+// ErrNotStaged means a service has no release staged.
+var ErrNotStaged = errors.New("roll: nothing staged")
+
+// ErrStagingInProgress means a staged release has not finished rolling.
+var ErrStagingInProgress = errors.New("roll: a staging is in progress")
+
+func (t Tree) readyDir(svc string) string { return t.join("staging", svc, "ready") }
+func (t Tree) turnsDir(svc string) string { return t.join("roll", svc, "turns") }
+
+// Turn is host's turn node for svc.
+func (t Tree) Turn(svc, host string) string { return t.join("roll", svc, "turns", host) }
+
+// getOptional reads a node whose absence or empty data means its zero value.
+func (s *Store) getOptional(path string, v node) (*zk.Stat, error) {
+	data, stat, err := s.Conn.Get(path)
+	if err != nil {
+		return nil, fmt.Errorf("roll: get %s: %w", path, err)
+	}
+	if len(data) == 0 {
+		return stat, nil
+	}
+	return stat, decode(path, data, v)
+}
+
+// Manifest reads svc's staged release.
+func (s *Store) Manifest(svc string) (Manifest, error) {
+	var m Manifest
+	_, err := s.get(s.Tree.Staging(svc), &m)
+	if errors.Is(err, zk.ErrNoNode) {
+		return m, fmt.Errorf("%w for %s", ErrNotStaged, svc)
+	}
+	return m, err
+}
+
+// WatchManifest reads svc's staged release and leaves a watch on it; ok is
+// false when nothing is staged (the watch then fires on creation).
+func (s *Store) WatchManifest(svc string) (m Manifest, ok bool, ch <-chan zk.Event, err error) {
+	path := s.Tree.Staging(svc)
+	data, _, ch, err := s.Conn.GetW(path)
+	if errors.Is(err, zk.ErrNoNode) {
+		var exists bool
+		exists, _, ch, err = s.Conn.ExistsW(path)
+		if err != nil {
+			return m, false, nil, fmt.Errorf("roll: watch %s: %w", path, err)
+		}
+		if exists {
+			return s.WatchManifest(svc)
+		}
+		return m, false, ch, nil
+	}
+	if err != nil {
+		return m, false, nil, fmt.Errorf("roll: watch %s: %w", path, err)
+	}
+	if err := decode(path, data, &m); err != nil {
+		return m, false, ch, err
+	}
+	return m, true, ch, nil
+}
+
+// Stage publishes a release of svc. Without replace it refuses while
+// another release of svc is staged and not yet running on every online
+// member; with replace it swaps the manifest and empties the ready queue in
+// one transaction, so every host starts over with the new release.
+func (s *Store) Stage(svc string, m Manifest, replace bool) error {
+	data, err := encode(m)
+	if err != nil {
+		return err
+	}
+	path := s.Tree.Staging(svc)
+	old, stat, err := s.Conn.Get(path)
+	if errors.Is(err, zk.ErrNoNode) {
+		_, err := s.Conn.Multi(
+			&zk.CreateRequest{Path: path, Data: data, Acl: s.ACL},
+			&zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.ACL},
+		)
+		if err != nil {
+			return fmt.Errorf("roll: stage %s: %w", svc, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("roll: read %s: %w", path, err)
+	}
+	if !replace {
+		var prev Manifest
+		if err := decode(path, old, &prev); err == nil {
+			done, err := s.rolledOut(svc, prev.Version)
+			if err != nil {
+				return err
+			}
+			if !done {
+				return fmt.Errorf("%w: %s %s is staged and not yet running on every online host; use --replace to replace it", ErrStagingInProgress, svc, prev.Version)
+			}
+		}
+	}
+	ready, _, err := s.Conn.Children(s.Tree.readyDir(svc))
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("roll: list %s: %w", s.Tree.readyDir(svc), err)
+	}
+	ops := []any{&zk.SetDataRequest{Path: path, Data: data, Version: stat.Version}}
+	for _, r := range ready {
+		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyDir(svc) + "/" + r, Version: -1})
+	}
+	if errors.Is(err, zk.ErrNoNode) {
+		ops = append(ops, &zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.ACL})
+	}
+	if _, err := s.Conn.Multi(ops...); err != nil {
+		return fmt.Errorf("roll: stage %s (the ready queue or manifest changed meanwhile; try again): %w", svc, err)
+	}
+	return nil
+}
+
+// rolledOut reports whether every online host of svc runs version, and at
+// least one does.
+func (s *Store) rolledOut(svc, version string) (bool, error) {
+	cur, err := s.CurrentOf(svc)
+	if err != nil {
+		return false, err
+	}
+	if len(cur) == 0 {
+		return false, nil
+	}
+	for _, c := range cur {
+		if c.Version != version {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// Unstage removes svc's manifest and its ready queue.
+func (s *Store) Unstage(svc string) error {
+	ready, _, err := s.Conn.Children(s.Tree.readyDir(svc))
+	if errors.Is(err, zk.ErrNoNode) {
+		return s.deleteIfPresent(s.Tree.Staging(svc))
+	}
+	if err != nil {
+		return fmt.Errorf("roll: list %s: %w", s.Tree.readyDir(svc), err)
+	}
+	var ops []any
+	for _, r := range ready {
+		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyDir(svc) + "/" + r, Version: -1})
+	}
+	ops = append(ops,
+		&zk.DeleteRequest{Path: s.Tree.readyDir(svc), Version: -1},
+		&zk.DeleteRequest{Path: s.Tree.Staging(svc), Version: -1})
+	if _, err := s.Conn.Multi(ops...); err != nil {
+		return fmt.Errorf("roll: unstage %s (try again): %w", svc, err)
+	}
+	return nil
+}
+
+// StagedServices lists the services with a staged release.
+func (s *Store) StagedServices() ([]string, error) {
+	names, _, err := s.Conn.Children(s.Tree.join("staging"))
+	if err != nil {
+		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.join("staging"), err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// JoinReady puts host in svc's ready queue for version and returns its
+// node. The node is protected-sequential: a create whose answer was lost to
+// a connection loss is found again, not made twice.
+func (s *Store) JoinReady(svc, host, version string) (string, error) {
+	data, err := encode(Ready{Version: version})
+	if err != nil {
+		return "", err
+	}
+	path, err := s.Conn.CreateProtectedEphemeralSequential(s.Tree.readyDir(svc)+"/"+host+"-", data, s.ACL)
+	if err != nil {
+		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
+	}
+	return path, nil
+}
+
+// parseReady reads the host and sequence from a ready node's name,
+// "_c_<guid>-<host>-<seq>".
+func parseReady(name string) (ReadyEntry, bool) {
+	rest, ok := strings.CutPrefix(name, "_c_")
+	if !ok || len(rest) < 33+11 || rest[32] != '-' {
+		return ReadyEntry{}, false
+	}
+	rest = rest[33:]
+	host, seqStr := rest[:len(rest)-11], rest[len(rest)-10:]
+	if rest[len(rest)-11] != '-' {
+		return ReadyEntry{}, false
+	}
+	seq, err := strconv.ParseInt(seqStr, 10, 64)
+	if err != nil || !config.ValidName(host) {
+		return ReadyEntry{}, false
+	}
+	return ReadyEntry{Name: name, Host: host, Seq: seq}, true
+}
+
+// ReadyQueue lists svc's ready queue in arrival order. Nodes whose names
+// are not dcroll's are skipped.
+func (s *Store) ReadyQueue(svc string) ([]ReadyEntry, error) {
+	names, _, err := s.Conn.Children(s.Tree.readyDir(svc))
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.readyDir(svc), err)
+	}
+	return sortReady(names), nil
+}
+
+func sortReady(names []string) []ReadyEntry {
+	var q []ReadyEntry
+	for _, n := range names {
+		if e, ok := parseReady(n); ok {
+			q = append(q, e)
+		}
+	}
+	sort.Slice(q, func(i, j int) bool { return q[i].Seq < q[j].Seq })
+	return q
+}
+
+// StepEntry is one queued step with its node name.
+type StepEntry struct {
+	Name string
+	Step
+	version int32
+}
+
+// Steps reads the deploy queue, head first.
+func (s *Store) Steps() ([]StepEntry, error) {
+	steps, _, err := s.stepsW(false)
+	return steps, err
+}
+
+// stepsW reads the deploy queue, head first; with watch, the returned
+// channel fires when a step is added or removed.
+func (s *Store) stepsW(watch bool) ([]StepEntry, <-chan zk.Event, error) {
+	names, ch, err := s.childrenW(s.Tree.Deploy(), watch)
+	if err != nil {
+		return nil, nil, err
+	}
+	sort.Strings(names) // step-<10 digits>: name order is sequence order
+	out := make([]StepEntry, 0, len(names))
+	for _, n := range names {
+		var st Step
+		stat, err := s.get(s.Tree.Deploy()+"/"+n, &st)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return nil, nil, err
+		}
+		out = append(out, StepEntry{Name: n, Step: st, version: stat.Version})
+	}
+	return out, ch, nil
+}
+
+// headStep reads the first step of the deploy queue; ok is false when the
+// queue is empty.
+func (s *Store) headStep(watch bool) (StepEntry, bool, <-chan zk.Event, error) {
+	steps, ch, err := s.stepsW(watch)
+	if err != nil || len(steps) == 0 {
+		return StepEntry{}, false, ch, err
+	}
+	return steps[0], true, ch, nil
+}
+
+// AppendSteps adds steps to the end of the deploy queue in one transaction.
+func (s *Store) AppendSteps(steps [][]string) error {
+	var ops []any
+	for _, svcs := range steps {
+		data, err := encode(Step{Services: svcs, Ordered: time.Now().UTC()})
+		if err != nil {
+			return err
+		}
+		ops = append(ops, &zk.CreateRequest{Path: s.Tree.Deploy() + "/step-", Data: data, Acl: s.ACL, Flags: zk.FlagSequence})
+	}
+	if _, err := s.Conn.Multi(ops...); err != nil {
+		return fmt.Errorf("roll: append to %s: %w", s.Tree.Deploy(), err)
+	}
+	return nil
+}
+
+// ClearSteps empties the deploy queue.
+func (s *Store) ClearSteps() error {
+	steps, err := s.Steps()
+	if err != nil {
+		return err
+	}
+	for _, st := range steps {
+		if err := s.deleteIfPresent(s.Tree.Deploy() + "/" + st.Name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Control reads svc's deploy control; a node without data is the default.
+func (s *Store) Control(svc string) (Control, error) {
+	var c Control
+	_, err := s.getOptional(s.Tree.Roll(svc), &c)
+	return c, err
+}
+
+// UpdateControl changes svc's control with f, retrying if another writer
+// got in between.
+func (s *Store) UpdateControl(svc string, f func(*Control)) error {
+	path := s.Tree.Roll(svc)
+	for {
+		var c Control
+		stat, err := s.getOptional(path, &c)
+		if err != nil {
+			return err
+		}
+		f(&c)
+		data, err := encode(c)
+		if err != nil {
+			return err
+		}
+		_, err = s.Conn.Set(path, data, stat.Version)
+		if errors.Is(err, zk.ErrBadVersion) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("roll: set %s: %w", path, err)
+		}
+		return nil
+	}
+}
+
+// DeployControl reads the whole deploy's control.
+func (s *Store) DeployControl() (DeployControl, error) {
+	var c DeployControl
+	_, err := s.getOptional(s.Tree.Deploy(), &c)
+	return c, err
+}
+
+// SetDeployPaused pauses or resumes the whole deploy.
+func (s *Store) SetDeployPaused(paused bool) error {
+	data, err := encode(DeployControl{Paused: paused})
+	if err != nil {
+		return err
+	}
+	if _, err := s.Conn.Set(s.Tree.Deploy(), data, -1); err != nil {
+		return fmt.Errorf("roll: set %s: %w", s.Tree.Deploy(), err)
+	}
+	return nil
+}
+
+// Turns reads who holds a turn for svc.
+func (s *Store) Turns(svc string) (map[string]Turn, error) {
+	hosts, _, err := s.Conn.Children(s.Tree.turnsDir(svc))
+	if errors.Is(err, zk.ErrNoNode) {
+		return map[string]Turn{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.turnsDir(svc), err)
+	}
+	out := map[string]Turn{}
+	for _, h := range hosts {
+		var t Turn
+		_, err := s.get(s.Tree.Turn(svc, h), &t)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[h] = t
+	}
+	return out, nil
+}

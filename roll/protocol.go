@@ -1,0 +1,343 @@
+package roll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"reflect"
+	"slices"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// The upgrade turn, as one host runs it for one service:
+//
+//  1. The host has the staged release verified on disk: JoinReady puts it
+//     in /staging/<svc>/ready, in arrival order.
+//  2. AwaitTurn: a host that is not at the front of the ready queue watches
+//     only its predecessor's node (the ZooKeeper lock recipe), so a change
+//     wakes one host, not all. The front host reads what Decide needs
+//     (deploy queue, control, members, current, turns), with watches, and
+//     waits on those until Decide says go.
+//  3. Taking the turn is one transaction: delete the host's ready node and
+//     create its ephemeral /roll/<svc>/turns/<host>. Only the front host
+//     ever takes a turn, and the next host becomes front only once that
+//     transaction has committed, so every decision sees every turn before
+//     it: the check and the take are atomic across hosts.
+//  4. The host switches (outside this package), then FinishTurn releases
+//     the turn, records a failure (halting the service) if there was one,
+//     and advances the deploy queue if the head step is done.
+//
+// A host that dies mid-switch loses its session, and with it its turn.
+
+// ErrLeftQueue means the host's ready node is gone: the staging was
+// replaced or aborted, or the session expired. Join again if still needed.
+var ErrLeftQueue = errors.New("roll: no longer in the ready queue")
+
+// AwaitTurn blocks until host, queued at readyPath, takes its turn for svc,
+// which t describes, or ctx ends, or the host leaves the queue.
+func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Turn) error {
+	readyName := path.Base(readyPath)
+	dir := s.Tree.readyDir(svc)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		names, _, err := s.Conn.Children(dir)
+		if errors.Is(err, zk.ErrNoNode) {
+			return ErrLeftQueue
+		}
+		if err != nil {
+			return fmt.Errorf("roll: list %s: %w", dir, err)
+		}
+		queue := sortReady(names)
+		idx := slices.IndexFunc(queue, func(e ReadyEntry) bool { return e.Name == readyName })
+		if idx < 0 {
+			return ErrLeftQueue
+		}
+		if idx > 0 {
+			ok, _, ch, err := s.Conn.ExistsW(dir + "/" + queue[idx-1].Name)
+			if err != nil {
+				return fmt.Errorf("roll: watch the predecessor: %w", err)
+			}
+			if ok {
+				if err := waitAny(ctx, ch); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+
+		st, watches, err := s.turnState(svc, host, true)
+		if err != nil {
+			return err
+		}
+		if !Decide(st).Go {
+			ok, _, ch, err := s.Conn.ExistsW(readyPath)
+			if err != nil {
+				return fmt.Errorf("roll: watch %s: %w", readyPath, err)
+			}
+			if !ok {
+				return ErrLeftQueue
+			}
+			if err := waitAny(ctx, append(watches, ch)...); err != nil {
+				return err
+			}
+			continue
+		}
+		err = s.takeTurn(svc, host, readyPath, t)
+		if errors.Is(err, errStaleTurn) {
+			continue
+		}
+		return err
+	}
+}
+
+var errStaleTurn = errors.New("roll: stale turn replaced")
+
+func (s *Store) takeTurn(svc, host, readyPath string, t Turn) error {
+	data, err := encode(t)
+	if err != nil {
+		return err
+	}
+	turn := s.Tree.Turn(svc, host)
+	_, err = s.Conn.Multi(
+		&zk.DeleteRequest{Path: readyPath, Version: -1},
+		&zk.CreateRequest{Path: turn, Data: data, Acl: s.ACL, Flags: zk.FlagEphemeral},
+	)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, zk.ErrNoNode):
+		return ErrLeftQueue
+	case errors.Is(err, zk.ErrNodeExists):
+		// A turn of an earlier session of this host (an agent restarted
+		// before its old session expired): that agent is gone.
+		_, stat, gerr := s.Conn.Get(turn)
+		if gerr == nil && stat.EphemeralOwner != s.Conn.SessionID() {
+			if derr := s.Conn.Delete(turn, stat.Version); derr != nil && !errors.Is(derr, zk.ErrNoNode) {
+				return fmt.Errorf("roll: replace stale %s: %w", turn, derr)
+			}
+		}
+		return errStaleTurn
+	}
+	return fmt.Errorf("roll: take the turn of %s: %w", svc, err)
+}
+
+// FinishTurn ends host's turn for svc. A non-nil failure halts the
+// service's deploy with it, before the turn is released, so that no other
+// host takes a turn in between. A success advances the deploy queue if the
+// head step is now done.
+func (s *Store) FinishTurn(svc, host string, failure *Failure) error {
+	if failure != nil {
+		if err := s.UpdateControl(svc, func(c *Control) { c.Halted = failure }); err != nil {
+			return err
+		}
+	}
+	if err := s.deleteIfPresent(s.Tree.Turn(svc, host)); err != nil {
+		return err
+	}
+	if failure != nil {
+		return nil
+	}
+	_, err := s.AdvanceSteps()
+	return err
+}
+
+// AdvanceSteps removes the head step of the deploy queue while it is done,
+// and returns how many steps it removed. Any host may call it at any time:
+// the removal carries the step's version, so it happens exactly once.
+//
+// A step is done when, for each of its services, nothing is staged any more
+// or nobody is queued or in turn and every online host runs the staged
+// version (and at least one host is online).
+func (s *Store) AdvanceSteps() (int, error) {
+	removed := 0
+	for {
+		head, ok, _, err := s.headStep(false)
+		if err != nil || !ok {
+			return removed, err
+		}
+		for _, svc := range head.Services {
+			done, err := s.serviceDone(svc)
+			if err != nil || !done {
+				return removed, err
+			}
+		}
+		err = s.Conn.Delete(s.Tree.Deploy()+"/"+head.Name, head.version)
+		if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
+			return removed, fmt.Errorf("roll: remove %s: %w", head.Name, err)
+		}
+		if err == nil {
+			removed++
+		}
+	}
+}
+
+func (s *Store) serviceDone(svc string) (bool, error) {
+	m, err := s.Manifest(svc)
+	if errors.Is(err, ErrNotStaged) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	// The cheap checks first: most calls happen mid-rollout.
+	queue, err := s.ReadyQueue(svc)
+	if err != nil || len(queue) > 0 {
+		return false, err
+	}
+	turns, _, err := s.Conn.Children(s.Tree.turnsDir(svc))
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return false, fmt.Errorf("roll: list %s: %w", s.Tree.turnsDir(svc), err)
+	}
+	if len(turns) > 0 {
+		return false, nil
+	}
+	return s.rolledOut(svc, m.Version)
+}
+
+// TurnStateOf reads what the front of svc's ready queue would see, for
+// status: the verdict for the host that is next.
+func (s *Store) TurnStateOf(svc, host string) (TurnState, error) {
+	st, _, err := s.turnState(svc, host, false)
+	if err != nil {
+		return st, err
+	}
+	st.ReadyFront = true
+	return st, nil
+}
+
+// turnState reads everything Decide needs for host at the front of svc's
+// ready queue; with watch, it also returns watches that fire when any of it
+// changes. It costs a constant number of requests: lists, not per-host
+// reads.
+func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.Event, error) {
+	st := TurnState{Host: host, ReadyFront: true}
+	var watches []<-chan zk.Event
+	add := func(ch <-chan zk.Event) {
+		if ch != nil {
+			watches = append(watches, ch)
+		}
+	}
+	services, err := s.Services()
+	if err != nil {
+		return st, nil, err
+	}
+	policy, ok := services[svc]
+	if !ok {
+		return st, nil, fmt.Errorf("roll: service %q is not in the catalog", svc)
+	}
+	st.Policy = policy
+
+	steps, ch, err := s.stepsW(watch)
+	if err != nil {
+		return st, nil, err
+	}
+	add(ch)
+	if len(steps) > 0 {
+		st.HeadStep = slices.Contains(steps[0].Services, svc)
+	}
+	deps := map[string]bool{}
+	for _, d := range Catalog(services).dependencies(svc) {
+		deps[d.name] = true
+	}
+	st.DepsDone = true
+	for _, step := range steps {
+		for _, other := range step.Services {
+			if deps[other] {
+				st.DepsDone = false
+			}
+		}
+	}
+
+	var ctl Control
+	var dctl DeployControl
+	for _, n := range []struct {
+		path string
+		v    node
+	}{{s.Tree.Roll(svc), &ctl}, {s.Tree.Deploy(), &dctl}} {
+		data, ch, err := s.getW(n.path, watch)
+		if err != nil {
+			return st, nil, err
+		}
+		add(ch)
+		if len(data) > 0 {
+			if err := decode(n.path, data, n.v); err != nil {
+				return st, nil, err
+			}
+		}
+	}
+	st.Paused = ctl.Paused || dctl.Paused
+	if ctl.Halted != nil {
+		st.Halted = ctl.Halted.String()
+	}
+
+	if st.Members, err = s.Members(svc); err != nil {
+		return st, nil, err
+	}
+	if st.Online, ch, err = s.childrenW(s.Tree.CurrentDir(svc), watch); err != nil {
+		return st, nil, err
+	}
+	add(ch)
+	if st.InTurn, ch, err = s.childrenW(s.Tree.turnsDir(svc), watch); err != nil {
+		return st, nil, err
+	}
+	add(ch)
+	return st, watches, nil
+}
+
+func (s *Store) getW(p string, watch bool) ([]byte, <-chan zk.Event, error) {
+	var data []byte
+	var ch <-chan zk.Event
+	var err error
+	if watch {
+		data, _, ch, err = s.Conn.GetW(p)
+	} else {
+		data, _, err = s.Conn.Get(p)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("roll: get %s: %w", p, err)
+	}
+	return data, ch, nil
+}
+
+// childrenW lists p's children; a missing p has none (and, with watch, is
+// watched for creation).
+func (s *Store) childrenW(p string, watch bool) ([]string, <-chan zk.Event, error) {
+	var names []string
+	var ch <-chan zk.Event
+	var err error
+	if watch {
+		names, _, ch, err = s.Conn.ChildrenW(p)
+	} else {
+		names, _, err = s.Conn.Children(p)
+	}
+	if errors.Is(err, zk.ErrNoNode) {
+		if watch {
+			_, _, ch, err = s.Conn.ExistsW(p)
+			if err != nil {
+				return nil, nil, fmt.Errorf("roll: watch %s: %w", p, err)
+			}
+		}
+		return nil, ch, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("roll: list %s: %w", p, err)
+	}
+	return names, ch, nil
+}
+
+// waitAny waits until one of chans fires or ctx ends.
+func waitAny(ctx context.Context, chans ...<-chan zk.Event) error {
+	cases := make([]reflect.SelectCase, 0, len(chans)+1)
+	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
+	for _, ch := range chans {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+	}
+	if i, _, _ := reflect.Select(cases); i == 0 {
+		return ctx.Err()
+	}
+	return nil
+}

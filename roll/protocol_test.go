@@ -1,0 +1,164 @@
+package roll
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dcroll/dcroll/internal/zktest"
+)
+
+// simHost plays one host's part of the protocol against a real ZooKeeper,
+// with an instant switch: the turn-taking alone.
+type simHost struct {
+	name  string
+	store *Store
+}
+
+// turn runs one full turn of h for svc from version "v1" to to, and
+// returns the requests it cost.
+func (h *simHost) turn(ctx context.Context, svc, to string) (int64, error) {
+	before := h.store.Conn.Ops()
+	ready, err := h.store.JoinReady(svc, h.name, to)
+	if err != nil {
+		return 0, err
+	}
+	if err := h.store.AwaitTurn(ctx, svc, h.name, ready, Turn{From: "v1", To: to, Started: time.Now()}); err != nil {
+		return 0, err
+	}
+	if err := h.store.ClearCurrent(svc, h.name); err != nil {
+		return 0, err
+	}
+	if err := h.store.SetCurrent(svc, h.name, Current{Version: to, Since: time.Now()}); err != nil {
+		return 0, err
+	}
+	if err := h.store.FinishTurn(svc, h.name, nil); err != nil {
+		return 0, err
+	}
+	return h.store.Conn.Ops() - before, nil
+}
+
+// rollout seeds a fleet of n hosts of db (quorum, max_parallel), stages v2,
+// orders it and lets every host take its turn at once. A monitor samples
+// /current and the turns throughout; it returns the requests per turn.
+func rollout(t *testing.T, zkc *zktest.Cluster, root string, n int, quorum string, maxParallel int) []int64 {
+	t.Helper()
+	admin := connect(t, zkc, root)
+	seed(t, admin, parse(t, fmt.Sprintf("[services.db]\nquorum = %s\nmax_parallel = %d\n", quorum, maxParallel)))
+	need := Quorum{}
+	if strings.HasSuffix(quorum, "%\"") {
+		fmt.Sscanf(strings.Trim(quorum, "\"%"), "%d", &need.Percent)
+	} else {
+		fmt.Sscanf(quorum, "%d", &need.Count)
+	}
+	hosts := make([]*simHost, n)
+	for i := range hosts {
+		h := &simHost{name: fmt.Sprintf("h%02d", i), store: connect(t, zkc, root)}
+		if err := h.store.EnsureMember("db", h.name, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.store.SetCurrent("db", h.name, Current{Version: "v1", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		hosts[i] = h
+	}
+	m := Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("a", 64), URLs: []string{"http://origin/x"}}
+	if err := admin.Stage("db", m, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	monitor := connect(t, zkc, root)
+	var stop atomic.Bool
+	var violations []string
+	var samples int
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for !stop.Load() {
+			online, _, err1 := monitor.Conn.Children(monitor.Tree.CurrentDir("db"))
+			turns, _, err2 := monitor.Conn.Children(monitor.Tree.turnsDir("db"))
+			if err1 != nil || err2 != nil {
+				violations = append(violations, fmt.Sprintf("monitor: %v %v", err1, err2))
+				return
+			}
+			samples++
+			if len(online) < need.Need(n) {
+				violations = append(violations, fmt.Sprintf("%d online < quorum %d", len(online), need.Need(n)))
+			}
+			if len(turns) > maxParallel {
+				violations = append(violations, fmt.Sprintf("%d in turn > max_parallel %d", len(turns), maxParallel))
+			}
+			time.Sleep(2 * time.Millisecond) // the sampling period, not a wait for a condition
+		}
+	}()
+
+	costs := make([]int64, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i, h := range hosts {
+		wg.Add(1)
+		go func() { defer wg.Done(); costs[i], errs[i] = h.turn(ctx, "db", "v2") }()
+	}
+	wg.Wait()
+	stop.Store(true)
+	<-done
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("%s: %v", hosts[i].name, err)
+		}
+	}
+	if len(violations) > 0 {
+		t.Fatalf("%d violations in %d samples, first: %s", len(violations), samples, violations[0])
+	}
+	steps, err := admin.Steps()
+	if err != nil || len(steps) != 0 {
+		t.Fatalf("the step should be done and removed: %v %v", steps, err)
+	}
+	cur, err := admin.CurrentOf("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for h, c := range cur {
+		if c.Version != "v2" {
+			t.Fatalf("%s on %s after the rollout", h, c.Version)
+		}
+	}
+	t.Logf("%d hosts, quorum %s, max_parallel %d: %d monitor samples, requests per turn %v", n, quorum, maxParallel, samples, costs)
+	return costs
+}
+
+func TestIntegration_TurnsKeepQuorumAndMaxParallel(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	rollout(t, zkc, "/p1", 8, "6", 2)
+	rollout(t, zkc, "/p2", 6, "\"50%\"", 3)
+	rollout(t, zkc, "/p3", 5, "4", 1)
+}
+
+// TestIntegration_TurnCostIsConstant counts the ZooKeeper requests of one
+// host's turn, from joining the ready queue to finishing, in fleets of two
+// sizes: the cost must not grow with the fleet.
+func TestIntegration_TurnCostIsConstant(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	avg := func(costs []int64) float64 {
+		var sum int64
+		for _, c := range costs {
+			sum += c
+		}
+		return float64(sum) / float64(len(costs))
+	}
+	small := avg(rollout(t, zkc, "/c1", 4, "2", 1))
+	large := avg(rollout(t, zkc, "/c2", 16, "2", 1))
+	t.Logf("requests per turn: %.1f with 4 hosts, %.1f with 16", small, large)
+	if large > 2*small {
+		t.Fatalf("a turn costs %.1f requests with 16 hosts and %.1f with 4: it grows with the fleet", large, small)
+	}
+}
