@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/fetch"
 	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/service"
 	"github.com/dcroll/dcroll/state"
@@ -51,14 +53,30 @@ type Agent struct {
 	// ops serializes what stops and starts one service: the health loop's
 	// restarts and the move to the fleet's version.
 	ops map[string]*sync.Mutex
+	// fetchMu serializes getting a service's releases onto the disk.
+	fetchMu map[string]*sync.Mutex
 
 	mu      sync.Mutex
 	cache   *state.File
 	desired map[string]*roll.Current // what /current/<svc>/<host> should say; nil: absent
 	booted  map[string]bool          // the fleet's version was applied once since boot
+	// bootedCh[svc] is closed once booted[svc] is set: the upgrade loop
+	// waits for it, so that a host back from a long absence first moves
+	// to the fleet's version instead of queueing for a turn.
+	bootedCh map[string]chan struct{}
 
 	kick    chan struct{}
 	watches sync.WaitGroup
+
+	// pubMu makes publishing /current and a switch's leaving it mutually
+	// exclusive, so a stale write can never put a stopping host back.
+	pubMu sync.Mutex
+	// switching marks services mid-switch: the health loop leaves their
+	// /current node to the switch.
+	switching map[string]bool
+	recovered *state.Switch // a switch interrupted by a crash, rolled back at boot
+	fetcher   fetch.Fetcher
+	artifacts string // where fetched artifacts are kept and served from
 }
 
 // New prepares an agent; Run starts it.
@@ -67,21 +85,28 @@ func New(o Options) *Agent {
 		o.ViewInterval = time.Second
 	}
 	a := &Agent{
-		opts:    o,
-		cfg:     o.Config,
-		log:     o.Log,
-		host:    o.Config.Host.Name,
-		units:   map[string]*service.Unit{},
-		rels:    map[string]state.Releases{},
-		ops:     map[string]*sync.Mutex{},
-		desired: map[string]*roll.Current{},
-		booted:  map[string]bool{},
-		kick:    make(chan struct{}, 1),
+		opts:      o,
+		cfg:       o.Config,
+		log:       o.Log,
+		host:      o.Config.Host.Name,
+		units:     map[string]*service.Unit{},
+		rels:      map[string]state.Releases{},
+		ops:       map[string]*sync.Mutex{},
+		desired:   map[string]*roll.Current{},
+		booted:    map[string]bool{},
+		bootedCh:  map[string]chan struct{}{},
+		fetchMu:   map[string]*sync.Mutex{},
+		switching: map[string]bool{},
+		fetcher:   fetch.HTTP{},
+		artifacts: filepath.Join(o.Config.Host.StateDir, "artifacts"),
+		kick:      make(chan struct{}, 1),
 	}
 	for name, sc := range o.Config.Services {
 		a.units[name] = service.New(name, sc, o.Log)
 		a.rels[name] = state.Releases{Dir: sc.Releases}
 		a.ops[name] = &sync.Mutex{}
+		a.fetchMu[name] = &sync.Mutex{}
+		a.bootedCh[name] = make(chan struct{})
 	}
 	a.names = slices.Sorted(maps.Keys(a.units))
 	return a
@@ -104,6 +129,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		cache.Services = map[string]*state.Service{}
 	}
 	a.cache = cache
+	a.recoverSwitch()
 
 	// Services first, ZooKeeper second: the host serves even when the
 	// ensemble is unreachable.
@@ -114,6 +140,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	for _, svc := range a.serviceNames() {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.healthLoop(ctx, svc) }()
+	}
+
+	peers, err := a.servePeers()
+	if err != nil {
+		a.log.Error("cannot serve releases to peers", "listen", a.cfg.Transfer.Listen, "error", err)
 	}
 
 	store, events, err := roll.Dial(a.cfg.ZooKeeper, a.log)
@@ -127,6 +158,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	<-ctx.Done()
 	wg.Wait()
 	a.watches.Wait()
+	if peers != nil {
+		peers.Close()
+	}
 	if store != nil {
 		// Closing the session removes this host's ephemeral nodes (/hosts
 		// and /current) at once, not after the session timeout.
@@ -193,6 +227,9 @@ func byPopularity(fleet map[string]int) []string {
 
 func (a *Agent) startFromCache(ctx context.Context, svc string) {
 	v, err := a.pickVersion(svc)
+	if sw := a.recovered; sw != nil && sw.Service == svc && a.units[svc].Version() == "" {
+		v, err = sw.From, nil
+	}
 	if err != nil {
 		a.log.Error("cannot start", "service", svc, "error", err)
 		return
@@ -263,6 +300,13 @@ func (a *Agent) healthLoop(ctx context.Context, svc string) {
 		if ctx.Err() != nil {
 			return
 		}
+		if a.isSwitching(svc) {
+			healthy = false
+			if !waitTick(ctx, ticker) {
+				return
+			}
+			continue
+		}
 		if u.Version() == "" || !u.Running() {
 			if time.Now().After(nextRestart) {
 				a.log.Warn("service not running, starting it", "service", svc)
@@ -285,7 +329,7 @@ func (a *Agent) healthLoop(ctx context.Context, svc string) {
 		if !now && healthy {
 			a.log.Warn("unhealthy", "service", svc, "version", u.Version(), "error", err)
 		}
-		if now != healthy || (now && a.desiredVersion(svc) != u.Version()) {
+		if (now != healthy || (now && a.desiredVersion(svc) != u.Version())) && !a.isSwitching(svc) {
 			healthy = now
 			var c *roll.Current
 			if healthy {
@@ -293,12 +337,25 @@ func (a *Agent) healthLoop(ctx context.Context, svc string) {
 			}
 			a.setDesired(svc, c)
 		}
-		select {
-		case <-ctx.Done():
+		if !waitTick(ctx, ticker) {
 			return
-		case <-ticker.C:
 		}
 	}
+}
+
+func waitTick(ctx context.Context, t *time.Ticker) bool {
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+func (a *Agent) isSwitching(svc string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.switching[svc]
 }
 
 func (a *Agent) desiredVersion(svc string) string {
@@ -314,6 +371,11 @@ func (a *Agent) setDesired(svc string, c *roll.Current) {
 	a.mu.Lock()
 	a.desired[svc] = c
 	a.mu.Unlock()
+	a.kickPublish()
+}
+
+// kickPublish asks the ZooKeeper loop to write what changed.
+func (a *Agent) kickPublish() {
 	select {
 	case a.kick <- struct{}{}:
 	default:
@@ -398,8 +460,9 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan zk.
 func (a *Agent) startWatches(ctx context.Context, store *roll.Store) context.CancelFunc {
 	wctx, cancel := context.WithCancel(ctx)
 	for _, svc := range a.serviceNames() {
-		a.watches.Add(1)
+		a.watches.Add(2)
 		go func() { defer a.watches.Done(); a.watchLoop(wctx, store, svc) }()
+		go func() { defer a.watches.Done(); a.rollLoop(wctx, store, svc) }()
 	}
 	return cancel
 }
@@ -425,18 +488,27 @@ func (a *Agent) publish(store *roll.Store, sess *session) error {
 			Rack:     a.cfg.Host.Rack,
 			Site:     a.cfg.Host.Site,
 			Services: a.serviceNames(),
+			PeerAddr: a.cfg.Transfer.Advertise,
 		}
 		if err := store.RegisterHost(a.host, h); err != nil {
 			return err
 		}
 		sess.registered = true
 	}
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
 	a.mu.Lock()
 	want := maps.Clone(a.desired)
+	booted := maps.Clone(a.booted)
 	a.mu.Unlock()
 	var errs []error
 	for _, svc := range a.serviceNames() {
 		w := want[svc]
+		if !booted[svc] {
+			// Not before the first look at the fleet: the host may still
+			// move to the fleet's version.
+			w = nil
+		}
 		if p, ok := sess.published[svc]; ok && sameCurrent(w, p) {
 			continue
 		}
@@ -473,7 +545,7 @@ func (a *Agent) watchLoop(ctx context.Context, store *roll.Store, svc string) {
 			}
 			continue
 		}
-		a.observe(ctx, svc, cur)
+		a.observe(ctx, store, svc, cur)
 		select {
 		case <-ctx.Done():
 			return
@@ -499,7 +571,7 @@ func wait(ctx context.Context, d time.Duration) bool {
 // observe records the fleet's versions of svc in the cache and, the first
 // time after boot, moves this host to the fleet's version if it started
 // another one (a first boot with an empty cache starts the newest release).
-func (a *Agent) observe(ctx context.Context, svc string, cur map[string]roll.Current) {
+func (a *Agent) observe(ctx context.Context, store *roll.Store, svc string, cur map[string]roll.Current) {
 	fleet := map[string]int{}
 	others := map[string]int{}
 	for h, c := range cur {
@@ -516,12 +588,23 @@ func (a *Agent) observe(ctx context.Context, svc string, cur map[string]roll.Cur
 		s.Seen = time.Now().UTC()
 	}
 	first := !a.booted[svc]
-	a.booted[svc] = true
 	a.mu.Unlock()
 	if changed {
 		a.saveCache()
 	}
-	if !first || len(others) == 0 {
+	if !first {
+		return
+	}
+	// This host is not in /current until this first look is done (see
+	// publish), so moving now takes nothing away from the service.
+	defer func() {
+		a.mu.Lock()
+		a.booted[svc] = true
+		a.mu.Unlock()
+		close(a.bootedCh[svc])
+		a.kickPublish()
+	}()
+	if len(others) == 0 {
 		return
 	}
 	want := byPopularity(others)[0]
@@ -529,9 +612,8 @@ func (a *Agent) observe(ctx context.Context, svc string, cur map[string]roll.Cur
 	if u.Version() == want {
 		return
 	}
-	installed, err := a.rels[svc].Installed()
-	if err != nil || !slices.Contains(installed, want) {
-		a.log.Warn("the fleet runs a version that is not installed here", "service", svc, "fleet", want, "running", u.Version())
+	if err := a.ensureRelease(ctx, store, svc, want); err != nil {
+		a.log.Warn("cannot get the fleet's version; keeping this one", "service", svc, "fleet", want, "running", u.Version(), "error", err)
 		return
 	}
 	a.ops[svc].Lock()

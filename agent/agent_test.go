@@ -51,24 +51,52 @@ type host struct {
 	t        testing.TB
 	name     string
 	dir      string
-	port     int
+	port     int            // the port of "web", for single-service hosts
+	releases state.Releases // the releases of "web"
+	ports    map[string]int
+	rels     map[string]state.Releases
 	config   string
-	releases state.Releases
 	cmd      *exec.Cmd
 	exited   chan error
 }
 
+// newHost makes a host running the one service "web", with versions
+// installed.
 func newHost(t testing.TB, name, zkServers, root string, versions ...string) *host {
 	t.Helper()
+	return newFleetHost(t, name, zkServers, root, []string{"web"}, versions...)
+}
+
+// newFleetHost makes a host running services, each with versions
+// installed, each a supervised `dcroll _serve` on a port of its own. The
+// host serves its artifacts to peers on a port of its own too.
+func newFleetHost(t testing.TB, name, zkServers, root string, services []string, versions ...string) *host {
+	t.Helper()
 	dir := t.TempDir()
-	h := &host{t: t, name: name, dir: dir, port: testutil.FreePort(t)}
-	h.releases = state.Releases{Dir: filepath.Join(dir, "releases", "web")}
-	for _, v := range versions {
-		if err := os.MkdirAll(h.releases.Path(v), 0o755); err != nil {
-			t.Fatal(err)
+	h := &host{t: t, name: name, dir: dir, ports: map[string]int{}, rels: map[string]state.Releases{}}
+	var svcCfg strings.Builder
+	for _, svc := range services {
+		port := testutil.FreePort(t)
+		rel := state.Releases{Dir: filepath.Join(dir, "releases", svc)}
+		for _, v := range versions {
+			if err := os.MkdirAll(rel.Path(v), 0o755); err != nil {
+				t.Fatal(err)
+			}
 		}
+		h.ports[svc], h.rels[svc] = port, rel
+		fmt.Fprintf(&svcCfg, `
+[services.%s]
+run = "exec %s _serve --addr 127.0.0.1:%d"
+stop_timeout = "5s"
+[services.%s.health]
+http = "http://127.0.0.1:%d/healthz"
+interval = "100ms"
+timeout = "1s"
+`, svc, dcrollBin, port, svc, port)
 	}
+	h.port, h.releases = h.ports["web"], h.rels["web"]
 	h.config = filepath.Join(dir, "dcroll.toml")
+	peer := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg := fmt.Sprintf(`
 [zookeeper]
 servers = [%s]
@@ -79,14 +107,10 @@ name = %q
 state_dir = %q
 [log]
 level = "debug"
-[services.web]
-run = "exec %s _serve --addr 127.0.0.1:%d"
-stop_timeout = "5s"
-[services.web.health]
-http = "http://127.0.0.1:%d/healthz"
-interval = "100ms"
-timeout = "1s"
-`, tomlList(zkServers), root, sessionTimeout, name, dir, dcrollBin, h.port, h.port)
+[transfer]
+listen = %q
+advertise = %q
+%s`, tomlList(zkServers), root, sessionTimeout, name, dir, peer, peer, svcCfg.String())
 	if err := os.WriteFile(h.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -136,10 +160,13 @@ func (h *host) wait() error {
 	return err
 }
 
-// serving asks the service itself which version it runs.
-func (h *host) serving() (string, error) {
+// serving asks the service "web" itself which version it runs.
+func (h *host) serving() (string, error) { return h.servingOf("web") }
+
+// servingOf asks the service svc itself which version it runs.
+func (h *host) servingOf(svc string) (string, error) {
 	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", h.port))
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", h.ports[svc]))
 	if err != nil {
 		return "", err
 	}

@@ -42,6 +42,7 @@ type Config struct {
 	ZooKeeper ZooKeeper          `koanf:"zookeeper"`
 	Host      Host               `koanf:"host"`
 	Log       Log                `koanf:"log"`
+	Transfer  Transfer           `koanf:"transfer"`
 	Services  map[string]Service `koanf:"services"`
 }
 
@@ -62,6 +63,12 @@ type Host struct {
 	Rack     string `koanf:"rack"`
 	Site     string `koanf:"site"`
 	StateDir string `koanf:"state_dir"`
+}
+
+// Transfer says where the agent serves the releases it holds to its peers.
+type Transfer struct {
+	Listen    string `koanf:"listen"`
+	Advertise string `koanf:"advertise"`
 }
 
 // Log selects the go-hclog level and output format.
@@ -209,6 +216,8 @@ var envKeys = map[string]string{
 	"DCROLL_HOST_STATE_DIR":            "host.state_dir",
 	"DCROLL_LOG_LEVEL":                 "log.level",
 	"DCROLL_LOG_FORMAT":                "log.format",
+	"DCROLL_TRANSFER_LISTEN":           "transfer.listen",
+	"DCROLL_TRANSFER_ADVERTISE":        "transfer.advertise",
 }
 
 // ServiceEnv names the variables the agent sets for the commands it runs;
@@ -333,11 +342,33 @@ func (c *Config) complete() error {
 		return invalid("log.format", "%q is not text or json", c.Log.Format)
 	}
 
+	if err := c.Transfer.complete(c.Host.Name); err != nil {
+		return err
+	}
+
 	for name, s := range c.Services {
 		if err := s.complete(name, c.Host.StateDir); err != nil {
 			return err
 		}
 		c.Services[name] = s
+	}
+	return nil
+}
+
+func (t *Transfer) complete(host string) error {
+	if t.Listen == "" {
+		t.Advertise = ""
+		return nil
+	}
+	_, port, err := net.SplitHostPort(t.Listen)
+	if err != nil {
+		return invalid("transfer.listen", "%q is not host:port (empty turns serving off)", t.Listen)
+	}
+	if t.Advertise == "" {
+		t.Advertise = net.JoinHostPort(host, port)
+	}
+	if _, _, err := net.SplitHostPort(t.Advertise); err != nil {
+		return invalid("transfer.advertise", "%q is not host:port", t.Advertise)
 	}
 	return nil
 }

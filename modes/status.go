@@ -34,8 +34,11 @@ func (m *statusMode) Flags(*Env) (*flag.FlagSet, string, string) {
 	return fs, "status [--json] [--watch [--interval 2s]]", `
 Per service: its policy (quorum, max_parallel, dependencies), its members,
 which are online (serving and healthy, in /current) and which offline
-(members not in /current), and how many hosts run each version. Per host:
-whether its agent is up and what it serves.`
+(members not in /current), and how many hosts run each version. The
+deploy: the queue of steps (the first is rolling), and per staged service
+its version, how many hosts are ready (hold it verified), which are
+upgrading, and whether the next host may take its turn or what it waits
+for. Per host: whether its agent is up and what it serves.`
 }
 
 func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
@@ -101,6 +104,7 @@ func printStatus(w io.Writer, st *roll.FleetStatus) {
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
+	printDeploy(w, st)
 	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tAGENT\tSERVICES")
 	for _, h := range st.Hosts {
@@ -141,4 +145,64 @@ func versions(counts map[string]int) string {
 		parts[i] = fmt.Sprintf("%s:%d", v, counts[v])
 	}
 	return strings.Join(parts, " ")
+}
+
+// printDeploy prints the deploy section: the queue, then one line per
+// service with something staged, paused, halted or upgrading.
+func printDeploy(w io.Writer, st *roll.FleetStatus) {
+	d := st.Deploy
+	head := "DEPLOY"
+	if d.Paused {
+		head += "  paused (dcroll resume)"
+	}
+	fmt.Fprintln(w, head)
+	if len(d.Steps) == 0 {
+		fmt.Fprintln(w, "queue empty")
+	}
+	for i, step := range d.Steps {
+		mark := ""
+		if i == 0 {
+			mark = "  rolling"
+		}
+		fmt.Fprintf(w, "step %d: %s%s\n", i+1, strings.Join(step.Services, ","), mark)
+	}
+	var rows []roll.ServiceStatus
+	for _, s := range st.Services {
+		if s.Staged != "" || s.Paused || s.Halted != nil || len(s.Upgrading) > 0 {
+			rows = append(rows, s)
+		}
+	}
+	if len(rows) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "STAGED\tVERSION\tREADY\tUPGRADING\tROLL")
+		for _, s := range rows {
+			staged := s.Staged
+			if staged == "" {
+				staged = "-"
+			}
+			upgrading := strings.Join(s.Upgrading, ",")
+			if upgrading == "" {
+				upgrading = "-"
+			}
+			verdict := "ready to roll"
+			if len(s.Ready) > 0 {
+				verdict += " (next: " + s.Ready[0] + ")"
+			}
+			if !s.RollReady {
+				verdict = s.RollWait
+				if s.Paused && !strings.Contains(verdict, "paused") {
+					verdict = "paused; " + verdict
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", s.Name, staged, len(s.Ready), len(s.Online), upgrading, verdict)
+		}
+		tw.Flush()
+	}
+	for _, s := range rows {
+		if s.Halted != nil {
+			fmt.Fprintf(w, "%s halted: %s; fix it, then `dcroll resume %s` retries, or `dcroll abort`\n", s.Name, s.Halted, s.Name)
+		}
+	}
+	fmt.Fprintln(w)
 }

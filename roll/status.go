@@ -1,9 +1,12 @@
 package roll
 
 import (
+	"errors"
 	"maps"
 	"slices"
 	"time"
+
+	"github.com/go-zookeeper/zk"
 )
 
 // FleetStatus is what `dcroll status` shows, and its --json schema: a
@@ -13,6 +16,20 @@ type FleetStatus struct {
 	Time     time.Time       `json:"time"`
 	Services []ServiceStatus `json:"services"`
 	Hosts    []HostStatus    `json:"hosts"`
+	Deploy   DeployStatus    `json:"deploy"`
+}
+
+// DeployStatus is the deploy queue and whether the whole deploy is paused.
+type DeployStatus struct {
+	Paused bool `json:"paused"`
+	// Steps is the queue, head first: the head step is the one rolling.
+	Steps []StepStatus `json:"steps"`
+}
+
+// StepStatus is one step of the deploy queue.
+type StepStatus struct {
+	Name     string   `json:"name"`
+	Services []string `json:"services"`
 }
 
 // ServiceStatus is one service across the fleet.
@@ -27,6 +44,21 @@ type ServiceStatus struct {
 	Offline []string `json:"offline"`
 	// Versions counts online hosts per version.
 	Versions map[string]int `json:"versions"`
+
+	// Staged is the staged release's version, empty when none is.
+	Staged string `json:"staged"`
+	// Ready is the ready queue: hosts holding the staged release, in the
+	// order they take their turns.
+	Ready []string `json:"ready"`
+	// Upgrading are the hosts holding a turn: mid-switch.
+	Upgrading []string `json:"upgrading"`
+	Paused    bool     `json:"paused"`
+	// Halted is the failure that halted the service's deploy, if any.
+	Halted *Failure `json:"halted"`
+	// RollReady says whether the front of the ready queue may take its turn
+	// now; RollWait says why not.
+	RollReady bool   `json:"roll_ready"`
+	RollWait  string `json:"roll_wait"`
 }
 
 // HostStatus is one host: whether its agent holds a session, and what it
@@ -48,7 +80,8 @@ type HostService struct {
 	Since   time.Time `json:"since,omitzero"`
 }
 
-// Status reads the whole fleet.
+// Status reads the whole fleet. It costs a constant number of requests per
+// service and per step, plus one per online host (its version).
 func (s *Store) Status() (*FleetStatus, error) {
 	if err := s.CheckSeeded(); err != nil {
 		return nil, err
@@ -115,10 +148,82 @@ func (s *Store) Status() (*FleetStatus, error) {
 			host := hostOf(h)
 			host.Services = append(host.Services, hs)
 		}
+		if err := s.deployOf(&ss); err != nil {
+			return nil, err
+		}
 		fs.Services = append(fs.Services, ss)
 	}
 	for _, name := range slices.Sorted(maps.Keys(hosts)) {
 		fs.Hosts = append(fs.Hosts, *hosts[name])
 	}
+	if fs.Deploy, err = s.deployStatus(); err != nil {
+		return nil, err
+	}
 	return fs, nil
+}
+
+func (s *Store) deployStatus() (DeployStatus, error) {
+	ds := DeployStatus{Steps: []StepStatus{}}
+	ctl, err := s.DeployControl()
+	if err != nil {
+		return ds, err
+	}
+	ds.Paused = ctl.Paused
+	steps, err := s.Steps()
+	if err != nil {
+		return ds, err
+	}
+	for _, st := range steps {
+		ds.Steps = append(ds.Steps, StepStatus{Name: st.Name, Services: st.Services})
+	}
+	return ds, nil
+}
+
+// deployOf fills in ss's deploy fields: what is staged, who is ready and
+// who upgrading, and whether the next host may take its turn, as Decide
+// would judge it for that host now.
+func (s *Store) deployOf(ss *ServiceStatus) error {
+	ss.Ready, ss.Upgrading = []string{}, []string{}
+	ctl, err := s.Control(ss.Name)
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return err
+	}
+	ss.Paused, ss.Halted = ctl.Paused, ctl.Halted
+	turns, _, err := s.childrenW(s.Tree.turnsDir(ss.Name), false)
+	if err != nil {
+		return err
+	}
+	slices.Sort(turns)
+	ss.Upgrading = append(ss.Upgrading, turns...)
+
+	m, err := s.Manifest(ss.Name)
+	if errors.Is(err, ErrNotStaged) {
+		ss.RollWait = "nothing staged"
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	ss.Staged = m.Version
+	queue, err := s.ReadyQueue(ss.Name)
+	if err != nil {
+		return err
+	}
+	for _, e := range queue {
+		ss.Ready = append(ss.Ready, e.Host)
+	}
+	if len(ss.Ready) == 0 {
+		ss.RollWait = "no host ready"
+		if len(ss.Upgrading) == 0 && len(ss.Online) > 0 && ss.Versions[m.Version] == len(ss.Online) {
+			ss.RollWait = "rolled out"
+		}
+		return nil
+	}
+	st, err := s.TurnStateOf(ss.Name, ss.Ready[0])
+	if err != nil {
+		return err
+	}
+	v := Decide(st)
+	ss.RollReady, ss.RollWait = v.Go, v.Wait
+	return nil
 }

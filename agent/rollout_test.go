@@ -1,0 +1,455 @@
+package agent_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/rolltest"
+	"github.com/dcroll/dcroll/internal/testutil"
+	"github.com/dcroll/dcroll/internal/zktest"
+	"github.com/dcroll/dcroll/roll"
+)
+
+// fleet is a small data center of real agents sharing one ZooKeeper, with
+// an HTTP origin for the releases the test stages.
+type fleet struct {
+	t        *testing.T
+	zkc      *zktest.Cluster
+	admin    *roll.Store
+	hosts    []*host
+	services []string
+	artDir   string
+	origin   *httptest.Server
+}
+
+func newFleet(t *testing.T, catalog string, services []string, n int) *fleet {
+	t.Helper()
+	zkc := zktest.Standalone(t)
+	f := &fleet{t: t, zkc: zkc, admin: rolltest.Open(t, zkc, "/dc"), services: services, artDir: t.TempDir()}
+	rolltest.Seed(t, f.admin, catalog)
+	f.origin = httptest.NewServer(fetch.NewServer(f.artDir))
+	t.Cleanup(f.origin.Close)
+	for i := range n {
+		f.hosts = append(f.hosts, newFleetHost(t, fmt.Sprintf("h%d", i), zkc.ConnString(), "/dc", services, "v1"))
+	}
+	return f
+}
+
+// startAll starts every agent and waits until every service of every host
+// is online on v1.
+func (f *fleet) startAll() {
+	f.t.Helper()
+	for _, h := range f.hosts {
+		h.start()
+	}
+	for _, svc := range f.services {
+		f.waitVersion(svc, "v1", f.hosts)
+	}
+}
+
+// waitVersion waits until each of hosts is online for svc on version.
+func (f *fleet) waitVersion(svc, version string, hosts []*host) {
+	f.t.Helper()
+	testutil.Eventually(f.t, 2*time.Minute, func() error {
+		cur, err := f.admin.CurrentOf(svc)
+		if err != nil {
+			return err
+		}
+		for _, h := range hosts {
+			if c, ok := cur[h.name]; !ok || c.Version != version {
+				return fmt.Errorf("%s of %s: %+v (online: %v), want %s", svc, h.name, c, ok, version)
+			}
+		}
+		return nil
+	})
+}
+
+// stage builds release version of svc (failing its health check if
+// unhealthy), puts it on the origin and writes its manifest.
+func (f *fleet) stage(svc, version string, unhealthy bool) {
+	f.t.Helper()
+	src := f.t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "VERSION"), []byte(version+"\n"), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	if unhealthy {
+		if err := os.WriteFile(filepath.Join(src, "unhealthy"), nil, 0o644); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	path := fetch.ArtifactPath(f.artDir, svc, version)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		f.t.Fatal(err)
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := fetch.Pack(src, out); err != nil {
+		f.t.Fatal(err)
+	}
+	if err := out.Close(); err != nil {
+		f.t.Fatal(err)
+	}
+	size, sum, err := fetch.Describe(path)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	m := roll.Manifest{Version: version, Size: size, SHA256: sum, URLs: []string{f.origin.URL + "/artifacts/" + svc + "/" + version}, Staged: time.Now().UTC()}
+	if err := f.admin.Stage(svc, m, true); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fleet) order(steps ...[]string) {
+	f.t.Helper()
+	if err := f.admin.AppendSteps(steps); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// waitQueueEmpty waits until every deploy step is done.
+func (f *fleet) waitQueueEmpty() {
+	f.t.Helper()
+	testutil.Eventually(f.t, 3*time.Minute, func() error {
+		steps, err := f.admin.Steps()
+		if err != nil {
+			return err
+		}
+		if len(steps) > 0 {
+			return fmt.Errorf("steps left: %+v", steps)
+		}
+		return nil
+	})
+}
+
+// policy is what the monitor holds each service to.
+type policy struct {
+	need        int      // hosts that must stay online
+	maxParallel int      // hosts in turn at once
+	dependsOn   []string // services whose hosts must all be on target first
+	target      string   // the version being rolled out
+}
+
+// monitor samples ZooKeeper every few milliseconds throughout a rollout
+// and records every breach of the invariants that dcroll is responsible
+// for: quorum, max_parallel and dependency order.
+type monitor struct {
+	mu         sync.Mutex
+	violations []string
+	samples    int
+	maxTurns   map[string]int
+	stop       chan struct{}
+	done       chan struct{}
+}
+
+func startMonitor(t *testing.T, zkc *zktest.Cluster, policies map[string]*policy) *monitor {
+	t.Helper()
+	s := rolltest.Open(t, zkc, "/dc")
+	m := &monitor{maxTurns: map[string]int{}, stop: make(chan struct{}), done: make(chan struct{})}
+	violate := func(format string, args ...any) {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		if len(m.violations) < 20 {
+			m.violations = append(m.violations, fmt.Sprintf(format, args...))
+		}
+	}
+	go func() {
+		defer close(m.done)
+		for {
+			select {
+			case <-m.stop:
+				return
+			default:
+			}
+			for svc, p := range policies {
+				m.mu.Lock()
+				pol := *p
+				m.mu.Unlock()
+				online, _, err := s.Conn.Children(s.Tree.CurrentDir(svc))
+				if err != nil {
+					violate("monitor: %v", err)
+					return
+				}
+				turns, _, err := s.Conn.Children(s.Tree.Roll(svc) + "/turns")
+				if err != nil {
+					violate("monitor: %v", err)
+					return
+				}
+				if len(online) < pol.need {
+					violate("%s: %d online %v, quorum %d", svc, len(online), online, pol.need)
+				}
+				if len(turns) > pol.maxParallel {
+					violate("%s: %d in turn %v, max_parallel %d", svc, len(turns), turns, pol.maxParallel)
+				}
+				m.mu.Lock()
+				m.maxTurns[svc] = max(m.maxTurns[svc], len(turns))
+				m.mu.Unlock()
+				if len(turns) == 0 {
+					continue
+				}
+				for _, dep := range pol.dependsOn {
+					cur, err := s.CurrentOf(dep)
+					if err != nil {
+						violate("monitor: %v", err)
+						return
+					}
+					depTurns, _, _ := s.Conn.Children(s.Tree.Roll(dep) + "/turns")
+					for h, c := range cur {
+						if c.Version != policies[dep].target || len(depTurns) > 0 {
+							violate("%s: %v in turn while %s of %s runs %s (turns %v)", svc, turns, dep, h, c.Version, depTurns)
+						}
+					}
+				}
+			}
+			m.mu.Lock()
+			m.samples++
+			m.mu.Unlock()
+			time.Sleep(3 * time.Millisecond) // the sampling period, not a wait for a condition
+		}
+	}()
+	t.Cleanup(func() { m.finish() })
+	return m
+}
+
+// setTarget changes the version a service is held to (a new staging).
+func (m *monitor) setTarget(p *policy, version string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p.target = version
+}
+
+func (m *monitor) finish() {
+	select {
+	case <-m.stop:
+	default:
+		close(m.stop)
+	}
+	<-m.done
+}
+
+// check stops the monitor and fails the test on any violation.
+func (m *monitor) check(t *testing.T) {
+	t.Helper()
+	m.finish()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.violations) > 0 {
+		t.Fatalf("%d invariant violations in %d samples:\n%s", len(m.violations), m.samples, strings.Join(m.violations, "\n"))
+	}
+	t.Logf("monitor: %d samples, no violation; most hosts in turn at once: %v", m.samples, m.maxTurns)
+}
+
+const chainCatalog = `
+[services.a]
+quorum = 6
+max_parallel = 2
+[services.a.health]
+min_healthy = "300ms"
+deadline = "30s"
+
+[services.b]
+depends_on = ["a"]
+quorum = "50%"
+max_parallel = 3
+[services.b.health]
+min_healthy = "300ms"
+deadline = "30s"
+
+[services.c]
+depends_on = ["b"]
+quorum = 7
+max_parallel = 1
+[services.c.health]
+min_healthy = "300ms"
+deadline = "30s"
+`
+
+func TestIntegration_RolloutInDependencyOrder(t *testing.T) {
+	services := []string{"a", "b", "c"}
+	f := newFleet(t, chainCatalog, services, 8)
+	f.startAll()
+	policies := map[string]*policy{
+		"a": {need: 6, maxParallel: 2, target: "v2"},
+		"b": {need: 4, maxParallel: 3, dependsOn: []string{"a"}, target: "v2"},
+		"c": {need: 7, maxParallel: 1, dependsOn: []string{"b"}, target: "v2"},
+	}
+	mon := startMonitor(t, f.zkc, policies)
+	for _, svc := range services {
+		f.stage(svc, "v2", false)
+	}
+	c, err := f.admin.Services()
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps, err := roll.Catalog(c).AutoSteps(services)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(steps) != "[[a] [b] [c]]" {
+		t.Fatalf("auto steps %v", steps)
+	}
+	f.order(steps...)
+	f.waitQueueEmpty()
+	for _, svc := range services {
+		f.waitVersion(svc, "v2", f.hosts)
+	}
+	mon.check(t)
+	// The services themselves answer with the new version.
+	for _, h := range f.hosts {
+		for _, svc := range services {
+			if v, err := h.servingOf(svc); err != nil || v != "v2" {
+				t.Fatalf("%s of %s answers %q %v", svc, h.name, v, err)
+			}
+		}
+	}
+}
+
+const oneServiceCatalog = `
+[services.web]
+quorum = %d
+max_parallel = %d
+[services.web.health]
+min_healthy = "%s"
+deadline = "%s"
+`
+
+func TestIntegration_RolloutWithHostsDownAndTheirReturn(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 4, 2, "300ms", "30s"), []string{"web"}, 8)
+	f.startAll()
+	down := f.hosts[:2]
+	for _, h := range down {
+		h.signal(syscall.SIGKILL)
+		h.wait()
+	}
+	testutil.Eventually(t, 30*time.Second, func() error {
+		cur, err := f.admin.CurrentOf("web")
+		if err != nil || len(cur) != 6 {
+			return fmt.Errorf("want 6 online: %v %v", cur, err)
+		}
+		return nil
+	})
+	mon := startMonitor(t, f.zkc, map[string]*policy{"web": {need: 4, maxParallel: 2, target: "v2"}})
+	f.stage("web", "v2", false)
+	f.order([]string{"web"})
+	f.waitQueueEmpty()
+	f.waitVersion("web", "v2", f.hosts[2:])
+	mon.check(t)
+
+	// The origin is gone: the returning hosts fetch from their peers.
+	f.origin.Close()
+	for _, h := range down {
+		h.start()
+	}
+	f.waitVersion("web", "v2", f.hosts)
+	for _, h := range down {
+		if v, err := h.serving(); err != nil || v != "v2" {
+			t.Fatalf("%s answers %q %v", h.name, v, err)
+		}
+	}
+}
+
+func TestIntegration_FailedReleaseHaltsAndResumeContinues(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 3, 1, "300ms", "3s"), []string{"web"}, 5)
+	f.startAll()
+	pol := &policy{need: 3, maxParallel: 1, target: "v2"}
+	mon := startMonitor(t, f.zkc, map[string]*policy{"web": pol})
+	f.stage("web", "v2", true)
+	f.order([]string{"web"})
+
+	var halted *roll.Failure
+	testutil.Eventually(t, time.Minute, func() error {
+		ctl, err := f.admin.Control("web")
+		if err != nil {
+			return err
+		}
+		if ctl.Halted == nil {
+			return errors.New("not halted yet")
+		}
+		halted = ctl.Halted
+		return nil
+	})
+	if halted.Version != "v2" || !strings.Contains(halted.Reason, "not healthy") {
+		t.Fatalf("halt: %+v", halted)
+	}
+	// The failed host went back to v1, and nobody else tried v2.
+	f.waitVersion("web", "v1", f.hosts)
+	st, err := f.admin.TurnStateOf("web", "next")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := roll.Decide(st); v.Go || !strings.HasPrefix(v.Wait, "halted: "+halted.Host) {
+		t.Fatalf("verdict while halted by %+v: %+v", halted, v)
+	}
+
+	// A fixed release, and resume.
+	f.stage("web", "v3", false)
+	mon.setTarget(pol, "v3")
+	if err := f.admin.UpdateControl("web", func(c *roll.Control) { c.Halted = nil }); err != nil {
+		t.Fatal(err)
+	}
+	f.waitQueueEmpty()
+	f.waitVersion("web", "v3", f.hosts)
+	mon.check(t)
+}
+
+func TestIntegration_Kill9MidSwitch(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 2, 1, "2s", "30s"), []string{"web"}, 4)
+	f.startAll()
+	mon := startMonitor(t, f.zkc, map[string]*policy{"web": {need: 2, maxParallel: 1, target: "v2"}})
+	f.stage("web", "v2", false)
+	f.order([]string{"web"})
+
+	// Catch a host mid-switch: holding its turn, restarted on v2, not yet
+	// healthy for min_healthy.
+	var victim *host
+	testutil.Eventually(t, time.Minute, func() error {
+		turns, err := f.admin.Turns("web")
+		if err != nil {
+			return err
+		}
+		for name := range turns {
+			i := slices.IndexFunc(f.hosts, func(h *host) bool { return h.name == name })
+			if v, err := f.hosts[i].serving(); err == nil && v == "v2" {
+				victim = f.hosts[i]
+				return nil
+			}
+		}
+		return fmt.Errorf("no host mid-switch yet (turns %v)", turns)
+	})
+	victim.signal(syscall.SIGKILL)
+	victim.wait()
+	// Its turn is released when its session expires.
+	testutil.Eventually(t, 3*sessionTimeout, func() error {
+		turns, err := f.admin.Turns("web")
+		if err != nil {
+			return err
+		}
+		if _, ok := turns[victim.name]; ok {
+			return errors.New("the dead host still holds its turn")
+		}
+		return nil
+	})
+	victim.start()
+	f.waitQueueEmpty()
+	f.waitVersion("web", "v2", f.hosts)
+	mon.check(t)
+	// One complete version: the symlink, the process and /current agree.
+	target, err := victim.releases.Current()
+	if err != nil || target != "v2" {
+		t.Fatalf("release symlink of %s: %q %v", victim.name, target, err)
+	}
+	if v, err := victim.serving(); err != nil || v != "v2" {
+		t.Fatalf("%s answers %q %v", victim.name, v, err)
+	}
+}

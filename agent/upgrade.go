@@ -1,0 +1,304 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/roll"
+	"github.com/dcroll/dcroll/state"
+)
+
+// rollLoop is this host's part of the rolling upgrade of svc for one
+// session: when a release is staged, get it, verify it and unpack it next
+// to the running one, join the ready queue, wait for the turn (roll decides
+// when), and switch.
+func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
+	backoff := time.Second
+	retry := func(err error, msg string) bool {
+		a.log.Warn(msg, "service", svc, "error", err, "retry_in", backoff)
+		ok := wait(ctx, backoff)
+		backoff = min(2*backoff, time.Minute)
+		return ok
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-a.bootedCh[svc]:
+	}
+	for ctx.Err() == nil {
+		m, staged, changed, err := store.WatchManifest(svc)
+		if err != nil {
+			if !retry(err, "cannot read the staged release") {
+				return
+			}
+			continue
+		}
+		if !staged || m.Version == a.units[svc].Version() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+			continue
+		}
+		if err := a.ensureRelease(ctx, store, svc, m.Version); err != nil {
+			if !retry(err, "cannot get the staged release") {
+				return
+			}
+			continue
+		}
+		ready, err := store.JoinReady(svc, a.host, m.Version)
+		if err != nil {
+			if !retry(err, "cannot join the ready queue") {
+				return
+			}
+			continue
+		}
+		a.log.Info("ready to upgrade, waiting for the turn", "service", svc, "to", m.Version)
+		from := a.units[svc].Version()
+		err = store.AwaitTurn(ctx, svc, a.host, ready, roll.Turn{From: from, To: m.Version, Started: time.Now().UTC()})
+		if err != nil {
+			// Leave the queue cleanly (on a connection loss the node may
+			// still be there) before trying again.
+			_ = store.Conn.Delete(ready, -1)
+			if errors.Is(err, roll.ErrLeftQueue) || ctx.Err() != nil {
+				continue
+			}
+			if !retry(err, "waiting for the turn failed") {
+				return
+			}
+			continue
+		}
+		backoff = time.Second
+		failure := a.switchVersion(ctx, store, svc, from, m.Version)
+		if err := store.FinishTurn(svc, a.host, failure); err != nil {
+			a.log.Error("cannot finish the turn; the session's end will release it", "service", svc, "error", err)
+		}
+	}
+}
+
+// ensureRelease makes sure version of svc is unpacked in its releases
+// directory, fetching and verifying the staged artifact if needed: from the
+// peers that run it first, then from the origins.
+func (a *Agent) ensureRelease(ctx context.Context, store *roll.Store, svc, version string) error {
+	a.fetchMu[svc].Lock()
+	defer a.fetchMu[svc].Unlock()
+	rel := a.rels[svc]
+	if _, err := os.Stat(rel.Path(version)); err == nil {
+		return nil
+	}
+	m, err := store.Manifest(svc)
+	if err != nil {
+		return err
+	}
+	if m.Version != version {
+		return fmt.Errorf("%s %s is not staged (staged: %s)", svc, version, m.Version)
+	}
+	art := fetch.Artifact{Service: svc, Version: version, Size: m.Size, SHA256: m.SHA256}
+	art.URLs = append(a.peerURLs(store, svc, version), m.URLs...)
+	path := fetch.ArtifactPath(a.artifacts, svc, version)
+	if err := fetch.Verify(path, art); err != nil {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		_ = os.Remove(path) // a tampered or partial file is fetched again
+		a.log.Info("fetching", "service", svc, "version", version, "size", m.Size, "origins", len(art.URLs))
+		if err := a.fetcher.Fetch(ctx, art, path); err != nil {
+			return err
+		}
+	}
+	if err := fetch.Unpack(path, rel.Path(version)); err != nil {
+		return fmt.Errorf("unpack %s %s: %w", svc, version, err)
+	}
+	a.log.Info("release verified and unpacked", "service", svc, "version", version)
+	return nil
+}
+
+// peerURLs lists where hosts that run version serve its artifact.
+func (a *Agent) peerURLs(store *roll.Store, svc, version string) []string {
+	cur, err := store.CurrentOf(svc)
+	if err != nil {
+		return nil
+	}
+	hosts, err := store.Hosts()
+	if err != nil {
+		return nil
+	}
+	var urls []string
+	for h, c := range cur {
+		if h != a.host && c.Version == version && hosts[h].PeerAddr != "" {
+			urls = append(urls, fetch.PeerURL(hosts[h].PeerAddr, svc, version))
+		}
+	}
+	return urls
+}
+
+// servePeers serves the artifacts this host holds, if configured.
+func (a *Agent) servePeers() (*http.Server, error) {
+	if a.cfg.Transfer.Listen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", a.cfg.Transfer.Listen)
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: fetch.NewServer(a.artifacts), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return srv, nil
+}
+
+// switchVersion moves svc from one version to another while this host
+// holds the turn, and returns the failure if the new version did not
+// become healthy (the host is then back on from). The intent is written to
+// state.json first, so that a crash at any point is recovered at boot.
+func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from, to string) *roll.Failure {
+	a.ops[svc].Lock()
+	defer a.ops[svc].Unlock()
+	policy := roll.Service{Health: roll.HealthPolicy{MinHealthy: roll.DefaultMinHealthy, Deadline: roll.DefaultDeadline}}
+	if services, err := store.Services(); err == nil {
+		if p, ok := services[svc]; ok {
+			policy = p
+		}
+	}
+	log := a.log.With("service", svc, "from", from, "to", to)
+	log.Info("taking the turn: switching")
+
+	a.mu.Lock()
+	a.switching[svc] = true
+	a.cache.Switch = &state.Switch{Service: svc, From: from, To: to, Started: time.Now().UTC()}
+	a.mu.Unlock()
+	a.saveCache()
+	defer func() {
+		a.mu.Lock()
+		a.switching[svc] = false
+		a.cache.Switch = nil
+		a.mu.Unlock()
+		a.saveCache()
+	}()
+
+	// Leave /current before stopping: the others count this host offline
+	// from here on.
+	if err := a.leaveCurrent(store, svc); err != nil {
+		log.Error("cannot leave /current; not switching", "error", err)
+		return &roll.Failure{Host: a.host, Version: to, Reason: "could not leave /current: " + err.Error(), At: time.Now().UTC()}
+	}
+	reason := ""
+	if err := a.restartAs(ctx, svc, to); err != nil {
+		reason = err.Error()
+	} else if err := a.awaitHealthy(ctx, svc, policy.Health); err != nil {
+		reason = err.Error()
+	}
+	if reason == "" {
+		log.Info("healthy on the new version")
+		if err := a.enterCurrent(store, svc, to); err != nil {
+			log.Warn("cannot re-enter /current yet; the health loop will", "error", err)
+		}
+		return nil
+	}
+
+	log.Error("the new version failed; switching back", "reason", reason)
+	if err := a.restartAs(context.WithoutCancel(ctx), svc, from); err != nil {
+		log.Error("cannot start the old version again", "error", err)
+	} else if err := a.awaitHealthy(context.WithoutCancel(ctx), svc, policy.Health); err != nil {
+		log.Error("the old version is not healthy either", "error", err)
+	} else if err := a.enterCurrent(store, svc, from); err != nil {
+		log.Warn("cannot re-enter /current yet; the health loop will", "error", err)
+	}
+	return &roll.Failure{Host: a.host, Version: to, Reason: reason, At: time.Now().UTC()}
+}
+
+func (a *Agent) leaveCurrent(store *roll.Store, svc string) error {
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
+	a.mu.Lock()
+	a.desired[svc] = nil
+	a.mu.Unlock()
+	return store.ClearCurrent(svc, a.host)
+}
+
+func (a *Agent) enterCurrent(store *roll.Store, svc, version string) error {
+	c := &roll.Current{Version: version, Since: time.Now().UTC()}
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
+	a.mu.Lock()
+	a.desired[svc] = c
+	a.mu.Unlock()
+	return store.SetCurrent(svc, a.host, *c)
+}
+
+// restartAs stops svc and starts version: the symlink swap is one rename.
+func (a *Agent) restartAs(ctx context.Context, svc, version string) error {
+	if err := a.units[svc].Stop(ctx); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	if err := a.start(ctx, svc, version); err != nil {
+		return fmt.Errorf("start %s: %w", version, err)
+	}
+	return nil
+}
+
+// awaitHealthy checks svc every health interval until it has been healthy
+// for the policy's min_healthy, or fails once the deadline has passed.
+func (a *Agent) awaitHealthy(ctx context.Context, svc string, p roll.HealthPolicy) error {
+	u := a.units[svc]
+	deadline := time.Now().Add(time.Duration(p.Deadline))
+	var since time.Time
+	var last error
+	t := time.NewTicker(u.Interval())
+	defer t.Stop()
+	for {
+		err := u.Check(ctx)
+		switch {
+		case !u.Running():
+			return errors.New("the process exited")
+		case err != nil:
+			since, last = time.Time{}, err
+		case since.IsZero():
+			since = time.Now()
+		}
+		if !since.IsZero() && time.Since(since) >= time.Duration(p.MinHealthy) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if last == nil {
+				last = errors.New("not healthy for long enough")
+			}
+			return fmt.Errorf("not healthy for %s within %s: %v", p.MinHealthy, p.Deadline, last)
+		}
+		if !waitTick(ctx, t) {
+			return ctx.Err()
+		}
+	}
+}
+
+// recoverSwitch finishes, at boot, a switch that a crash interrupted: the
+// new version was never confirmed healthy, so the host goes back to the
+// old one, complete on disk, and will queue for its turn again.
+func (a *Agent) recoverSwitch() {
+	sw := a.cache.Switch
+	if sw == nil {
+		return
+	}
+	a.cache.Switch = nil
+	rel, ok := a.rels[sw.Service]
+	if !ok {
+		return
+	}
+	a.log.Warn("recovering an interrupted switch: back to the old version", "service", sw.Service, "from", sw.From, "to", sw.To)
+	if err := rel.Activate(sw.From); err != nil {
+		a.log.Error("cannot point the release back", "service", sw.Service, "version", sw.From, "error", err)
+	}
+	s := a.cacheService(sw.Service)
+	s.Running = sw.From
+	// The cache's fleet view may favour the new version; this boot starts
+	// the old one and the turn decides the rest.
+	a.recovered = sw
+	a.saveCache()
+}

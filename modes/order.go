@@ -1,0 +1,158 @@
+package modes
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/dcroll/dcroll/roll"
+)
+
+func init() { register("order", func() mode { return &orderMode{} }) }
+
+type orderMode struct {
+	auto bool
+}
+
+func (*orderMode) Synopsis() string {
+	return "queue staged services for deploy, in an order their dependencies allow"
+}
+
+func (m *orderMode) Flags(*Env) (*flag.FlagSet, string, string) {
+	fs := flag.NewFlagSet("order", flag.ContinueOnError)
+	fs.BoolVar(&m.auto, "auto", false, "queue every staged service not yet queued, in steps derived from the dependencies")
+	return fs, "order [--auto] [SERVICE[,SERVICE...]]...", `
+Each argument is one step of the deploy queue; services joined by commas
+roll in the same step. The steps go to the end of the queue; the head step
+is the one rolling, and it leaves the queue when every online host of its
+services runs the staged release. For example, with api depending on db:
+
+  dcroll order db api,cache    # db first, then api and cache together
+  dcroll order --auto          # the same, derived from the dependencies
+
+Every service must have a release staged, appear once, not be queued
+already, and come after every staged service it depends on. On any error
+nothing is written.`
+}
+
+func (m *orderMode) Run(ctx context.Context, env *Env, args []string) error {
+	if m.auto && len(args) > 0 {
+		return usageErr("--auto takes no services, got %q", args[0])
+	}
+	if !m.auto && len(args) == 0 {
+		return usageErr("name the services to queue, or use --auto")
+	}
+	var steps [][]string
+	for _, arg := range args {
+		step := strings.Split(arg, ",")
+		if slices.Contains(step, "") {
+			return usageErr("step %q has an empty service name", arg)
+		}
+		steps = append(steps, step)
+	}
+
+	store, _, err := env.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	services, err := store.Services()
+	if err != nil {
+		return err
+	}
+	catalog := roll.Catalog(services)
+	stagedList, err := store.StagedServices()
+	if err != nil {
+		return err
+	}
+	staged := map[string]bool{}
+	for _, s := range stagedList {
+		staged[s] = true
+	}
+	queue, err := store.Steps()
+	if err != nil {
+		return err
+	}
+	queuedIn := map[string]int{} // service -> its step's position, from 1
+	for i, st := range queue {
+		for _, s := range st.Services {
+			queuedIn[s] = i + 1
+		}
+	}
+
+	if m.auto {
+		var todo []string
+		for _, s := range stagedList {
+			if _, ok := queuedIn[s]; !ok {
+				todo = append(todo, s)
+			}
+		}
+		if len(stagedList) == 0 {
+			return errors.New("nothing is staged; run `dcroll stage SERVICE VERSION PATH` first")
+		}
+		if len(todo) == 0 {
+			fmt.Fprintln(env.Stdout, "every staged service is queued already; nothing to add")
+			printQueue(env.Stdout, queue)
+			return nil
+		}
+		if steps, err = catalog.AutoSteps(todo); err != nil {
+			return err
+		}
+	}
+	if err := catalog.ValidateSteps(steps, staged); err != nil {
+		return err
+	}
+	for _, step := range steps {
+		for _, s := range step {
+			if i, ok := queuedIn[s]; ok {
+				return fmt.Errorf("%w: service %q is already queued, in step %d of %d (%s); `dcroll abort` clears the queue",
+					roll.ErrBadOrder, s, i, len(queue), queue[i-1].Name)
+			}
+		}
+	}
+
+	if err := store.AppendSteps(steps); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "queued %d %s\n", len(steps), plural(len(steps), "step", "steps"))
+	// A step can be done already, for instance when every online host runs
+	// its release: advance past it now rather than wait for a host to.
+	if n, err := store.AdvanceSteps(); err != nil {
+		return err
+	} else if n > 0 {
+		fmt.Fprintf(env.Stdout, "%d %s done already, removed\n", n, plural(n, "step was", "steps were"))
+	}
+	queue, err = store.Steps()
+	if err != nil {
+		return err
+	}
+	printQueue(env.Stdout, queue)
+	return nil
+}
+
+// printQueue prints the deploy queue, head first.
+func printQueue(w io.Writer, queue []roll.StepEntry) {
+	if len(queue) == 0 {
+		fmt.Fprintln(w, "deploy queue: empty")
+		return
+	}
+	fmt.Fprintln(w, "deploy queue:")
+	for i, st := range queue {
+		mark := ""
+		if i == 0 {
+			mark = "  (rolling)"
+		}
+		fmt.Fprintf(w, "  %d. %s%s\n", i+1, strings.Join(st.Services, ","), mark)
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}

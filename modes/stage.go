@@ -1,0 +1,411 @@
+package modes
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+
+	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/roll"
+)
+
+func init() { register("stage", func() mode { return &stageMode{} }) }
+
+// stagePoll is how often stage reads the fleet to show progress.
+const stagePoll = 500 * time.Millisecond
+
+type stageMode struct {
+	replace   bool
+	listen    string
+	advertise string
+	urls      stringList
+	timeout   time.Duration
+	detach    bool
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return strings.Join(*l, ",") }
+func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
+
+func (*stageMode) Synopsis() string {
+	return "publish a release of a service and serve it until the hosts have it"
+}
+
+func (m *stageMode) Flags(*Env) (*flag.FlagSet, string, string) {
+	fs := flag.NewFlagSet("stage", flag.ContinueOnError)
+	fs.BoolVar(&m.replace, "replace", false, "replace a staged release that has not finished rolling")
+	fs.StringVar(&m.listen, "listen", "0.0.0.0:0", "`address` to serve the artifact on")
+	fs.StringVar(&m.advertise, "advertise", "", "`host:port` the hosts reach the artifact at (default: this host's name and the bound port)")
+	fs.Var(&m.urls, "url", "another `URL` of the same artifact (a web seed); repeatable")
+	fs.DurationVar(&m.timeout, "timeout", 30*time.Minute, "give up serving after this long")
+	fs.BoolVar(&m.detach, "detach", false, "write the manifest and exit without serving (needs --url)")
+	return fs, "stage [--replace] [--listen ADDR] [--advertise HOST:PORT] [--url URL]... [--timeout D] [--detach] SERVICE VERSION PATH", `
+PATH is a release archive (tar or tar.gz) or a directory, which is packed
+into one. Stage checks the service and version, computes the archive's size
+and sha256, serves it over HTTP, writes the manifest under
+/staging/<SERVICE> and then shows how many online hosts of the service have
+the release verified on disk, until all of them do.
+
+Hosts fetch from each other first, so stage only has to send the release
+about once. Interrupting stage leaves the release staged: hosts that lack
+it fetch it from peers that have it. With --detach the hosts fetch from the
+--url origins only and stage exits at once.
+
+Stage refuses a version that already runs on every online host, and, unless
+--replace, a staged release of the service that has not finished rolling.
+--replace empties the ready queue: every host starts over with the new
+release.`
+}
+
+func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
+	if len(args) != 3 {
+		return usageErr("want SERVICE VERSION PATH, got %d arguments", len(args))
+	}
+	svc, version, src := args[0], args[1], args[2]
+	if !config.ValidName(svc) {
+		return usageErr("service %q is not a valid service name", svc)
+	}
+	if err := roll.ValidVersion(version); err != nil {
+		return usageErr("%v", err)
+	}
+	// Hosts serve releases to each other at /artifacts/<svc>/<version>, so
+	// the version must be a plain path element as well.
+	if !plainName(version) {
+		return usageErr("version %q: use only letters, digits, '.', '_' and '-'", version)
+	}
+	if m.detach && len(m.urls) == 0 {
+		return usageErr("--detach needs at least one --url: without stage serving it, the hosts need another origin")
+	}
+	for _, u := range m.urls {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return usageErr("--url %q: want an http:// or https:// URL", u)
+		}
+	}
+	if m.timeout <= 0 {
+		return usageErr("--timeout must be positive")
+	}
+	fi, err := os.Stat(src)
+	if err != nil {
+		return err
+	}
+	if !fi.IsDir() {
+		if err := checkArchive(src); err != nil {
+			return err
+		}
+	}
+	hostname, err := os.Hostname()
+	if err != nil {
+		return fmt.Errorf("hostname: %w", err)
+	}
+
+	store, _, err := env.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	services, err := store.Services()
+	if err != nil {
+		return err
+	}
+	if _, ok := services[svc]; !ok {
+		return fmt.Errorf("service %q is not in the catalog (%s); add it to the seed file and run `dcroll seed`", svc, strings.Join(roll.Catalog(services).Names(), ", "))
+	}
+	cur, err := store.CurrentOf(svc)
+	if err != nil {
+		return err
+	}
+	if runsEverywhere(cur, version) {
+		return fmt.Errorf("%s %s already runs on every online host (%d); nothing to stage", svc, version, len(cur))
+	}
+
+	// The artifact goes where a fetch.Server looks for it, in a directory
+	// of stage's own, removed when stage ends.
+	dir, err := os.MkdirTemp("", "dcroll-stage-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	artifact := fetch.ArtifactPath(dir, svc, version)
+	if err := os.MkdirAll(filepath.Dir(artifact), 0o755); err != nil {
+		return err
+	}
+	switch {
+	case fi.IsDir():
+		err = packDir(src, artifact)
+	case m.detach:
+		artifact = src // only hashed, not served
+	default:
+		err = linkOrCopy(src, artifact)
+	}
+	if err != nil {
+		return err
+	}
+	size, sum, err := fetch.Describe(artifact)
+	if err != nil {
+		return err
+	}
+
+	var urls []string
+	var srv *http.Server
+	if !m.detach {
+		l, err := net.Listen("tcp", m.listen)
+		if err != nil {
+			return fmt.Errorf("listen on %s: %w", m.listen, err)
+		}
+		srv = &http.Server{Handler: fetch.NewServer(dir), ReadHeaderTimeout: 10 * time.Second}
+		go srv.Serve(l)
+		defer srv.Close()
+		urls = append(urls, fetch.PeerURL(advertiseAddr(m.advertise, l.Addr(), hostname), svc, version))
+	}
+	urls = append(urls, m.urls...)
+
+	man := roll.Manifest{Version: version, Size: size, SHA256: sum, URLs: urls, Staged: time.Now().UTC(), By: hostname}
+	if err := store.Stage(svc, man, m.replace); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "staged %s %s: %d bytes, sha256 %s\n", svc, version, size, sum)
+	for _, u := range urls {
+		fmt.Fprintf(env.Stdout, "  %s\n", u)
+	}
+	if m.detach {
+		fmt.Fprintf(env.Stdout, "not serving (--detach): the hosts fetch from the URLs above\n")
+		return nil
+	}
+	return m.serve(ctx, env, store, svc, man)
+}
+
+// serve shows the hosts' progress until every online member of svc has the
+// release, ctx ends or the timeout passes. The HTTP server runs meanwhile.
+func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc string, man roll.Manifest) error {
+	timeout := time.NewTimer(m.timeout)
+	defer timeout.Stop()
+	tick := time.NewTicker(stagePoll)
+	defer tick.Stop()
+	var bar *progressbar.ProgressBar
+	if isTerminal(env.Stdout) {
+		bar = progressbar.NewOptions(1,
+			progressbar.OptionSetWriter(env.Stdout),
+			progressbar.OptionSetDescription(svc+" "+man.Version+": hosts ready"),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(false),
+			progressbar.OptionClearOnFinish())
+	}
+	var last stageProgress
+	shown := false
+	for {
+		p, err := readProgress(store, svc, man)
+		if err != nil {
+			// A display refresh: ride out a ZooKeeper hiccup, but say so.
+			fmt.Fprintf(env.Stderr, "dcroll stage: %v (retrying)\n", err)
+		} else {
+			if p.replaced != "" {
+				if bar != nil {
+					bar.Clear()
+				}
+				return errors.New(p.replaced)
+			}
+			if bar != nil {
+				bar.ChangeMax(max(p.online, 1))
+				bar.Set(p.ready)
+			} else if !shown || p.ready != last.ready || p.online != last.online {
+				fmt.Fprintf(env.Stdout, "%s %s: %d/%d hosts ready\n", svc, man.Version, p.ready, p.online)
+			}
+			last, shown = p, true
+			if p.online > 0 && p.ready == p.online {
+				if bar != nil {
+					bar.Finish()
+				}
+				fmt.Fprintf(env.Stdout, "%s %s: every online host (%d) has the release; done serving\n", svc, man.Version, p.online)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if bar != nil {
+				bar.Clear()
+			}
+			fmt.Fprintf(env.Stdout, "%s %s: interrupted with %d/%d hosts ready; the release stays staged and hosts can still fetch it from peers that have it\n",
+				svc, man.Version, last.ready, last.online)
+			return nil
+		case <-timeout.C:
+			if bar != nil {
+				bar.Clear()
+			}
+			notReady := "none online"
+			if len(last.notReady) > 0 {
+				notReady = strings.Join(last.notReady, ", ")
+			}
+			return fmt.Errorf("%s %s: timed out after %s with %d/%d hosts ready; not ready: %s (the release stays staged; hosts fetch it from peers that have it, or run stage again with --replace)",
+				svc, man.Version, m.timeout, last.ready, last.online, notReady)
+		case <-tick.C:
+		}
+	}
+}
+
+// stageProgress is how far the hosts are with a staged release.
+type stageProgress struct {
+	online, ready int
+	notReady      []string
+	// replaced, when not empty, says that the manifest is no longer ours.
+	replaced string
+}
+
+// readProgress counts the online members of svc and those that have the
+// release: in the ready queue, holding a turn, or already running it.
+func readProgress(store *roll.Store, svc string, man roll.Manifest) (stageProgress, error) {
+	var p stageProgress
+	now, err := store.Manifest(svc)
+	if errors.Is(err, roll.ErrNotStaged) {
+		p.replaced = fmt.Sprintf("%s %s was unstaged meanwhile (dcroll abort?); stopped serving", svc, man.Version)
+		return p, nil
+	}
+	if err != nil {
+		return p, err
+	}
+	if now.Version != man.Version || now.SHA256 != man.SHA256 || !now.Staged.Equal(man.Staged) {
+		p.replaced = fmt.Sprintf("%s %s was replaced meanwhile by %s, staged by %s; stopped serving", svc, man.Version, now.Version, now.By)
+		return p, nil
+	}
+	members, err := store.Members(svc)
+	if err != nil {
+		return p, err
+	}
+	cur, err := store.CurrentOf(svc)
+	if err != nil {
+		return p, err
+	}
+	queue, err := store.ReadyQueue(svc)
+	if err != nil {
+		return p, err
+	}
+	turns, err := store.Turns(svc)
+	if err != nil {
+		return p, err
+	}
+	ready := map[string]bool{}
+	for _, e := range queue {
+		ready[e.Host] = true
+	}
+	for h := range turns {
+		ready[h] = true
+	}
+	for _, h := range members {
+		c, online := cur[h]
+		if !online {
+			continue
+		}
+		p.online++
+		if ready[h] || c.Version == man.Version {
+			p.ready++
+		} else {
+			p.notReady = append(p.notReady, h)
+		}
+	}
+	return p, nil
+}
+
+// runsEverywhere reports whether every online host runs version, and at
+// least one does.
+func runsEverywhere(cur map[string]roll.Current, version string) bool {
+	for _, c := range cur {
+		if c.Version != version {
+			return false
+		}
+	}
+	return len(cur) > 0
+}
+
+// advertiseAddr is the host:port the hosts fetch from: the flag if given,
+// the bound address if it names a host, else this host's name and the port.
+func advertiseAddr(flagValue string, bound net.Addr, hostname string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	tcp := bound.(*net.TCPAddr)
+	if !tcp.IP.IsUnspecified() {
+		return tcp.String()
+	}
+	return net.JoinHostPort(hostname, fmt.Sprint(tcp.Port))
+}
+
+// plainName reports whether s is made of [A-Za-z0-9._-] only.
+func plainName(s string) bool {
+	return s != "" && !slices.ContainsFunc([]byte(s), func(c byte) bool {
+		return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-')
+	})
+}
+
+// checkArchive refuses a file that is neither gzip nor tar, so that a wrong
+// PATH fails here rather than on every host.
+func checkArchive(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	head := make([]byte, 262)
+	n, _ := io.ReadFull(bufio.NewReader(f), head)
+	head = head[:n]
+	if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+		return nil
+	}
+	if n >= 262 && string(head[257:262]) == "ustar" {
+		return nil
+	}
+	return fmt.Errorf("%s is neither a tar nor a tar.gz archive nor a directory", path)
+}
+
+// packDir packs the tree at src into a new archive at dst.
+func packDir(src, dst string) (err error) {
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	return fetch.Pack(src, f)
+}
+
+// linkOrCopy puts src's bytes at dst: a hard link where the file system
+// allows one, a copy otherwise.
+func linkOrCopy(src, dst string) (err error) {
+	if os.Link(src, dst) == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	if _, err := io.Copy(out, in); err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return nil
+}
