@@ -106,6 +106,9 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) error {
 	if err := catalog.ValidateSteps(steps, staged); err != nil {
 		return err
 	}
+	if err := store.CheckUnqueuedDependencies(catalog, steps); err != nil {
+		return err
+	}
 	for _, step := range steps {
 		for _, s := range step {
 			if i, ok := queuedIn[s]; ok {

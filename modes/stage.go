@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -82,11 +81,6 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	}
 	if err := roll.ValidVersion(version); err != nil {
 		return usageErr("%v", err)
-	}
-	// Hosts serve releases to each other at /artifacts/<svc>/<version>, so
-	// the version must be a plain path element as well.
-	if !plainName(version) {
-		return usageErr("version %q: use only letters, digits, '.', '_' and '-'", version)
 	}
 	if m.detach && len(m.urls) == 0 {
 		return usageErr("--detach needs at least one --url: without stage serving it, the hosts need another origin")
@@ -341,13 +335,6 @@ func advertiseAddr(flagValue string, bound net.Addr, hostname string) string {
 		return tcp.String()
 	}
 	return net.JoinHostPort(hostname, fmt.Sprint(tcp.Port))
-}
-
-// plainName reports whether s is made of [A-Za-z0-9._-] only.
-func plainName(s string) bool {
-	return s != "" && !slices.ContainsFunc([]byte(s), func(c byte) bool {
-		return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-')
-	})
 }
 
 // checkArchive refuses a file that is neither gzip nor tar, so that a wrong

@@ -483,3 +483,43 @@ func (s *Store) Turns(svc string) (map[string]Turn, error) {
 	}
 	return out, nil
 }
+
+// CheckUnqueuedDependencies refuses new steps that would let a service roll
+// before one of its dependencies: a dependency that is staged, not yet
+// rolled out, and neither already queued nor part of the new steps.
+// ValidateSteps checks the order within the new steps.
+func (s *Store) CheckUnqueuedDependencies(c Catalog, steps [][]string) error {
+	queue, err := s.Steps()
+	if err != nil {
+		return err
+	}
+	listed := map[string]bool{}
+	for _, st := range queue {
+		for _, svc := range st.Services {
+			listed[svc] = true
+		}
+	}
+	for _, st := range steps {
+		for _, svc := range st {
+			listed[svc] = true
+		}
+	}
+	for _, st := range steps {
+		for _, svc := range st {
+			for _, d := range c.dependencies(svc) {
+				if listed[d.name] {
+					continue
+				}
+				done, err := s.serviceDone(d.name)
+				if err != nil {
+					return err
+				}
+				if !done {
+					return fmt.Errorf("%w: %q depends on %q, which is staged, not rolled out and not queued; order %q first",
+						ErrBadOrder, svc, d.name, d.name)
+				}
+			}
+		}
+	}
+	return nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -272,6 +273,10 @@ type Current struct {
 
 func (c Current) validate() error { return ValidVersion(c.Version) }
 
+// versionRE is what a version may contain: it names a directory on every
+// host and a path in a peer's URL.
+var versionRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+
 // ValidVersion checks a release version: it names a directory on every host.
 func ValidVersion(v string) error {
 	switch {
@@ -281,8 +286,8 @@ func ValidVersion(v string) error {
 		return fmt.Errorf("version %.20q...: longer than 128 bytes", v)
 	case v == "." || v == ".." || v == "current" || strings.HasPrefix(v, "."):
 		return fmt.Errorf("version %q is reserved", v)
-	case strings.ContainsAny(v, "/\x00 \t\n"):
-		return fmt.Errorf("version %q contains a slash, a space or a control character", v)
+	case !versionRE.MatchString(v):
+		return fmt.Errorf("version %q: use letters, digits, '.', '_' and '-' only", v)
 	}
 	return nil
 }

@@ -162,3 +162,33 @@ func TestIntegration_TurnCostIsConstant(t *testing.T) {
 		t.Fatalf("a turn costs %.1f requests with 16 hosts and %.1f with 4: it grows with the fleet", large, small)
 	}
 }
+
+func TestIntegration_OrderRefusesAnUnqueuedDependency(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/o1")
+	c := parse(t, "[services.db]\nquorum = 1\n[services.api]\nquorum = 1\ndepends_on = [\"db\"]\n")
+	seed(t, s, c)
+	if err := s.SetCurrent("db", "h1", Current{Version: "v1", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	m := Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("b", 64)}
+	for _, svc := range []string{"db", "api"} {
+		if err := s.Stage(svc, m, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.CheckUnqueuedDependencies(c, [][]string{{"api"}})
+	if err == nil || !strings.Contains(err.Error(), `"api" depends on "db", which is staged, not rolled out and not queued`) {
+		t.Fatalf("ordering api alone: %v", err)
+	}
+	if err := s.CheckUnqueuedDependencies(c, [][]string{{"db"}, {"api"}}); err != nil {
+		t.Fatalf("db then api: %v", err)
+	}
+	// Once db runs v2 everywhere, api alone is fine.
+	if err := s.SetCurrent("db", "h1", Current{Version: "v2", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CheckUnqueuedDependencies(c, [][]string{{"api"}}); err != nil {
+		t.Fatalf("api after db rolled out: %v", err)
+	}
+}
