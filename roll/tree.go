@@ -15,7 +15,8 @@ import "path"
 //	<root>/staging/<svc>              persistent  release manifest
 //	<root>/staging/<svc>/ready/<h>-N  eph. seq.   the ready queue
 //	<root>/deploy/step-N              pers. seq.  the deploy queue
-//	<root>/roll/<svc>/...             mixed       turn-taking
+//	<root>/roll/<svc>                 persistent  Control: paused, halted
+//	<root>/roll/<svc>/turns/<host>    ephemeral   Turn: a host mid-upgrade
 type Tree struct{ Root string }
 
 // Top-level children of the root, in the order seed creates them.
