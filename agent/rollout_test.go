@@ -453,3 +453,34 @@ func TestIntegration_Kill9MidSwitch(t *testing.T) {
 		t.Fatalf("%s answers %q %v", victim.name, v, err)
 	}
 }
+
+func TestIntegration_HostJoiningMidRolloutTakesPart(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 2, 1, "1s", "30s"), []string{"web"}, 4)
+	f.startAll()
+	mon := startMonitor(t, f.zkc, map[string]*policy{"web": {need: 2, maxParallel: 1, target: "v2"}})
+	f.stage("web", "v2", false)
+	f.order([]string{"web"})
+	// Once the first host is done, a new host joins the service.
+	testutil.Eventually(t, time.Minute, func() error {
+		cur, err := f.admin.CurrentOf("web")
+		if err != nil {
+			return err
+		}
+		for _, c := range cur {
+			if c.Version == "v2" {
+				return nil
+			}
+		}
+		return errors.New("no host on v2 yet")
+	})
+	late := newFleetHost(t, "late", f.zkc.ConnString(), "/dc", []string{"web"}, "v1")
+	late.start()
+	f.hosts = append(f.hosts, late)
+	f.waitQueueEmpty()
+	f.waitVersion("web", "v2", f.hosts)
+	mon.check(t)
+	members, err := f.admin.Members("web")
+	if err != nil || len(members) != 5 {
+		t.Fatalf("members %v %v", members, err)
+	}
+}

@@ -158,7 +158,13 @@ func (a *Agent) servePeers() (*http.Server, error) {
 // holds the turn, and returns the failure if the new version did not
 // become healthy (the host is then back on from). The intent is written to
 // state.json first, so that a crash at any point is recovered at boot.
+//
+// A switch, once begun, runs to its end even if the agent is asked to stop
+// (bounded by the health deadline): stopping halfway would leave the host
+// on neither version, and would halt the deploy for no fault of the
+// release. systemd's stop timeout is the backstop; the boot recovers.
 func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from, to string) *roll.Failure {
+	ctx = context.WithoutCancel(ctx)
 	a.ops[svc].Lock()
 	defer a.ops[svc].Unlock()
 	policy := roll.Service{Health: roll.HealthPolicy{MinHealthy: roll.DefaultMinHealthy, Deadline: roll.DefaultDeadline}}
@@ -186,8 +192,10 @@ func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from,
 	// Leave /current before stopping: the others count this host offline
 	// from here on.
 	if err := a.leaveCurrent(store, svc); err != nil {
-		log.Error("cannot leave /current; not switching", "error", err)
-		return &roll.Failure{Host: a.host, Version: to, Reason: "could not leave /current: " + err.Error(), At: time.Now().UTC()}
+		// Nothing was stopped: release the turn and queue again later. The
+		// health loop puts the host back in /current.
+		log.Warn("cannot leave /current; not switching this time", "error", err)
+		return nil
 	}
 	reason := ""
 	if err := a.restartAs(ctx, svc, to); err != nil {
@@ -204,9 +212,9 @@ func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from,
 	}
 
 	log.Error("the new version failed; switching back", "reason", reason)
-	if err := a.restartAs(context.WithoutCancel(ctx), svc, from); err != nil {
+	if err := a.restartAs(ctx, svc, from); err != nil {
 		log.Error("cannot start the old version again", "error", err)
-	} else if err := a.awaitHealthy(context.WithoutCancel(ctx), svc, policy.Health); err != nil {
+	} else if err := a.awaitHealthy(ctx, svc, policy.Health); err != nil {
 		log.Error("the old version is not healthy either", "error", err)
 	} else if err := a.enterCurrent(store, svc, from); err != nil {
 		log.Warn("cannot re-enter /current yet; the health loop will", "error", err)
