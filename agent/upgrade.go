@@ -110,7 +110,10 @@ func (a *Agent) ensureRelease(ctx context.Context, store *roll.Store, svc, versi
 		}
 		_ = os.Remove(path) // a tampered or partial file is fetched again
 		a.log.Info("fetching", "service", svc, "version", version, "size", m.Size, "origins", len(art.URLs))
-		if err := a.fetcher.Fetch(ctx, art, path); err != nil {
+		unlock := a.lockHotFiles(svc)
+		err := a.fetcher.Fetch(ctx, art, path)
+		unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -309,4 +312,30 @@ func (a *Agent) recoverSwitch() {
 	// the old one and the turn decides the rest.
 	a.recovered = sw
 	a.saveCache()
+}
+
+// lockHotFiles locks svc's hot files in memory for the length of a
+// transfer and returns what unlocks them. A memlock limit that is too low
+// is reported and the transfer goes on without locking.
+func (a *Agent) lockHotFiles(svc string) func() {
+	files := a.cfg.Services[svc].HotFiles
+	if len(files) == 0 {
+		return func() {}
+	}
+	running := a.rels[svc].Path(state.CurrentName)
+	paths := make([]string, len(files))
+	for i, f := range files {
+		if filepath.IsAbs(f) {
+			paths[i] = f
+		} else {
+			paths[i] = filepath.Join(running, f)
+		}
+	}
+	l, err := fetch.LockFiles(paths)
+	if err != nil {
+		a.log.Warn("not locking the hot files during the transfer", "service", svc, "error", err)
+		return func() {}
+	}
+	a.log.Info("hot files locked in memory for the transfer", "service", svc, "bytes", l.Bytes())
+	return l.Unlock
 }

@@ -87,6 +87,10 @@ type Service struct {
 	Run         string        `koanf:"run"`
 	StopTimeout time.Duration `koanf:"stop_timeout"`
 	Health      Health        `koanf:"health"`
+	// HotFiles are locked in memory while a release downloads, so the
+	// transfer cannot evict them from the page cache. Relative paths are
+	// taken in the running release's directory.
+	HotFiles []string `koanf:"hot_files"`
 }
 
 // Health is one check: an HTTP GET answered 2xx, a TCP connect, or a
