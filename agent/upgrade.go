@@ -81,6 +81,9 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 		if err := store.FinishTurn(svc, a.host, failure); err != nil {
 			a.log.Error("cannot finish the turn; the session's end will release it", "service", svc, "error", err)
 		}
+		if failure == nil {
+			a.prune(svc, m.Version, from)
+		}
 	}
 }
 
@@ -338,4 +341,19 @@ func (a *Agent) lockHotFiles(svc string) func() {
 	}
 	a.log.Info("hot files locked in memory for the transfer", "service", svc, "bytes", l.Bytes())
 	return l.Unlock
+}
+
+// prune removes the releases and artifacts of svc other than keep (the
+// running version and the previous one, for a rollback).
+func (a *Agent) prune(svc string, keep ...string) {
+	removed, err := a.rels[svc].Prune(keep...)
+	if err != nil {
+		a.log.Warn("cannot remove old releases", "service", svc, "error", err)
+	}
+	for _, v := range removed {
+		_ = os.Remove(fetch.ArtifactPath(a.artifacts, svc, v))
+	}
+	if len(removed) > 0 {
+		a.log.Info("removed old releases", "service", svc, "versions", removed)
+	}
 }

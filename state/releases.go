@@ -142,3 +142,26 @@ func releaseNameProblem(version string) string {
 	}
 	return ""
 }
+
+// Prune removes every installed version not in keep, and never the one the
+// current symlink points at. It returns what it removed.
+func (r Releases) Prune(keep ...string) ([]string, error) {
+	versions, err := r.Installed()
+	if err != nil {
+		return nil, err
+	}
+	if cur, err := r.Current(); err == nil {
+		keep = append(keep, cur)
+	}
+	var removed []string
+	for _, v := range versions {
+		if slices.Contains(keep, v) {
+			continue
+		}
+		if err := os.RemoveAll(r.Path(v)); err != nil {
+			return removed, fmt.Errorf("state: prune %s: %w", r.Path(v), err)
+		}
+		removed = append(removed, v)
+	}
+	return removed, nil
+}

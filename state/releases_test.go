@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -222,5 +223,28 @@ func TestActivateOverADirectory(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(r.Dir, CurrentName, "VERSION")); err != nil {
 		t.Errorf("the directory named current was touched: %v", err)
+	}
+}
+
+func TestPruneKeepsCurrentAndKept(t *testing.T) {
+	r := Releases{Dir: t.TempDir()}
+	for _, v := range []string{"1", "2", "3", "4", "5"} {
+		if err := os.MkdirAll(r.Path(v), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.Activate("4"); err != nil {
+		t.Fatal(err)
+	}
+	removed, err := r.Prune("3", "5")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fmt.Sprint(removed) != "[1 2]" {
+		t.Fatalf("removed %v", removed)
+	}
+	left, err := r.Installed()
+	if err != nil || fmt.Sprint(left) != "[3 4 5]" {
+		t.Fatalf("left %v %v", left, err)
 	}
 }
