@@ -459,6 +459,8 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan zk.
 // returns what stops them.
 func (a *Agent) startWatches(ctx context.Context, store *roll.Store) context.CancelFunc {
 	wctx, cancel := context.WithCancel(ctx)
+	a.watches.Add(1)
+	go func() { defer a.watches.Done(); a.advanceLoop(wctx, store) }()
 	for _, svc := range a.serviceNames() {
 		a.watches.Add(2)
 		go func() { defer a.watches.Done(); a.watchLoop(wctx, store, svc) }()

@@ -484,3 +484,41 @@ func TestIntegration_HostJoiningMidRolloutTakesPart(t *testing.T) {
 		t.Fatalf("members %v %v", members, err)
 	}
 }
+
+// The last queued host dies and stays down: the step must still finish once
+// its session expires, though no turn ends after that.
+func TestIntegration_StepFinishesWhenAQueuedHostDies(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 2, 1, "1s", "30s"), []string{"web"}, 4)
+	f.startAll()
+	f.stage("web", "v2", false)
+	f.order([]string{"web"})
+	var victim *host
+	testutil.Eventually(t, time.Minute, func() error {
+		queue, err := f.admin.ReadyQueue("web")
+		if err != nil {
+			return err
+		}
+		turns, err := f.admin.Turns("web")
+		if err != nil {
+			return err
+		}
+		// The last host queued while another holds the last turn: that
+		// turn ends before the victim's session expires.
+		if len(turns) == 0 || len(queue) != 1 {
+			return fmt.Errorf("want a turn held and one host queued: turns %v, queue %v", turns, queue)
+		}
+		last := queue[len(queue)-1].Host
+		victim = f.hosts[slices.IndexFunc(f.hosts, func(h *host) bool { return h.name == last })]
+		return nil
+	})
+	victim.signal(syscall.SIGKILL)
+	victim.wait()
+	f.waitQueueEmpty()
+	var alive []*host
+	for _, h := range f.hosts {
+		if h != victim {
+			alive = append(alive, h)
+		}
+	}
+	f.waitVersion("web", "v2", alive)
+}

@@ -357,3 +357,18 @@ func (a *Agent) prune(svc string, keep ...string) {
 		a.log.Info("removed old releases", "service", svc, "versions", removed)
 	}
 }
+
+// advanceLoop takes part, for this session, in electing the one agent that
+// advances the deploy queue when a step finishes without a turn ending it.
+func (a *Agent) advanceLoop(ctx context.Context, store *roll.Store) {
+	for ctx.Err() == nil {
+		err := store.RunAdvancer(ctx, a.host)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("advancing the deploy queue failed, retrying", "error", err)
+		if !wait(ctx, time.Second) {
+			return
+		}
+	}
+}

@@ -341,3 +341,74 @@ func waitAny(ctx context.Context, chans ...<-chan zk.Event) error {
 	}
 	return nil
 }
+
+// advancerPath is the election node of the host that advances the deploy
+// queue. Service names start with a letter or digit, so it cannot clash.
+func (t Tree) advancerPath() string { return t.join("roll", "_advancer") }
+
+// RunAdvancer takes part in electing the one host that advances the deploy
+// queue, and while elected advances it whenever the head step may have
+// finished: a change of the head services' ready queues, turns or current
+// sets. Turns advance the queue too (FinishTurn), but the last change of a
+// step is not always a turn: a queued host can die (its ready node goes at
+// its session's expiry), or a host back from an absence can move to the
+// new version by itself. It returns when ctx ends or the session fails.
+func (s *Store) RunAdvancer(ctx context.Context, host string) error {
+	for {
+		_, err := s.Conn.Create(s.Tree.advancerPath(), []byte(host), zk.FlagEphemeral, s.ACL)
+		switch {
+		case err == nil:
+			return s.advance(ctx)
+		case errors.Is(err, zk.ErrNodeExists):
+			ok, stat, ch, err := s.Conn.ExistsW(s.Tree.advancerPath())
+			if err != nil {
+				return fmt.Errorf("roll: watch %s: %w", s.Tree.advancerPath(), err)
+			}
+			if ok && stat.EphemeralOwner == s.Conn.SessionID() {
+				// Elected earlier in this session (a retry after an error).
+				return s.advance(ctx)
+			}
+			if ok {
+				if err := waitAny(ctx, ch); err != nil {
+					return err
+				}
+			}
+		default:
+			return fmt.Errorf("roll: elect the advancer: %w", err)
+		}
+	}
+}
+
+func (s *Store) advance(ctx context.Context) error {
+	defer func() {
+		// Step down, unless the session already ended and another host holds
+		// the node now.
+		if _, stat, err := s.Conn.Get(s.Tree.advancerPath()); err == nil && stat.EphemeralOwner == s.Conn.SessionID() {
+			_ = s.Conn.Delete(s.Tree.advancerPath(), stat.Version)
+		}
+	}()
+	for {
+		if _, err := s.AdvanceSteps(); err != nil {
+			return err
+		}
+		head, ok, ch, err := s.headStep(true)
+		if err != nil {
+			return err
+		}
+		watches := []<-chan zk.Event{ch}
+		if ok {
+			for _, svc := range head.Services {
+				for _, dir := range []string{s.Tree.readyDir(svc), s.Tree.turnsDir(svc), s.Tree.CurrentDir(svc)} {
+					_, ch, err := s.childrenW(dir, true)
+					if err != nil {
+						return err
+					}
+					watches = append(watches, ch)
+				}
+			}
+		}
+		if err := waitAny(ctx, watches...); err != nil {
+			return err
+		}
+	}
+}
