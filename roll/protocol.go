@@ -239,6 +239,18 @@ func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.
 	if len(steps) > 0 {
 		st.HeadStep = slices.Contains(steps[0].Services, svc)
 	}
+	queued := slices.ContainsFunc(steps, func(e StepEntry) bool { return slices.Contains(e.Services, svc) })
+	if !queued {
+		// A straggler: a host that got the release after its service's step
+		// was done (it was down, or slow to fetch). It may catch up, under
+		// the same quorum and max_parallel, once most online hosts run the
+		// staged release; before any order, most do not.
+		caughtUp, err := s.mostRunStaged(svc)
+		if err != nil {
+			return st, nil, err
+		}
+		st.HeadStep = caughtUp
+	}
 	deps := map[string]bool{}
 	for _, d := range Catalog(services).dependencies(svc) {
 		deps[d.name] = true
@@ -411,4 +423,27 @@ func (s *Store) advance(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// mostRunStaged reports whether most online hosts of svc run its staged
+// release.
+func (s *Store) mostRunStaged(svc string) (bool, error) {
+	m, err := s.Manifest(svc)
+	if errors.Is(err, ErrNotStaged) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	cur, err := s.CurrentOf(svc)
+	if err != nil {
+		return false, err
+	}
+	n := 0
+	for _, c := range cur {
+		if c.Version == m.Version {
+			n++
+		}
+	}
+	return n > 0 && 2*n > len(cur), nil
 }

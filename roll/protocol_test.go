@@ -192,3 +192,40 @@ func TestIntegration_OrderRefusesAnUnqueuedDependency(t *testing.T) {
 		t.Fatalf("api after db rolled out: %v", err)
 	}
 }
+
+func TestIntegration_StragglerCatchesUpWithoutAStep(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/s1")
+	seed(t, s, parse(t, "[services.db]\nquorum = 1\n"))
+	if err := s.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("d", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	set := func(host, version string) {
+		t.Helper()
+		if err := s.EnsureMember("db", host, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetCurrent("db", host, Current{Version: version, Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Staged, not ordered, most hosts still on v1: no turn without a step.
+	set("h1", "v2")
+	set("h2", "v1")
+	set("h3", "v1")
+	st, err := s.TurnStateOf("db", "h3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := Decide(st); v.Go || v.Wait != "not in the head deploy step" {
+		t.Fatalf("before the rollout: %+v", v)
+	}
+	// The step is done and gone, most hosts run v2: h3 may catch up.
+	set("h2", "v2")
+	straggler := &simHost{name: "h3", store: connect(t, zkc, "/s1")}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := straggler.turn(ctx, "db", "v2"); err != nil {
+		t.Fatalf("the straggler's turn: %v", err)
+	}
+}
