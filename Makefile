@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/dcroll/dcroll/modes.Version=$(VERSION) -X github.com/dcroll/dcroll/modes.Commit=$(COMMIT)
 
-.PHONY: build test bench fuzz clean
+.PHONY: build test bench fuzz clean demo
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dcroll .
@@ -12,6 +12,18 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -race -timeout 15m ./...
+
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+
+# A throwaway data center on this machine: installs the zookeeper package if
+# missing (Debian), builds dcroll and rolls an upgrade across 9 local hosts.
+demo:
+	@if [ -z "$$ZOOKEEPER_JAR$$DEMO_ZOOKEEPER" ] && ! { command -v java >/dev/null && [ -f /usr/share/java/zookeeper.jar ]; }; then \
+		echo "make demo: installing the zookeeper package"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y zookeeper; \
+	fi
+	$(MAKE) build
+	./dcroll demo $(DEMO_FLAGS)
 
 # Benchmarks recorded in docs/BENCHMARKS.md.
 bench:
