@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/dcroll/dcroll/modes.Version=$(VERSION) -X github.com/dcroll/dcroll/modes.Commit=$(COMMIT)
 
-.PHONY: build test bench fuzz clean demo
+.PHONY: build test bench fuzz clean demo package
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dcroll .
@@ -25,6 +25,12 @@ demo:
 	$(MAKE) build
 	./dcroll demo $(DEMO_FLAGS)
 
+# Packages for Debian and rpm distributions (packaging/): a static amd64
+# binary in dist/, then dist/dcroll_<V>_amd64.deb and dist/dcroll-<V>-1.x86_64.rpm.
+package:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/dcroll .
+	$(GO) run ./packaging/cmd/mkpkg --version '$(VERSION)' --binary dist/dcroll --out dist
+
 # Benchmarks recorded in docs/BENCHMARKS.md.
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 20x -count 6 ./agent/ | tee bench.txt
@@ -36,3 +42,4 @@ fuzz:
 
 clean:
 	rm -f dcroll bench.txt
+	rm -rf dist
