@@ -1,0 +1,528 @@
+package fetch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	g "github.com/anacrolix/generics"
+	"github.com/anacrolix/torrent"
+	"github.com/anacrolix/torrent/metainfo"
+	"github.com/anacrolix/torrent/storage"
+	"github.com/hashicorp/go-hclog"
+	"golang.org/x/time/rate"
+)
+
+// ErrSwarmClosed means the Swarm was closed, or the torrent dropped, while a
+// Fetch waited for it.
+var ErrSwarmClosed = errors.New("fetch: swarm closed")
+
+// SwarmConfig configures a Swarm.
+type SwarmConfig struct {
+	// DataDir holds partial downloads, one directory per infohash, and the
+	// piece-completion database that lets a restarted Swarm resume them.
+	DataDir string
+	// Listen is the host:port peers connect to; port 0 picks a free one.
+	Listen string
+	// UploadRate and DownloadRate cap peer traffic in bytes/s; 0 is no cap.
+	UploadRate, DownloadRate int64
+	// Logger receives the swarm's and the BitTorrent client's logs; nil
+	// discards them.
+	Logger hclog.Logger
+}
+
+// Swarm is this host's BitTorrent client: it fetches releases from peers
+// named by the caller and seeds every release it has. Peers are only ever the
+// ones the caller names: there is no tracker, DHT or peer exchange.
+type Swarm struct {
+	cfg   SwarmConfig
+	log   hclog.Logger
+	slog  *slog.Logger // log, for the BitTorrent client
+	cl    *torrent.Client
+	pc    storage.PieceCompletion  // completion of downloads in DataDir
+	store storage.ClientImplCloser // file storage in DataDir
+
+	mu       sync.Mutex
+	torrents map[metainfo.Hash]*swarmTorrent
+}
+
+// swarmTorrent is the Swarm's record of one torrent in the client.
+type swarmTorrent struct {
+	t *torrent.Torrent
+	// seed is the storage of a torrent seeded from file, a verified
+	// artifact outside DataDir; nil while the torrent downloads into DataDir.
+	seed storage.ClientImplCloser
+	file string
+	// read and written carry the data counters of an earlier incarnation
+	// of the torrent (download, then seed), so Stats does not go backwards.
+	read, written int64
+}
+
+// NewSwarm starts a BitTorrent client listening on cfg.Listen.
+func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("new swarm: empty DataDir")
+	}
+	if cfg.UploadRate < 0 || cfg.DownloadRate < 0 {
+		return nil, fmt.Errorf("new swarm: rates must not be negative: upload %d, download %d", cfg.UploadRate, cfg.DownloadRate)
+	}
+	host, portStr, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("new swarm: listen %q: %w", cfg.Listen, err)
+	}
+	port, err := strconv.ParseUint(portStr, 10, 16)
+	if err != nil {
+		return nil, fmt.Errorf("new swarm: listen %q: bad port", cfg.Listen)
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("new swarm: %w", err)
+	}
+	slogger := slog.New(hclogHandler{l: logger.Named("torrent")})
+
+	// Bolt keeps completion per piece across restarts. Part files are off:
+	// with them the client trusts only whole finished files and would forget
+	// the pieces of an interrupted download.
+	pc, err := storage.NewBoltPieceCompletion(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("new swarm: open piece completion in %s: %w", cfg.DataDir, err)
+	}
+	store := storage.NewFileOpts(storage.NewFileClientOpts{
+		ClientBaseDir:   cfg.DataDir,
+		TorrentDirMaker: downloadDir,
+		PieceCompletion: pc,
+		UsePartFiles:    g.Some(false),
+		Logger:          slogger,
+	})
+
+	cc := torrent.NewDefaultClientConfig()
+	cc.Slogger = slogger
+	cc.DefaultStorage = store
+	cc.ListenHost = func(string) string { return host }
+	cc.ListenPort = int(port)
+	cc.NoDHT = true
+	cc.DisablePEX = true
+	cc.DisableTrackers = true
+	cc.DisableWebtorrent = true
+	cc.DisableWebseeds = true
+	cc.NoDefaultPortForwarding = true
+	cc.Seed = true
+	// uTP backs off for other traffic on consumer links; on a LAN with
+	// explicit rate caps plain TCP is simpler and cheaper.
+	cc.DisableUTP = true
+	// Obfuscation hides BitTorrent from ISPs; inside the data center it
+	// only costs CPU.
+	cc.HeaderObfuscationPolicy = torrent.HeaderObfuscationPolicy{}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		// Listening on one address family only; the other would fail to
+		// bind to this host.
+		cc.DisableIPv6 = ip.Unmap().Is4()
+		cc.DisableIPv4 = !cc.DisableIPv6
+	}
+	// anacrolix/torrent v1.59.1 grants a connection's upload buffer to
+	// requests first come first served but serves them in map order, and
+	// stalls for good once it waits for a request queued behind granted,
+	// unserved ones. A budget covering every request a peer may have
+	// outstanding (1024 chunks of 16 KiB) means no request ever queues.
+	cc.MaxAllocPeerRequestDataPerConn = 1024 * 16 << 10
+	if cfg.UploadRate > 0 {
+		// The burst must fit one chunk; left at zero the client would use
+		// the whole budget above and let 16 MiB out unmetered.
+		cc.UploadRateLimiter = rate.NewLimiter(rate.Limit(cfg.UploadRate), uploadBurst)
+	}
+	if cfg.DownloadRate > 0 {
+		// A zero burst lets the client choose one that fits its reads.
+		cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.DownloadRate), 0)
+	}
+
+	cl, err := torrent.NewClient(cc)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("new swarm: listen %s: %w", cfg.Listen, err)
+	}
+	return &Swarm{
+		cfg:      cfg,
+		log:      logger,
+		slog:     slogger,
+		cl:       cl,
+		pc:       pc,
+		store:    store,
+		torrents: make(map[metainfo.Hash]*swarmTorrent),
+	}, nil
+}
+
+// uploadBurst is the upload limiter's burst: a few 16 KiB chunks.
+const uploadBurst = 256 << 10
+
+// downloadDir keeps each download in DataDir/<infohash>/<name>, so two
+// releases with the same name never share a file.
+func downloadDir(baseDir string, _ *metainfo.Info, ih metainfo.Hash) string {
+	return filepath.Join(baseDir, ih.HexString())
+}
+
+// Addr is the address peers connect to, host:port.
+func (s *Swarm) Addr() string {
+	addrs := s.cl.ListenAddrs()
+	if len(addrs) == 0 {
+		return ""
+	}
+	return addrs[0].String()
+}
+
+// Seed makes the swarm serve the release described by mi from file, which
+// must already be verified: its pieces are trusted without hashing them.
+func (s *Swarm) Seed(mi []byte, file string) error {
+	m, info, err := parseMetainfo(mi, MaxMetainfoBytes, "")
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", file, err)
+	}
+	return s.seed(m, info, file, nil)
+}
+
+func (s *Swarm) seed(m *metainfo.MetaInfo, info *metainfo.Info, file string, peers []string) error {
+	ih := m.HashInfoBytes()
+	fi, err := os.Stat(file)
+	if err != nil {
+		return fmt.Errorf("seed %s: %w", ih.HexString(), err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() != info.Length {
+		return fmt.Errorf("seed %s: %w: %s is not a regular file of %d bytes", ih.HexString(), ErrMismatch, file, info.Length)
+	}
+	// The file was verified against the manifest's sha256, so every piece
+	// starts complete; hashing a multi-GB file at each start would be waste.
+	pc := storage.NewMapPieceCompletion()
+	for i := range info.NumPieces() {
+		pc.Set(metainfo.PieceKey{InfoHash: ih, Index: i}, true)
+	}
+	base := filepath.Base(file)
+	st := storage.NewFileOpts(storage.NewFileClientOpts{
+		ClientBaseDir:   filepath.Dir(file),
+		FilePathMaker:   func(storage.FilePathMakerOpts) string { return base },
+		PieceCompletion: pc,
+		UsePartFiles:    g.Some(false),
+		Logger:          s.slog,
+	})
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.torrents[ih]; ok {
+		st.Close()
+		return fmt.Errorf("seed %s: torrent already in the swarm", ih.HexString())
+	}
+	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: m.InfoBytes, Storage: st})
+	s.torrents[ih] = &swarmTorrent{t: t, seed: st, file: file}
+	t.AddPeers(peerInfos(peers))
+	s.log.Debug("seeding", "infohash", ih.HexString(), "file", file)
+	return nil
+}
+
+// Fetch downloads the release a described by mi from peers (host:port) into
+// DataDir, verifies its size and sha256 against a, moves it to dst and keeps
+// seeding it from there. An interrupted Fetch resumes, in this or a later
+// Swarm with the same DataDir, without fetching verified pieces again.
+func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string, dst string) error {
+	if err := validateContent(a); err != nil {
+		return err
+	}
+	m, info, err := parseMetainfo(mi, MaxMetainfoBytes, "")
+	if err != nil {
+		return fmt.Errorf("fetch %s %s: %w", a.Service, a.Version, err)
+	}
+	ih := m.HashInfoBytes()
+	name := fmt.Sprintf("%s %s torrent %s", a.Service, a.Version, ih.HexString())
+	if info.Length != a.Size {
+		return fmt.Errorf("fetch %s: %w: metainfo length %d, artifact size %d", name, ErrBadArtifact, info.Length, a.Size)
+	}
+	dir := downloadDir(s.cfg.DataDir, info, ih)
+	data := filepath.Join(dir, info.Name)
+
+	s.mu.Lock()
+	if st, ok := s.torrents[ih]; ok {
+		s.mu.Unlock()
+		if st.seed == nil {
+			return fmt.Errorf("fetch %s: already being fetched", name)
+		}
+		// Already seeding it from a verified file: copy that.
+		return copyFile(a, st.file, dst, name)
+	}
+	// The completion database can only be trusted about a file that is
+	// there; a previous Fetch moved it away, or someone removed it.
+	if _, err := os.Stat(data); errors.Is(err, fs.ErrNotExist) {
+		s.forgetPieces(ih, info.NumPieces())
+	}
+	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: m.InfoBytes})
+	st := &swarmTorrent{t: t}
+	s.torrents[ih] = st
+	s.mu.Unlock()
+
+	t.AddPeers(peerInfos(peers))
+	t.DownloadAll()
+	s.log.Debug("fetching", "torrent", name, "peers", len(peers))
+
+	// Pieces are hash-checked, so a complete torrent differs from the
+	// artifact only if the metainfo does, or if the completion database
+	// claimed pieces the disk lost (it is not synced). Rehashing every piece
+	// once tells the two apart.
+	for attempt := 0; ; attempt++ {
+		if err := s.waitComplete(ctx, t, name); err != nil {
+			s.Drop(ih.HexString())
+			return err
+		}
+		err := Verify(data, a)
+		if err == nil {
+			break
+		}
+		if attempt > 0 || !errors.Is(err, ErrMismatch) {
+			s.Drop(ih.HexString())
+			return fmt.Errorf("fetch %s: %w", name, err)
+		}
+		s.log.Warn("complete torrent fails verification; rehashing pieces", "torrent", name, "error", err)
+		if err := t.VerifyDataContext(ctx); err != nil {
+			s.Drop(ih.HexString())
+			return fmt.Errorf("fetch %s: rehash: %w", name, err)
+		}
+	}
+
+	// Swap the download for a seed of dst: the verified file moves instead
+	// of being copied, and the swarm serves it from where it now lives.
+	s.mu.Lock()
+	stats := t.Stats()
+	st.read += stats.BytesReadData.Int64()
+	st.written += stats.BytesWrittenData.Int64()
+	t.Drop()
+	delete(s.torrents, ih)
+	s.mu.Unlock()
+
+	if err := moveVerified(a, data, dst, name); err != nil {
+		return err
+	}
+	s.forgetPieces(ih, info.NumPieces())
+	os.Remove(dir)
+	if err := s.seed(m, info, dst, peers); err != nil {
+		// dst holds the verified artifact, which is what the caller asked
+		// for; not seeding it only costs the other hosts some speed.
+		s.log.Warn("cannot seed fetched artifact", "torrent", name, "error", err)
+		return nil
+	}
+	s.mu.Lock()
+	if nst, ok := s.torrents[ih]; ok {
+		nst.read, nst.written = st.read, st.written
+	}
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Swarm) waitComplete(ctx context.Context, t *torrent.Torrent, name string) error {
+	select {
+	case <-t.Complete().On():
+		return nil
+	case <-t.Closed():
+		return fmt.Errorf("fetch %s: %w", name, ErrSwarmClosed)
+	case <-ctx.Done():
+		return fmt.Errorf("fetch %s: %w", name, context.Cause(ctx))
+	}
+}
+
+// copyFile installs a verified copy of file at dst.
+func copyFile(a Artifact, file, dst, name string) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	defer f.Close()
+	return install(a, dst, name, f)
+}
+
+// moveVerified renames the verified file data to dst, durably, falling back
+// to a verifying copy when they are on different file systems.
+func moveVerified(a Artifact, data, dst, name string) error {
+	f, err := os.OpenFile(data, os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	err = f.Sync()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("fetch %s: sync: %w", name, err)
+	}
+	if err := os.Rename(data, dst); err == nil {
+		f.Close()
+		if d, err := os.Open(filepath.Dir(dst)); err == nil {
+			d.Sync()
+			d.Close()
+		}
+		return nil
+	}
+	defer f.Close()
+	if err := install(a, dst, name, f); err != nil {
+		return err
+	}
+	os.Remove(data)
+	return nil
+}
+
+// forgetPieces marks every piece of ih incomplete in the completion database.
+func (s *Swarm) forgetPieces(ih metainfo.Hash, n int) {
+	for i := range n {
+		if err := s.pc.Set(metainfo.PieceKey{InfoHash: ih, Index: i}, false); err != nil {
+			s.log.Warn("cannot reset piece completion", "infohash", ih.HexString(), "error", err)
+			return
+		}
+	}
+}
+
+// Stats reports the data bytes received from and sent to peers for the
+// torrent with the given hex infohash, and how many peers are connected.
+func (s *Swarm) Stats(infohash string) (bytesRead, bytesWritten int64, peers int) {
+	ih, ok := parseInfohash(infohash)
+	if !ok {
+		return 0, 0, 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.torrents[ih]
+	if !ok {
+		return 0, 0, 0
+	}
+	ts := st.t.Stats()
+	return st.read + ts.BytesReadData.Int64(), st.written + ts.BytesWrittenData.Int64(), ts.ActivePeers
+}
+
+// Drop stops fetching or seeding the torrent with the given hex infohash. The
+// data of a partial download stays in DataDir for a later Fetch to resume.
+func (s *Swarm) Drop(infohash string) {
+	ih, ok := parseInfohash(infohash)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	st, ok := s.torrents[ih]
+	delete(s.torrents, ih)
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	st.t.Drop()
+	if st.seed != nil {
+		st.seed.Close()
+	}
+}
+
+// Close stops all transfers and closes the listener and the completion
+// database. Fetches in progress return ErrSwarmClosed.
+func (s *Swarm) Close() error {
+	errs := s.cl.Close()
+	s.mu.Lock()
+	for ih, st := range s.torrents {
+		if st.seed != nil {
+			errs = append(errs, st.seed.Close())
+		}
+		delete(s.torrents, ih)
+	}
+	s.mu.Unlock()
+	errs = append(errs, s.store.Close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("close swarm: %w", err)
+	}
+	return nil
+}
+
+func parseInfohash(s string) (metainfo.Hash, bool) {
+	var ih metainfo.Hash
+	return ih, ih.FromHexString(s) == nil
+}
+
+func peerInfos(addrs []string) []torrent.PeerInfo {
+	ps := make([]torrent.PeerInfo, 0, len(addrs))
+	for _, a := range addrs {
+		ps = append(ps, torrent.PeerInfo{Addr: torrent.StringAddr(a), Source: torrent.PeerSourceDirect})
+	}
+	return ps
+}
+
+// validateContent is Artifact.Validate without the URL requirement: over
+// BitTorrent the origins are peers, not URLs.
+func validateContent(a Artifact) error {
+	b := a
+	b.URLs = []string{"http://peers.invalid/"}
+	return b.Validate()
+}
+
+// SwarmFetcher is a Fetcher over a Swarm. Source supplies an artifact's
+// metainfo and the peers to ask; in the agent they come from ZooKeeper.
+type SwarmFetcher struct {
+	Swarm  *Swarm
+	Source func(ctx context.Context, a Artifact) (mi []byte, peers []string, err error)
+}
+
+var _ Fetcher = SwarmFetcher{}
+
+// Fetch looks up a's metainfo and peers and fetches it with the Swarm.
+func (f SwarmFetcher) Fetch(ctx context.Context, a Artifact, dst string) error {
+	mi, peers, err := f.Source(ctx, a)
+	if err != nil {
+		return fmt.Errorf("fetch %s %s: torrent source: %w", a.Service, a.Version, err)
+	}
+	return f.Swarm.Fetch(ctx, a, mi, peers, dst)
+}
+
+// hclogHandler sends the BitTorrent client's slog records to hclog, one
+// level lower: the client reports routine peer events at Info.
+type hclogHandler struct {
+	l      hclog.Logger
+	attrs  []any
+	prefix string
+}
+
+func (h hclogHandler) level(l slog.Level) hclog.Level {
+	switch {
+	case l >= slog.LevelError:
+		return hclog.Error
+	case l >= slog.LevelWarn:
+		return hclog.Warn
+	case l >= slog.LevelInfo:
+		return hclog.Debug
+	default:
+		return hclog.Trace
+	}
+}
+
+func (h hclogHandler) Enabled(_ context.Context, l slog.Level) bool {
+	return h.l.GetLevel() <= h.level(l)
+}
+
+func (h hclogHandler) Handle(_ context.Context, r slog.Record) error {
+	args := append([]any(nil), h.attrs...)
+	r.Attrs(func(a slog.Attr) bool {
+		args = append(args, h.prefix+a.Key, a.Value.Resolve().Any())
+		return true
+	})
+	h.l.Log(h.level(r.Level), r.Message, args...)
+	return nil
+}
+
+func (h hclogHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	h.attrs = append([]any(nil), h.attrs...)
+	for _, a := range attrs {
+		h.attrs = append(h.attrs, h.prefix+a.Key, a.Value.Resolve().Any())
+	}
+	return h
+}
+
+func (h hclogHandler) WithGroup(name string) slog.Handler {
+	if name != "" {
+		h.prefix += name + "."
+	}
+	return h
+}

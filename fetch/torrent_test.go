@@ -1,0 +1,317 @@
+package fetch
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+const testPiece = 64 << 10
+
+// testLogger discards logs unless DCROLL_TEST_TORRENT_LOG is set.
+func testLogger(name string) hclog.Logger {
+	if os.Getenv("DCROLL_TEST_TORRENT_LOG") == "" {
+		return hclog.NewNullLogger()
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Trace})
+}
+
+// newTestSwarm starts a swarm on listen (host:0), filling in a DataDir and a
+// logger, and closes it when the test ends.
+func newTestSwarm(t *testing.T, name, listen string, cfg SwarmConfig) *Swarm {
+	t.Helper()
+	if cfg.DataDir == "" {
+		cfg.DataDir = t.TempDir()
+	}
+	cfg.Listen = listen
+	cfg.Logger = testLogger(name)
+	s, err := NewSwarm(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// release writes n random bytes as a release file and returns its path, the
+// artifact describing it, its metainfo and infohash.
+func release(t *testing.T, n int) (path string, a Artifact, mi []byte, ih string) {
+	t.Helper()
+	path, data := writeRandom(t, t.TempDir(), "web-1.2.3.artifact", n)
+	sum := sha256.Sum256(data)
+	a = Artifact{Service: "web", Version: "1.2.3", Size: int64(n), SHA256: hex.EncodeToString(sum[:])}
+	mi, ih, err := BuildMetainfo(path, "web-1.2.3.artifact", testPiece)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, a, mi, ih
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// piecesComplete is how many pieces of ih s holds verified.
+func piecesComplete(s *Swarm, ih string) int {
+	h, _ := parseInfohash(ih)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.torrents[h]
+	if !ok {
+		return 0
+	}
+	return st.t.Stats().PiecesComplete
+}
+
+func TestIntegration_SwarmSharesAmongPeers(t *testing.T) {
+	const size = 8 << 20
+	const fetchers = 4
+	path, a, mi, ih := release(t, size)
+
+	// The seeder's upload is capped well below what the fetchers can take,
+	// so they finish sooner by trading pieces among themselves.
+	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{UploadRate: 2 << 20})
+	if err := seeder.Seed(mi, path); err != nil {
+		t.Fatal(err)
+	}
+	swarms := make([]*Swarm, fetchers)
+	for i := range swarms {
+		swarms[i] = newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+	out := t.TempDir()
+	dsts := make([]string, fetchers)
+	errs := make([]error, fetchers)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, s := range swarms {
+		peers := []string{seeder.Addr()}
+		for j, o := range swarms {
+			if j != i {
+				peers = append(peers, o.Addr())
+			}
+		}
+		dsts[i] = filepath.Join(out, "dst"+string(rune('a'+i)))
+		wg.Go(func() { errs[i] = s.Fetch(ctx, a, mi, peers, dsts[i]) })
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+
+	var downloaded int64
+	for i, s := range swarms {
+		if errs[i] != nil {
+			t.Fatalf("fetcher %d: %v", i, errs[i])
+		}
+		if err := Verify(dsts[i], a); err != nil {
+			t.Errorf("fetcher %d: %v", i, err)
+		}
+		read, _, _ := s.Stats(ih)
+		downloaded += read
+	}
+	_, uploaded, _ := seeder.Stats(ih)
+	t.Logf("%d fetchers in %s: seeder uploaded %.1f MiB, fetchers downloaded %.1f MiB (%.2f)",
+		fetchers, elapsed.Round(time.Millisecond), float64(uploaded)/(1<<20), float64(downloaded)/(1<<20),
+		float64(uploaded)/float64(downloaded))
+	if downloaded < fetchers*size {
+		t.Errorf("fetchers downloaded %d bytes, less than %d", downloaded, fetchers*size)
+	}
+	if float64(uploaded) >= 0.75*float64(downloaded) {
+		t.Errorf("seeder uploaded %d of %d bytes downloaded; peers did not share", uploaded, downloaded)
+	}
+
+	// A fetcher now seeds from dst: a newcomer that only knows it gets the
+	// release, and it was moved, not left in DataDir.
+	late := newTestSwarm(t, "late", "127.0.0.1:0", SwarmConfig{})
+	lateDst := filepath.Join(out, "late")
+	f := SwarmFetcher{Swarm: late, Source: func(context.Context, Artifact) ([]byte, []string, error) {
+		return mi, []string{swarms[0].Addr()}, nil
+	}}
+	if err := f.Fetch(ctx, a, lateDst); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(lateDst, a); err != nil {
+		t.Error(err)
+	}
+	if ents, _ := os.ReadDir(swarms[0].cfg.DataDir); len(ents) != 1 || ents[0].Name() != ".torrent.bolt.db" {
+		t.Errorf("DataDir after fetch holds %v, want only the completion db", ents)
+	}
+
+	// Fetching what a swarm already seeds copies its file.
+	copyDst := filepath.Join(out, "copy")
+	if err := seeder.Fetch(ctx, a, mi, nil, copyDst); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(copyDst, a); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestIntegration_SwarmIgnoresCorruptPeer(t *testing.T) {
+	const size = 2 << 20
+	path, a, mi, ih := release(t, size)
+
+	// The bad peer claims every piece but serves every other one flipped.
+	// It has its own address because the client bans bad peers by IP.
+	bad, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := 0; off < size; off += 2 * testPiece {
+		bad[off+100] ^= 0xff
+	}
+	badPath := filepath.Join(t.TempDir(), "bad")
+	if err := os.WriteFile(badPath, bad, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	liar := newTestSwarm(t, "liar", "127.0.0.2:0", SwarmConfig{})
+	if err := liar.Seed(mi, badPath); err != nil {
+		t.Fatal(err)
+	}
+	// The good seeder is slow, so the fetcher asks the liar for much.
+	good := newTestSwarm(t, "good", "127.0.0.1:0", SwarmConfig{UploadRate: 1 << 20})
+	if err := good.Seed(mi, path); err != nil {
+		t.Fatal(err)
+	}
+	fetcher := newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dst := filepath.Join(t.TempDir(), "dst")
+	if err := fetcher.Fetch(ctx, a, mi, []string{liar.Addr(), good.Addr()}, dst); err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum := sha256.Sum256(got); hex.EncodeToString(sum[:]) != a.SHA256 {
+		t.Fatalf("sha256 %x, want %s", sum, a.SHA256)
+	}
+	_, lied, _ := liar.Stats(ih)
+	_, honest, _ := good.Stats(ih)
+	banned := fetcher.cl.BadPeerIPs()
+	t.Logf("liar sent %d KiB, good seeder %d KiB; fetcher banned %v", lied>>10, honest>>10, banned)
+	if lied == 0 {
+		t.Error("the liar sent nothing; the test did not exercise bad data")
+	}
+	// The client records a ban in both the IPv4 and the v4-in-v6 form.
+	if len(banned) == 0 {
+		t.Error("the liar was not banned")
+	}
+	for _, ip := range banned {
+		if strings.TrimPrefix(ip, "::ffff:") != "127.0.0.2" {
+			t.Errorf("banned %s, want only the liar's 127.0.0.2", ip)
+		}
+	}
+}
+
+func TestIntegration_SwarmResumes(t *testing.T) {
+	const size = 4 << 20
+	path, a, mi, ih := release(t, size)
+	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{})
+	if err := seeder.Seed(mi, path); err != nil {
+		t.Fatal(err)
+	}
+	dataDir := t.TempDir()
+	dst := filepath.Join(t.TempDir(), "dst")
+
+	// First run: slow, stopped once a good part has verified.
+	first, err := NewSwarm(SwarmConfig{DataDir: dataDir, Listen: "127.0.0.1:0", DownloadRate: 512 << 10, Logger: testLogger("first")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- first.Fetch(context.Background(), a, mi, []string{seeder.Addr()}, dst) }()
+	waitFor(t, 20*time.Second, "a third of the pieces", func() bool {
+		return piecesComplete(first, ih) >= size/testPiece/3
+	})
+	verified := int64(piecesComplete(first, ih)) * testPiece
+	read1, _, _ := first.Stats(ih)
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, ErrSwarmClosed) {
+		t.Fatalf("interrupted fetch: got %v, want ErrSwarmClosed", err)
+	}
+	if _, err := os.Stat(dst); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("partial download at dst: %v", err)
+	}
+
+	// Second run, same DataDir: only the missing pieces travel.
+	second := newTestSwarm(t, "second", "127.0.0.1:0", SwarmConfig{DataDir: dataDir})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := second.Fetch(ctx, a, mi, []string{seeder.Addr()}, dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(dst, a); err != nil {
+		t.Fatal(err)
+	}
+	read2, _, _ := second.Stats(ih)
+	t.Logf("size %d KiB: first run read %d KiB with %d KiB verified, second run read %d KiB",
+		size>>10, read1>>10, verified>>10, read2>>10)
+	if limit := size - verified + 4*testPiece; read2 >= limit {
+		t.Errorf("second run read %d bytes, want < %d (size - verified + 4 pieces)", read2, limit)
+	}
+}
+
+func TestSwarmFetchRejectsAndCancels(t *testing.T) {
+	_, a, mi, _ := release(t, 300<<10)
+	s := newTestSwarm(t, "s", "127.0.0.1:0", SwarmConfig{})
+	dir := t.TempDir()
+	dst := filepath.Join(dir, "dst")
+
+	wrong := a
+	wrong.Size++
+	if err := s.Fetch(context.Background(), wrong, mi, nil, dst); !errors.Is(err, ErrBadArtifact) {
+		t.Errorf("size differing from metainfo: got %v, want ErrBadArtifact", err)
+	}
+	if err := s.Fetch(context.Background(), a, []byte("junk"), nil, dst); !errors.Is(err, ErrBadArtifact) {
+		t.Errorf("junk metainfo: got %v, want ErrBadArtifact", err)
+	}
+	noSum := a
+	noSum.SHA256 = ""
+	if err := s.Fetch(context.Background(), noSum, mi, nil, dst); !errors.Is(err, ErrBadArtifact) {
+		t.Errorf("no sha256: got %v, want ErrBadArtifact", err)
+	}
+
+	// Nobody to fetch from: the caller's deadline ends it, nothing at dst.
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if err := s.Fetch(ctx, a, mi, nil, dst); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("no peers: got %v, want DeadlineExceeded", err)
+	}
+	assertEmptyDir(t, dir)
+}
+
+func TestNewSwarmRejects(t *testing.T) {
+	for _, cfg := range []SwarmConfig{
+		{Listen: "127.0.0.1:0"},
+		{DataDir: t.TempDir(), Listen: "127.0.0.1"},
+		{DataDir: t.TempDir(), Listen: "127.0.0.1:http"},
+		{DataDir: t.TempDir(), Listen: "127.0.0.1:0", UploadRate: -1},
+	} {
+		if s, err := NewSwarm(cfg); err == nil {
+			s.Close()
+			t.Errorf("%+v: no error", cfg)
+		}
+	}
+}
