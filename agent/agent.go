@@ -76,7 +76,9 @@ type Agent struct {
 	switching map[string]bool
 	recovered *state.Switch // a switch interrupted by a crash, rolled back at boot
 	fetcher   fetch.Fetcher
-	artifacts string // where fetched artifacts are kept and served from
+	swarm     *fetch.Swarm      // nil without transfer.torrent_listen
+	seeding   map[string]string // "svc/version" -> infohash seeded; a.mu
+	artifacts string            // where fetched artifacts are kept and served from
 }
 
 // New prepares an agent; Run starts it.
@@ -97,6 +99,7 @@ func New(o Options) *Agent {
 		bootedCh:  map[string]chan struct{}{},
 		fetchMu:   map[string]*sync.Mutex{},
 		switching: map[string]bool{},
+		seeding:   map[string]string{},
 		fetcher:   fetch.HTTP{},
 		artifacts: filepath.Join(o.Config.Host.StateDir, "artifacts"),
 		kick:      make(chan struct{}, 1),
@@ -146,6 +149,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		a.log.Error("cannot serve releases to peers", "listen", a.cfg.Transfer.Listen, "error", err)
 	}
+	if t := a.cfg.Transfer; t.TorrentListen != "" {
+		a.swarm, err = fetch.NewSwarm(fetch.SwarmConfig{
+			DataDir:      filepath.Join(a.cfg.Host.StateDir, "torrent"),
+			Listen:       t.TorrentListen,
+			UploadRate:   t.UploadRate,
+			DownloadRate: t.DownloadRate,
+			Logger:       a.log.Named("torrent"),
+		})
+		if err != nil {
+			a.log.Error("no BitTorrent: releases come over HTTP", "listen", t.TorrentListen, "error", err)
+		}
+	}
 
 	store, events, err := roll.Dial(a.cfg.ZooKeeper, a.log)
 	if err != nil {
@@ -160,6 +175,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.watches.Wait()
 	if peers != nil {
 		peers.Close()
+	}
+	if a.swarm != nil {
+		_ = a.swarm.Close()
 	}
 	if store != nil {
 		// Closing the session removes this host's ephemeral nodes (/hosts
@@ -491,6 +509,9 @@ func (a *Agent) publish(store *roll.Store, sess *session) error {
 			Site:     a.cfg.Host.Site,
 			Services: a.serviceNames(),
 			PeerAddr: a.cfg.Transfer.Advertise,
+		}
+		if a.swarm != nil {
+			h.TorrentAddr = a.cfg.Transfer.TorrentAdvertise
 		}
 		if err := store.RegisterHost(a.host, h); err != nil {
 			return err

@@ -97,6 +97,7 @@ timeout = "1s"
 	h.port, h.releases = h.ports["web"], h.rels["web"]
 	h.config = filepath.Join(dir, "dcroll.toml")
 	peer := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	torrent := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg := fmt.Sprintf(`
 [zookeeper]
 servers = [%s]
@@ -110,7 +111,9 @@ level = "debug"
 [transfer]
 listen = %q
 advertise = %q
-%s`, tomlList(zkServers), root, sessionTimeout, name, dir, peer, peer, svcCfg.String())
+torrent_listen = %q
+torrent_advertise = %q
+%s`, tomlList(zkServers), root, sessionTimeout, name, dir, peer, peer, torrent, torrent, svcCfg.String())
 	if err := os.WriteFile(h.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

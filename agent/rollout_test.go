@@ -30,6 +30,7 @@ type fleet struct {
 	services []string
 	artDir   string
 	origin   *httptest.Server
+	seeder   *fetch.Swarm // the origin's BitTorrent seeder
 }
 
 func newFleet(t *testing.T, catalog string, services []string, n int) *fleet {
@@ -39,6 +40,12 @@ func newFleet(t *testing.T, catalog string, services []string, n int) *fleet {
 	rolltest.Seed(t, f.admin, catalog)
 	f.origin = httptest.NewServer(fetch.NewServer(f.artDir))
 	t.Cleanup(f.origin.Close)
+	seeder, err := fetch.NewSwarm(fetch.SwarmConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.seeder = seeder
+	t.Cleanup(func() { _ = seeder.Close() })
 	for i := range n {
 		f.hosts = append(f.hosts, newFleetHost(t, fmt.Sprintf("h%d", i), zkc.ConnString(), "/dc", services, "v1"))
 	}
@@ -105,7 +112,18 @@ func (f *fleet) stage(svc, version string, unhealthy bool) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	m := roll.Manifest{Version: version, Size: size, SHA256: sum, URLs: []string{f.origin.URL + "/artifacts/" + svc + "/" + version}, Staged: time.Now().UTC()}
+	mi, infohash, err := fetch.BuildMetainfo(path, svc+"-"+version, 16<<10)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := f.seeder.Seed(mi, path); err != nil {
+		f.t.Fatal(err)
+	}
+	m := roll.Manifest{
+		Version: version, Size: size, SHA256: sum, Staged: time.Now().UTC(),
+		URLs:     []string{f.origin.URL + "/artifacts/" + svc + "/" + version},
+		Infohash: infohash, Metainfo: mi, Seeders: []string{f.seeder.Addr()},
+	}
 	if err := f.admin.Stage(svc, m, true); err != nil {
 		f.t.Fatal(err)
 	}
@@ -348,6 +366,9 @@ func TestIntegration_RolloutWithHostsDownAndTheirReturn(t *testing.T) {
 
 	// The origin is gone: the returning hosts fetch from their peers.
 	f.origin.Close()
+	if err := f.seeder.Close(); err != nil {
+		t.Fatal(err)
+	}
 	for _, h := range down {
 		h.start()
 	}
@@ -355,6 +376,15 @@ func TestIntegration_RolloutWithHostsDownAndTheirReturn(t *testing.T) {
 	for _, h := range down {
 		if v, err := h.serving(); err != nil || v != "v2" {
 			t.Fatalf("%s answers %q %v", h.name, v, err)
+		}
+		// With the origin and its seeder gone, the release came over
+		// BitTorrent from the other hosts.
+		log, err := os.ReadFile(filepath.Join(h.dir, "agent.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(log), "fetching over BitTorrent") || strings.Contains(string(log), "trying HTTP") {
+			t.Fatalf("%s did not fetch over BitTorrent from its peers:\n%s", h.name, lastLines(string(log), 30))
 		}
 	}
 }
@@ -521,4 +551,49 @@ func TestIntegration_StepFinishesWhenAQueuedHostDies(t *testing.T) {
 		}
 	}
 	f.waitVersion("web", "v2", alive)
+}
+
+// A release file changed on disk after it was verified is refused at switch
+// time, fetched again, and only then switched to.
+func TestIntegration_TamperedReleaseIsRefusedAndFetchedAgain(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "30s"), []string{"web"}, 2)
+	f.startAll()
+	f.stage("web", "v2", false)
+	victim := f.hosts[0]
+	artifact := fetch.ArtifactPath(filepath.Join(victim.dir, "artifacts"), "web", "v2")
+	testutil.Eventually(t, time.Minute, func() error {
+		queue, err := f.admin.ReadyQueue("web")
+		if err != nil {
+			return err
+		}
+		if !slices.ContainsFunc(queue, func(e roll.ReadyEntry) bool { return e.Host == victim.name }) {
+			return fmt.Errorf("%s not ready yet: %v", victim.name, queue)
+		}
+		return nil
+	})
+	b, err := os.ReadFile(artifact)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	if err := os.WriteFile(artifact, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.order([]string{"web"})
+	f.waitQueueEmpty()
+	f.waitVersion("web", "v2", f.hosts)
+	m, err := f.admin.Manifest("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fetch.Verify(artifact, fetch.Artifact{Service: "web", Version: "v2", Size: m.Size, SHA256: m.SHA256}); err != nil {
+		t.Fatalf("the artifact %s switched to does not verify: %v", victim.name, err)
+	}
+	log, err := os.ReadFile(filepath.Join(victim.dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "no longer matches its manifest") {
+		t.Fatalf("%s never noticed the tampered file:\n%s", victim.name, lastLines(string(log), 30))
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"time"
 
 	"github.com/dcroll/dcroll/fetch"
@@ -77,6 +79,13 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			continue
 		}
 		backoff = time.Second
+		if err := a.checkArtifact(svc, m); err != nil {
+			// Refused at switch time: give the turn back and fetch again.
+			if err := store.FinishTurn(svc, a.host, nil); err != nil {
+				a.log.Error("cannot finish the turn; the session's end will release it", "service", svc, "error", err)
+			}
+			continue
+		}
 		failure := a.switchVersion(ctx, store, svc, from, m.Version)
 		if err := store.FinishTurn(svc, a.host, failure); err != nil {
 			a.log.Error("cannot finish the turn; the session's end will release it", "service", svc, "error", err)
@@ -88,33 +97,42 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 }
 
 // ensureRelease makes sure version of svc is unpacked in its releases
-// directory, fetching and verifying the staged artifact if needed: from the
-// peers that run it first, then from the origins.
+// directory from an artifact that matches the staged manifest, fetching it
+// if needed: over BitTorrent from the other hosts and the origin's seeder
+// when the manifest carries metainfo, else (or if that fails) over HTTP
+// from the peers that run it and then the origins. A release whose
+// artifact no longer matches is removed and fetched again.
 func (a *Agent) ensureRelease(ctx context.Context, store *roll.Store, svc, version string) error {
 	a.fetchMu[svc].Lock()
 	defer a.fetchMu[svc].Unlock()
 	rel := a.rels[svc]
-	if _, err := os.Stat(rel.Path(version)); err == nil {
-		return nil
-	}
+	_, statErr := os.Stat(rel.Path(version))
+	installed := statErr == nil
 	m, err := store.Manifest(svc)
+	if installed && (errors.Is(err, roll.ErrNotStaged) || (err == nil && m.Version != version)) {
+		return nil // installed, and no manifest to check it against
+	}
 	if err != nil {
 		return err
 	}
 	if m.Version != version {
 		return fmt.Errorf("%s %s is not staged (staged: %s)", svc, version, m.Version)
 	}
-	art := fetch.Artifact{Service: svc, Version: version, Size: m.Size, SHA256: m.SHA256}
-	art.URLs = append(a.peerURLs(store, svc, version), m.URLs...)
 	path := fetch.ArtifactPath(a.artifacts, svc, version)
+	art := fetch.Artifact{Service: svc, Version: version, Size: m.Size, SHA256: m.SHA256}
+	if installed {
+		if err := a.checkArtifact(svc, m); err == nil {
+			a.seed(svc, m, path)
+			return nil
+		}
+	}
 	if err := fetch.Verify(path, art); err != nil {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err
 		}
 		_ = os.Remove(path) // a tampered or partial file is fetched again
-		a.log.Info("fetching", "service", svc, "version", version, "size", m.Size, "origins", len(art.URLs))
 		unlock := a.lockHotFiles(svc)
-		err := a.fetcher.Fetch(ctx, art, path)
+		err := a.fetchArtifact(ctx, store, svc, m, art, path)
 		unlock()
 		if err != nil {
 			return err
@@ -123,8 +141,110 @@ func (a *Agent) ensureRelease(ctx context.Context, store *roll.Store, svc, versi
 	if err := fetch.Unpack(path, rel.Path(version)); err != nil {
 		return fmt.Errorf("unpack %s %s: %w", svc, version, err)
 	}
+	a.seed(svc, m, path)
 	a.log.Info("release verified and unpacked", "service", svc, "version", version)
 	return nil
+}
+
+// checkArtifact verifies, when this host holds it, the artifact a staged
+// release was unpacked from; on a mismatch (a file changed on disk) it
+// removes the release and the artifact so that they are fetched again.
+// Releases installed by other means have no artifact and pass.
+func (a *Agent) checkArtifact(svc string, m roll.Manifest) error {
+	path := fetch.ArtifactPath(a.artifacts, svc, m.Version)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	err := fetch.Verify(path, fetch.Artifact{Service: svc, Version: m.Version, Size: m.Size, SHA256: m.SHA256})
+	if err == nil {
+		return nil
+	}
+	a.log.Error("the release on disk no longer matches its manifest; removing it to fetch it again", "service", svc, "version", m.Version, "error", err)
+	if m.Infohash != "" && a.swarm != nil {
+		a.swarm.Drop(m.Infohash)
+	}
+	_ = os.Remove(path)
+	if m.Version != a.units[svc].Version() {
+		_ = os.RemoveAll(a.rels[svc].Path(m.Version))
+	}
+	return err
+}
+
+func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string, m roll.Manifest, art fetch.Artifact, path string) error {
+	if a.swarm != nil && len(m.Metainfo) > 0 {
+		peers := append(slices.Clone(m.Seeders), a.torrentPeers(store)...)
+		a.log.Info("fetching over BitTorrent", "service", svc, "version", m.Version, "size", m.Size, "peers", len(peers))
+		err := a.swarm.Fetch(ctx, art, m.Metainfo, peers, path)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return err
+		}
+		a.log.Warn("BitTorrent fetch failed; trying HTTP", "service", svc, "version", m.Version, "error", err)
+	}
+	art.URLs = append(a.peerURLs(store, svc, m.Version), m.URLs...)
+	if len(art.URLs) == 0 {
+		return fmt.Errorf("no HTTP origin for %s %s", svc, m.Version)
+	}
+	a.log.Info("fetching over HTTP", "service", svc, "version", m.Version, "size", m.Size, "origins", len(art.URLs))
+	return a.fetcher.Fetch(ctx, art, path)
+}
+
+// seed shares a verified artifact with the other hosts while it is staged.
+func (a *Agent) seed(svc string, m roll.Manifest, path string) {
+	if a.swarm == nil || m.Infohash == "" {
+		return
+	}
+	a.mu.Lock()
+	a.seeding[svc+"/"+m.Version] = m.Infohash
+	a.mu.Unlock()
+	if a.swarm.Has(m.Infohash) {
+		return
+	}
+	if err := a.swarm.Seed(m.Metainfo, path); err != nil {
+		a.log.Warn("cannot seed", "service", svc, "version", m.Version, "error", err)
+	}
+}
+
+// torrentPeers lists the other hosts' BitTorrent addresses, those in this
+// host's rack first, then those in its site, so that traffic stays off the
+// links between sites where it can.
+func (a *Agent) torrentPeers(store *roll.Store) []string {
+	hosts, err := store.Hosts()
+	if err != nil {
+		return nil
+	}
+	type peer struct {
+		addr  string
+		close int
+	}
+	var peers []peer
+	me := a.cfg.Host
+	for name, h := range hosts {
+		if name == a.host || h.TorrentAddr == "" {
+			continue
+		}
+		close := 0
+		if me.Site != "" && h.Site == me.Site {
+			close = 1
+			if me.Rack != "" && h.Rack == me.Rack {
+				close = 2
+			}
+		}
+		peers = append(peers, peer{h.TorrentAddr, close})
+	}
+	sort.Slice(peers, func(i, j int) bool {
+		if peers[i].close != peers[j].close {
+			return peers[i].close > peers[j].close
+		}
+		return peers[i].addr < peers[j].addr
+	})
+	addrs := make([]string, len(peers))
+	for i, p := range peers {
+		addrs[i] = p.addr
+	}
+	return addrs
 }
 
 // peerURLs lists where hosts that run version serve its artifact.
@@ -351,6 +471,13 @@ func (a *Agent) prune(svc string, keep ...string) {
 		a.log.Warn("cannot remove old releases", "service", svc, "error", err)
 	}
 	for _, v := range removed {
+		a.mu.Lock()
+		ih, ok := a.seeding[svc+"/"+v]
+		delete(a.seeding, svc+"/"+v)
+		a.mu.Unlock()
+		if ok {
+			a.swarm.Drop(ih)
+		}
 		_ = os.Remove(fetch.ArtifactPath(a.artifacts, svc, v))
 	}
 	if len(removed) > 0 {

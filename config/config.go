@@ -67,8 +67,14 @@ type Host struct {
 
 // Transfer says where the agent serves the releases it holds to its peers.
 type Transfer struct {
-	Listen    string `koanf:"listen"`
-	Advertise string `koanf:"advertise"`
+	Listen           string `koanf:"listen"`
+	Advertise        string `koanf:"advertise"`
+	TorrentListen    string `koanf:"torrent_listen"`
+	TorrentAdvertise string `koanf:"torrent_advertise"`
+	// UploadRate and DownloadRate cap BitTorrent traffic, in bytes per
+	// second; 0 is no cap.
+	UploadRate   int64 `koanf:"upload_rate"`
+	DownloadRate int64 `koanf:"download_rate"`
 }
 
 // Log selects the go-hclog level and output format.
@@ -208,20 +214,22 @@ func decode(k *koanf.Koanf, out *Config, md *mapstructure.Metadata) error {
 // envKeys maps each DCROLL_* variable to the config key it sets. Services
 // are configured in the file only.
 var envKeys = map[string]string{
-	"DCROLL_ZOOKEEPER_SERVERS":         "zookeeper.servers",
-	"DCROLL_ZOOKEEPER_ROOT":            "zookeeper.root",
-	"DCROLL_ZOOKEEPER_SESSION_TIMEOUT": "zookeeper.session_timeout",
-	"DCROLL_ZOOKEEPER_ACL":             "zookeeper.acl",
-	"DCROLL_ZOOKEEPER_USER":            "zookeeper.user",
-	"DCROLL_ZOOKEEPER_PASSWORD_FILE":   "zookeeper.password_file",
-	"DCROLL_HOST_NAME":                 "host.name",
-	"DCROLL_HOST_RACK":                 "host.rack",
-	"DCROLL_HOST_SITE":                 "host.site",
-	"DCROLL_HOST_STATE_DIR":            "host.state_dir",
-	"DCROLL_LOG_LEVEL":                 "log.level",
-	"DCROLL_LOG_FORMAT":                "log.format",
-	"DCROLL_TRANSFER_LISTEN":           "transfer.listen",
-	"DCROLL_TRANSFER_ADVERTISE":        "transfer.advertise",
+	"DCROLL_ZOOKEEPER_SERVERS":          "zookeeper.servers",
+	"DCROLL_ZOOKEEPER_ROOT":             "zookeeper.root",
+	"DCROLL_ZOOKEEPER_SESSION_TIMEOUT":  "zookeeper.session_timeout",
+	"DCROLL_ZOOKEEPER_ACL":              "zookeeper.acl",
+	"DCROLL_ZOOKEEPER_USER":             "zookeeper.user",
+	"DCROLL_ZOOKEEPER_PASSWORD_FILE":    "zookeeper.password_file",
+	"DCROLL_HOST_NAME":                  "host.name",
+	"DCROLL_HOST_RACK":                  "host.rack",
+	"DCROLL_HOST_SITE":                  "host.site",
+	"DCROLL_HOST_STATE_DIR":             "host.state_dir",
+	"DCROLL_LOG_LEVEL":                  "log.level",
+	"DCROLL_LOG_FORMAT":                 "log.format",
+	"DCROLL_TRANSFER_LISTEN":            "transfer.listen",
+	"DCROLL_TRANSFER_ADVERTISE":         "transfer.advertise",
+	"DCROLL_TRANSFER_TORRENT_LISTEN":    "transfer.torrent_listen",
+	"DCROLL_TRANSFER_TORRENT_ADVERTISE": "transfer.torrent_advertise",
 }
 
 // ServiceEnv names the variables the agent sets for the commands it runs;
@@ -360,21 +368,35 @@ func (c *Config) complete() error {
 }
 
 func (t *Transfer) complete(host string) error {
-	if t.Listen == "" {
-		t.Advertise = ""
-		return nil
+	if t.UploadRate < 0 || t.DownloadRate < 0 {
+		return invalid("transfer", "upload_rate and download_rate must be 0 (no cap) or positive bytes per second")
 	}
-	_, port, err := net.SplitHostPort(t.Listen)
+	var err error
+	if t.Advertise, err = advertised("transfer.listen", t.Listen, "transfer.advertise", t.Advertise, host); err != nil {
+		return err
+	}
+	t.TorrentAdvertise, err = advertised("transfer.torrent_listen", t.TorrentListen, "transfer.torrent_advertise", t.TorrentAdvertise, host)
+	return err
+}
+
+// advertised checks a listen address and returns the address peers use for
+// it: the one given, else host and the listen port. An empty listen address
+// turns the service off and advertises nothing.
+func advertised(listenKey, listen, advertiseKey, advertise, host string) (string, error) {
+	if listen == "" {
+		return "", nil
+	}
+	_, port, err := net.SplitHostPort(listen)
 	if err != nil {
-		return invalid("transfer.listen", "%q is not host:port (empty turns serving off)", t.Listen)
+		return "", invalid(listenKey, "%q is not host:port (empty turns it off)", listen)
 	}
-	if t.Advertise == "" {
-		t.Advertise = net.JoinHostPort(host, port)
+	if advertise == "" {
+		advertise = net.JoinHostPort(host, port)
 	}
-	if _, _, err := net.SplitHostPort(t.Advertise); err != nil {
-		return invalid("transfer.advertise", "%q is not host:port", t.Advertise)
+	if _, _, err := net.SplitHostPort(advertise); err != nil {
+		return "", invalid(advertiseKey, "%q is not host:port", advertise)
 	}
-	return nil
+	return advertise, nil
 }
 
 func (s *Service) complete(name, stateDir string) error {

@@ -526,3 +526,15 @@ func (h hclogHandler) WithGroup(name string) slog.Handler {
 	}
 	return h
 }
+
+// Has reports whether the swarm holds the torrent (downloading or seeding).
+func (s *Swarm) Has(infohash string) bool {
+	ih, ok := parseInfohash(infohash)
+	if !ok {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok = s.torrents[ih]
+	return ok
+}

@@ -3,6 +3,7 @@ package roll
 import (
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"sort"
 	"strconv"
@@ -22,9 +23,18 @@ type Manifest struct {
 	URLs    []string  `json:"urls"`
 	Staged  time.Time `json:"staged"`
 	By      string    `json:"by,omitempty"`
+	// Infohash and Metainfo describe the release for BitTorrent; Seeders
+	// are the BitTorrent addresses of the origin (the stage host). Hosts
+	// find each other through /hosts.
+	Infohash string   `json:"infohash,omitempty"`
+	Metainfo []byte   `json:"metainfo,omitempty"`
+	Seeders  []string `json:"seeders,omitempty"`
 }
 
-var sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+var (
+	sha256RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	infohashRE = regexp.MustCompile(`^[0-9a-f]{40}$`)
+)
 
 func (m Manifest) validate() error {
 	if err := ValidVersion(m.Version); err != nil {
@@ -39,6 +49,17 @@ func (m Manifest) validate() error {
 	for _, u := range m.URLs {
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			return fmt.Errorf("url %q: want http:// or https://", u)
+		}
+	}
+	if (m.Infohash == "") != (len(m.Metainfo) == 0) {
+		return errors.New("infohash and metainfo: give both or neither")
+	}
+	if m.Infohash != "" && !infohashRE.MatchString(m.Infohash) {
+		return fmt.Errorf("infohash %q: want 40 lower-case hex digits", m.Infohash)
+	}
+	for _, a := range m.Seeders {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("seeder %q: want host:port", a)
 		}
 	}
 	return nil

@@ -14,9 +14,25 @@ import (
 	"github.com/dcroll/dcroll/config"
 )
 
-// MaxNodeData caps what dcroll reads from or writes to one znode. Every node
+// MaxNodeData caps what dcroll reads from or writes to one znode, except a
+// release manifest (MaxManifestData). Every node
 // it owns is small JSON; anything larger is not dcroll's and is refused.
 const MaxNodeData = 64 << 10
+
+// MaxManifestData caps a release manifest, which carries the release's
+// BitTorrent metainfo: well under ZooKeeper's 1 MB limit.
+const MaxManifestData = 768 << 10
+
+// limit is the size cap of a node's data.
+func limit(v node) int {
+	if _, ok := v.(*Manifest); ok {
+		return MaxManifestData
+	}
+	if _, ok := v.(Manifest); ok {
+		return MaxManifestData
+	}
+	return MaxNodeData
+}
 
 // ErrBadNode is wrapped by every error about a znode's content.
 var ErrBadNode = errors.New("roll: bad znode data")
@@ -37,8 +53,8 @@ type node interface{ validate() error }
 // Unknown fields are ignored so that an older agent can read what a newer
 // one wrote; wrong types, missing required fields and bad values are errors.
 func decode(path string, data []byte, v node) error {
-	if len(data) > MaxNodeData {
-		return &NodeError{path, fmt.Errorf("%d bytes, more than the %d allowed", len(data), MaxNodeData)}
+	if max := limit(v); len(data) > max {
+		return &NodeError{path, fmt.Errorf("%d bytes, more than the %d allowed", len(data), max)}
 	}
 	if len(bytes.TrimSpace(data)) == 0 {
 		return &NodeError{path, errors.New("empty, expected a JSON object")}
@@ -61,8 +77,8 @@ func encode(v node) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roll: encode: %w", err)
 	}
-	if len(b) > MaxNodeData {
-		return nil, fmt.Errorf("roll: refusing to write %d bytes, more than %d", len(b), MaxNodeData)
+	if max := limit(v); len(b) > max {
+		return nil, fmt.Errorf("roll: refusing to write %d bytes, more than %d", len(b), max)
 	}
 	return b, nil
 }
@@ -247,9 +263,11 @@ type Host struct {
 	Agent    string    `json:"agent"`
 	Started  time.Time `json:"started"`
 	PeerAddr string    `json:"peer_addr,omitempty"`
-	Rack     string    `json:"rack,omitempty"`
-	Site     string    `json:"site,omitempty"`
-	Services []string  `json:"services"`
+	// TorrentAddr is where the host's BitTorrent client takes peers.
+	TorrentAddr string   `json:"torrent_addr,omitempty"`
+	Rack        string   `json:"rack,omitempty"`
+	Site        string   `json:"site,omitempty"`
+	Services    []string `json:"services"`
 }
 
 func (h Host) validate() error {
