@@ -174,7 +174,7 @@ func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string
 	if a.swarm != nil && len(m.Metainfo) > 0 {
 		peers := append(slices.Clone(m.Seeders), a.torrentPeers(store)...)
 		a.log.Info("fetching over BitTorrent", "service", svc, "version", m.Version, "size", m.Size, "peers", len(peers))
-		err := a.swarm.Fetch(ctx, art, m.Metainfo, peers, path)
+		err := a.fetchTorrent(ctx, art, m, peers, path)
 		if err == nil {
 			return nil
 		}
@@ -498,4 +498,40 @@ func (a *Agent) advanceLoop(ctx context.Context, store *roll.Store) {
 			return
 		}
 	}
+}
+
+// torrentStall is how long a BitTorrent fetch may go without receiving a
+// byte before the agent gives up on it and tries HTTP.
+const torrentStall = 30 * time.Second
+
+// fetchTorrent runs a BitTorrent fetch, cancelling it when it stalls: no
+// peer has the release yet, or none is reachable.
+func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Manifest, peers []string, path string) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	go func() {
+		var last int64
+		lastChange := time.Now()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			read, _, _ := a.swarm.Stats(m.Infohash)
+			if read != last {
+				last, lastChange = read, time.Now()
+			} else if time.Since(lastChange) > torrentStall {
+				cancel(fmt.Errorf("no data for %s", torrentStall))
+				return
+			}
+		}
+	}()
+	err := a.swarm.Fetch(ctx, art, m.Metainfo, peers, path)
+	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
 }

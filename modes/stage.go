@@ -27,12 +27,15 @@ func init() { register("stage", func() mode { return &stageMode{} }) }
 const stagePoll = 500 * time.Millisecond
 
 type stageMode struct {
-	replace   bool
-	listen    string
-	advertise string
-	urls      stringList
-	timeout   time.Duration
-	detach    bool
+	replace          bool
+	listen           string
+	advertise        string
+	urls             stringList
+	timeout          time.Duration
+	detach           bool
+	torrentListen    string
+	torrentAdvertise string
+	uploadRate       int64
 }
 
 // stringList is a repeatable string flag.
@@ -53,6 +56,9 @@ func (m *stageMode) Flags(*Env) (*flag.FlagSet, string, string) {
 	fs.Var(&m.urls, "url", "another `URL` of the same artifact (a web seed); repeatable")
 	fs.DurationVar(&m.timeout, "timeout", 30*time.Minute, "give up serving after this long")
 	fs.BoolVar(&m.detach, "detach", false, "write the manifest and exit without serving (needs --url)")
+	fs.StringVar(&m.torrentListen, "torrent-listen", "0.0.0.0:0", "`address` to seed the release over BitTorrent on (empty: HTTP only)")
+	fs.StringVar(&m.torrentAdvertise, "torrent-advertise", "", "`host:port` the hosts reach the seeder at (default: this host's name and the bound port)")
+	fs.Int64Var(&m.uploadRate, "upload-rate", 0, "cap on the seeder's upload in `bytes/s` (0: none)")
 	return fs, "stage [--replace] [--listen ADDR] [--advertise HOST:PORT] [--url URL]... [--timeout D] [--detach] SERVICE VERSION PATH", `
 PATH is a release archive (tar or tar.gz) or a directory, which is packed
 into one. Stage checks the service and version, computes the archive's size
@@ -169,6 +175,31 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	urls = append(urls, m.urls...)
 
 	man := roll.Manifest{Version: version, Size: size, SHA256: sum, URLs: urls, Staged: time.Now().UTC(), By: hostname}
+	var swarm *fetch.Swarm
+	// With --detach nobody seeds at first, so the hosts fetch over HTTP.
+	if m.torrentListen != "" && !m.detach {
+		mi, infohash, err := fetch.BuildMetainfo(artifact, svc+"-"+version, fetch.DefaultPieceLength)
+		if err != nil {
+			return err
+		}
+		man.Infohash, man.Metainfo = infohash, mi
+		{
+			// The first seeder: every host that gets a piece shares it on.
+			swarm, err = fetch.NewSwarm(fetch.SwarmConfig{DataDir: filepath.Join(dir, "torrent"), Listen: m.torrentListen, UploadRate: m.uploadRate})
+			if err != nil {
+				return fmt.Errorf("seed over BitTorrent: %w", err)
+			}
+			defer swarm.Close()
+			if err := swarm.Seed(mi, artifact); err != nil {
+				return err
+			}
+			bound, err := net.ResolveTCPAddr("tcp", swarm.Addr())
+			if err != nil {
+				return err
+			}
+			man.Seeders = []string{advertiseAddr(m.torrentAdvertise, bound, hostname)}
+		}
+	}
 	if err := store.Stage(svc, man, m.replace); err != nil {
 		return err
 	}
@@ -176,16 +207,26 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	for _, u := range urls {
 		fmt.Fprintf(env.Stdout, "  %s\n", u)
 	}
+	for _, s := range man.Seeders {
+		fmt.Fprintf(env.Stdout, "  bittorrent %s (infohash %s)\n", s, man.Infohash)
+	}
 	if m.detach {
 		fmt.Fprintf(env.Stdout, "not serving (--detach): the hosts fetch from the URLs above\n")
 		return nil
 	}
-	return m.serve(ctx, env, store, svc, man)
+	return m.serve(ctx, env, store, svc, man, swarm)
 }
 
 // serve shows the hosts' progress until every online member of svc has the
 // release, ctx ends or the timeout passes. The HTTP server runs meanwhile.
-func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc string, man roll.Manifest) error {
+func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc string, man roll.Manifest, swarm *fetch.Swarm) error {
+	sent := func() string {
+		if swarm == nil {
+			return ""
+		}
+		_, written, peers := swarm.Stats(man.Infohash)
+		return fmt.Sprintf(", %s sent over BitTorrent to %d peers (%.1fx the release)", humanBytes(written), peers, float64(written)/float64(man.Size))
+	}
 	timeout := time.NewTimer(m.timeout)
 	defer timeout.Stop()
 	tick := time.NewTicker(stagePoll)
@@ -215,16 +256,17 @@ func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc 
 			}
 			if bar != nil {
 				bar.ChangeMax(max(p.online, 1))
+				bar.Describe(svc + " " + man.Version + ": hosts ready" + sent())
 				bar.Set(p.ready)
 			} else if !shown || p.ready != last.ready || p.online != last.online {
-				fmt.Fprintf(env.Stdout, "%s %s: %d/%d hosts ready\n", svc, man.Version, p.ready, p.online)
+				fmt.Fprintf(env.Stdout, "%s %s: %d/%d hosts ready%s\n", svc, man.Version, p.ready, p.online, sent())
 			}
 			last, shown = p, true
 			if p.online > 0 && p.ready == p.online {
 				if bar != nil {
 					bar.Finish()
 				}
-				fmt.Fprintf(env.Stdout, "%s %s: every online host (%d) has the release; done serving\n", svc, man.Version, p.online)
+				fmt.Fprintf(env.Stdout, "%s %s: every online host (%d) has the release; done serving%s\n", svc, man.Version, p.online, sent())
 				return nil
 			}
 		}
@@ -395,4 +437,18 @@ func linkOrCopy(src, dst string) (err error) {
 		return fmt.Errorf("copy %s: %w", src, err)
 	}
 	return nil
+}
+
+// humanBytes renders n as B, KiB, MiB or GiB.
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for v := n / unit; v >= unit && exp < 2; v /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMG"[exp])
 }
