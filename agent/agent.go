@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"sync"
@@ -76,9 +77,11 @@ type Agent struct {
 	switching map[string]bool
 	recovered *state.Switch // a switch interrupted by a crash, rolled back at boot
 	fetcher   fetch.Fetcher
-	swarm     *fetch.Swarm      // nil without transfer.torrent_listen
-	seeding   map[string]string // "svc/version" -> infohash seeded; a.mu
-	artifacts string            // where fetched artifacts are kept and served from
+	swarm     *fetch.Swarm          // nil without transfer.torrent_listen
+	seeding   map[string]string     // "svc/version" -> infohash seeded; a.mu
+	fetching  map[string]roll.Fetch // downloads in progress, by service; a.mu
+	started   time.Time
+	artifacts string // where fetched artifacts are kept and served from
 }
 
 // New prepares an agent; Run starts it.
@@ -100,6 +103,8 @@ func New(o Options) *Agent {
 		fetchMu:   map[string]*sync.Mutex{},
 		switching: map[string]bool{},
 		seeding:   map[string]string{},
+		fetching:  map[string]roll.Fetch{},
+		started:   time.Now().UTC(),
 		fetcher:   fetch.HTTP{},
 		artifacts: filepath.Join(o.Config.Host.StateDir, "artifacts"),
 		kick:      make(chan struct{}, 1),
@@ -490,7 +495,8 @@ func (a *Agent) startWatches(ctx context.Context, store *roll.Store) context.Can
 // session is what this host has written in one ZooKeeper session.
 type session struct {
 	id         int64
-	registered bool                     // /hosts/<host> and the memberships
+	registered bool                     // the memberships
+	host       *roll.Host               // what /hosts/<host> says
 	published  map[string]*roll.Current // per service; absent: not yet written
 }
 
@@ -502,21 +508,29 @@ func (a *Agent) publish(store *roll.Store, sess *session) error {
 				return err
 			}
 		}
-		h := roll.Host{
-			Agent:    a.opts.Version,
-			Started:  time.Now().UTC(),
-			Rack:     a.cfg.Host.Rack,
-			Site:     a.cfg.Host.Site,
-			Services: a.serviceNames(),
-			PeerAddr: a.cfg.Transfer.Advertise,
-		}
-		if a.swarm != nil {
-			h.TorrentAddr = a.cfg.Transfer.TorrentAdvertise
-		}
+		sess.registered = true
+	}
+	// /hosts/<host>: written once per session, and again when the
+	// downloads in progress change (at most every couple of seconds).
+	a.mu.Lock()
+	h := roll.Host{
+		Agent:    a.opts.Version,
+		Started:  a.started,
+		Rack:     a.cfg.Host.Rack,
+		Site:     a.cfg.Host.Site,
+		Services: a.serviceNames(),
+		PeerAddr: a.cfg.Transfer.Advertise,
+		Fetching: maps.Clone(a.fetching),
+	}
+	a.mu.Unlock()
+	if a.swarm != nil {
+		h.TorrentAddr = a.cfg.Transfer.TorrentAdvertise
+	}
+	if sess.host == nil || !reflect.DeepEqual(*sess.host, h) {
 		if err := store.RegisterHost(a.host, h); err != nil {
 			return err
 		}
-		sess.registered = true
+		sess.host = &h
 	}
 	a.pubMu.Lock()
 	defer a.pubMu.Unlock()

@@ -3,6 +3,7 @@ package agent_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -31,6 +32,9 @@ type fleet struct {
 	artDir   string
 	origin   *httptest.Server
 	seeder   *fetch.Swarm // the origin's BitTorrent seeder
+	// payload is the size of a random file that stage adds to a release,
+	// to make its transfer take a while.
+	payload int
 }
 
 func newFleet(t *testing.T, catalog string, services []string, n int) *fleet {
@@ -91,6 +95,13 @@ func (f *fleet) stage(svc, version string, unhealthy bool) {
 	}
 	if unhealthy {
 		if err := os.WriteFile(filepath.Join(src, "unhealthy"), nil, 0o644); err != nil {
+			f.t.Fatal(err)
+		}
+	}
+	if f.payload > 0 {
+		data := make([]byte, f.payload)
+		_, _ = rand.NewChaCha8([32]byte{1}).Read(data)
+		if err := os.WriteFile(filepath.Join(src, "payload"), data, 0o644); err != nil {
 			f.t.Fatal(err)
 		}
 	}
@@ -596,4 +607,111 @@ func TestIntegration_TamperedReleaseIsRefusedAndFetchedAgain(t *testing.T) {
 	if !strings.Contains(string(log), "no longer matches its manifest") {
 		t.Fatalf("%s never noticed the tampered file:\n%s", victim.name, lastLines(string(log), 30))
 	}
+}
+
+// vmLockedKB reads VmLck of a process.
+func vmLockedKB(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmLck:"); ok {
+			var kb int64
+			fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb)
+			return kb
+		}
+	}
+	t.Fatalf("no VmLck in /proc/%d/status", pid)
+	return 0
+}
+
+// A release downloads over BitTorrent with a rate cap: its progress shows in
+// /hosts (and so in status), the service's hot files are locked in memory
+// meanwhile, and an agent killed mid-download resumes without fetching
+// again what it had verified.
+func TestIntegration_DownloadProgressHotFilesAndResume(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "30s"), []string{"web"}, 1)
+	h := f.hosts[0]
+	if err := os.WriteFile(filepath.Join(h.rels["web"].Path("v1"), "hot.bin"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := os.ReadFile(h.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(string(cfg), "stop_timeout = \"5s\"", "stop_timeout = \"5s\"\nhot_files = [\"hot.bin\"]", 1)
+	if err := os.WriteFile(h.config, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.startAll()
+	// The origin's seeder sends at 2 MB/s: the transfer takes a while, and
+	// what it counts as sent is what the host received (no bytes pile up
+	// unread in socket buffers).
+	capped, err := fetch.NewSwarm(fetch.SwarmConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", UploadRate: 2_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = capped.Close() })
+	f.seeder = capped
+	f.payload = 16 << 20
+	f.stage("web", "v2", false)
+	m, err := f.admin.Manifest("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// Mid-download: progress in /hosts, hot files locked.
+	testutil.Eventually(t, time.Minute, func() error {
+		hosts, err := f.admin.Hosts()
+		if err != nil {
+			return err
+		}
+		p, ok := hosts[h.name].Fetching["web"]
+		if !ok || p.Bytes < m.Size/4 {
+			return fmt.Errorf("progress %+v (ok %v)", p, ok)
+		}
+		if p.Version != "v2" || p.Size != m.Size || p.Peers < 1 {
+			return fmt.Errorf("progress %+v", p)
+		}
+		return nil
+	})
+	if kb := vmLockedKB(t, h.cmd.Process.Pid); kb < 1<<10 {
+		t.Fatalf("VmLck %d kB during the transfer, want the 1 MiB hot file locked", kb)
+	}
+	_, sentBefore, _ := f.seeder.Stats(m.Infohash)
+	h.signal(syscall.SIGKILL)
+	h.wait()
+
+	h.start()
+	testutil.Eventually(t, 2*time.Minute, func() error {
+		queue, err := f.admin.ReadyQueue("web")
+		if err != nil {
+			return err
+		}
+		if len(queue) != 1 {
+			return fmt.Errorf("not ready yet: %v", queue)
+		}
+		return nil
+	})
+	_, sent, _ := f.seeder.Stats(m.Infohash)
+	t.Logf("seeder sent %d bytes before the kill and %d in all, for a release of %d", sentBefore, sent, m.Size)
+	if sent > m.Size+m.Size/8 {
+		t.Fatalf("the seeder sent %d bytes for a %d-byte release: the restarted agent fetched again what it had", sent, m.Size)
+	}
+	// Transfer done: nothing stays locked, and the progress is gone.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if kb := vmLockedKB(t, h.cmd.Process.Pid); kb != 0 {
+			return fmt.Errorf("VmLck %d kB after the transfer", kb)
+		}
+		hosts, err := f.admin.Hosts()
+		if err != nil {
+			return err
+		}
+		if p, ok := hosts[h.name].Fetching["web"]; ok {
+			return fmt.Errorf("progress still shown: %+v", p)
+		}
+		return nil
+	})
 }

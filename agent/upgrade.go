@@ -520,7 +520,8 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 				return
 			case <-t.C:
 			}
-			read, _, _ := a.swarm.Stats(m.Infohash)
+			read, _, peers := a.swarm.Stats(m.Infohash)
+			a.setFetching(art.Service, &roll.Fetch{Version: m.Version, Bytes: read, Size: m.Size, Peers: peers})
 			if read != last {
 				last, lastChange = read, time.Now()
 			} else if time.Since(lastChange) > torrentStall {
@@ -529,9 +530,28 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 			}
 		}
 	}()
+	defer a.setFetching(art.Service, nil)
 	err := a.swarm.Fetch(ctx, art, m.Metainfo, peers, path)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}
 	return err
+}
+
+// setFetching records the progress of svc's download (nil: none) for
+// /hosts/<host>, which status shows.
+func (a *Agent) setFetching(svc string, f *roll.Fetch) {
+	a.mu.Lock()
+	old, had := a.fetching[svc]
+	switch {
+	case f == nil:
+		delete(a.fetching, svc)
+	case had && f.Bytes-old.Bytes < max(f.Size/50, 1) && f.Peers == old.Peers:
+		a.mu.Unlock()
+		return // publish every 2% or so, not every tick
+	default:
+		a.fetching[svc] = *f
+	}
+	a.mu.Unlock()
+	a.kickPublish()
 }

@@ -119,6 +119,9 @@ func printStatus(w io.Writer, st *roll.FleetStatus) {
 				v = "offline"
 			}
 			svcs = append(svcs, s.Name+"="+v)
+			if f, ok := h.Fetching[s.Name]; ok {
+				svcs = append(svcs, fmt.Sprintf("(fetching %s: %s of %s from %d peers)", f.Version, humanBytes(f.Bytes), humanBytes(f.Size), f.Peers))
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Name, agent, strings.Join(svcs, " "))
 	}

@@ -268,9 +268,30 @@ type Host struct {
 	Rack        string   `json:"rack,omitempty"`
 	Site        string   `json:"site,omitempty"`
 	Services    []string `json:"services"`
+	// Fetching is the host's downloads in progress, by service.
+	Fetching map[string]Fetch `json:"fetching,omitempty"`
+}
+
+// Fetch is a download in progress.
+type Fetch struct {
+	Version string `json:"version"`
+	Bytes   int64  `json:"bytes"`
+	Size    int64  `json:"size"`
+	Peers   int    `json:"peers"`
 }
 
 func (h Host) validate() error {
+	for svc, f := range h.Fetching {
+		if !config.ValidName(svc) {
+			return fmt.Errorf("fetching: %q is not a valid service name", svc)
+		}
+		if err := ValidVersion(f.Version); err != nil {
+			return fmt.Errorf("fetching %s: %w", svc, err)
+		}
+		if f.Bytes < 0 || f.Size < 0 || f.Peers < 0 {
+			return fmt.Errorf("fetching %s: negative counts", svc)
+		}
+	}
 	if h.Agent == "" {
 		return errors.New("agent: missing")
 	}

@@ -70,6 +70,8 @@ type HostStatus struct {
 	Rack     string        `json:"rack,omitempty"`
 	Site     string        `json:"site,omitempty"`
 	Services []HostService `json:"services"`
+	// Fetching is the host's downloads in progress, by service.
+	Fetching map[string]Fetch `json:"fetching,omitempty"`
 }
 
 // HostService is one service on one host; Version is empty when offline.
@@ -102,6 +104,7 @@ func (s *Store) Status() (*FleetStatus, error) {
 			h = &HostStatus{Name: name, Services: []HostService{}}
 			if a, ok := agents[name]; ok {
 				h.AgentUp, h.Agent, h.Rack, h.Site = true, a.Agent, a.Rack, a.Site
+				h.Fetching = a.Fetching
 			}
 			hosts[name] = h
 		}

@@ -1,0 +1,66 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"strings"
+	"testing"
+)
+
+// TestMain lets the test binary stand in for the program when runTorrent
+// re-executes itself as a BitTorrent host.
+func TestMain(m *testing.M) {
+	if isChild(os.Args[1:]) {
+		os.Exit(cli(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+// TestTransfer runs the whole comparison on a small artifact so the
+// benchmark cannot rot. It checks that every copy verifies, not timings.
+func TestTransfer(t *testing.T) {
+	cfg, err := parseFlags([]string{
+		"--size=8MiB", "--hosts=3", "--rate=800", "--piece=256KiB", "--timeout=50s", "--tmp=" + t.TempDir(),
+	}, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := compare(context.Background(), cfg, testWriter{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.torrent.verified != cfg.hosts || res.http.verified != cfg.hosts {
+		t.Errorf("verified copies: BitTorrent %d, HTTP %d; want %d each", res.torrent.verified, res.http.verified, cfg.hosts)
+	}
+	if res.http.originSent != int64(cfg.hosts)*cfg.size {
+		t.Errorf("origin sent %d bytes, want %d", res.http.originSent, int64(cfg.hosts)*cfg.size)
+	}
+	var out bytes.Buffer
+	report(&out, cfg, res)
+	t.Log("\n" + out.String())
+	if !strings.Contains(out.String(), "verified copies: BitTorrent 3/3, HTTP 3/3") {
+		t.Errorf("report lacks the verified counts:\n%s", out.String())
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "123": 123, "16KiB": 16 << 10, "256MiB": 256 << 20, "2GiB": 2 << 30} {
+		if got, err := parseBytes(in); err != nil || got != want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "MiB", "-1", "1.5MiB", "1TB"} {
+		if _, err := parseBytes(in); err == nil {
+			t.Errorf("parseBytes(%q) succeeded, want an error", in)
+		}
+	}
+}
+
+// testWriter sends progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
