@@ -11,13 +11,26 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 )
 
-// DefaultPieceLength is the piece length for release torrents: 4 MiB. On a
-// data-center LAN a piece transfers in a few milliseconds, so large pieces
-// cost little latency, and they keep the metainfo small: 20 bytes of SHA-1
-// per piece is 20 KiB for a 4 GiB release and 320 KiB for a MaxSize one, well
-// under ZooKeeper's 1 MB znode limit. A multi-GB release still has hundreds of
-// pieces, enough for many peers to exchange different ones in parallel.
+// DefaultPieceLength is the piece length for release torrents of unknown
+// size: 4 MiB. PieceLength picks one for a given size.
 const DefaultPieceLength int64 = 4 << 20
+
+// targetPieces is how many pieces PieceLength aims for. Many hosts starting
+// at once trade well only if there are many more pieces than hosts (the
+// benchmark in docs/BENCHMARKS.md: 256 MiB to 8 hosts went from 2.4x the
+// lower bound with 256 pieces to 1.5x with 2048), while 20 bytes of SHA-1
+// per piece keep the metainfo near 40 KiB, far below ZooKeeper's 1 MB.
+const targetPieces = 2048
+
+// PieceLength is the piece length for a release of size bytes: the power of
+// two that gives about targetPieces pieces, between 64 KiB and 64 MiB.
+func PieceLength(size int64) int64 {
+	l := int64(64 << 10)
+	for l < 64<<20 && size/l > targetPieces {
+		l *= 2
+	}
+	return l
+}
 
 // MaxMetainfoBytes is the largest metainfo BuildMetainfo produces and the
 // bound callers should give ParseMetainfo for metainfo read from ZooKeeper.

@@ -207,3 +207,21 @@ func FuzzParseMetainfo(f *testing.F) {
 		}
 	})
 }
+
+func TestPieceLength(t *testing.T) {
+	for _, tc := range []struct{ size, want int64 }{
+		{1, 64 << 10},
+		{64 << 20, 64 << 10},
+		{256 << 20, 128 << 10},
+		{4 << 30, 2 << 20},
+		{MaxSize, 32 << 20},
+	} {
+		got := PieceLength(tc.size)
+		if got != tc.want {
+			t.Errorf("PieceLength(%d) = %d, want %d", tc.size, got, tc.want)
+		}
+		if hashes := 20 * numPieces(tc.size, got); hashes > 64<<10 {
+			t.Errorf("PieceLength(%d): %d bytes of piece hashes", tc.size, hashes)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -268,6 +269,7 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 
 	t.AddPeers(peerInfos(peers))
 	t.DownloadAll()
+	spreadPieces(t)
 	s.log.Debug("fetching", "torrent", name, "peers", len(peers))
 
 	// Pieces are hash-checked, so a complete torrent differs from the
@@ -537,4 +539,21 @@ func (s *Swarm) Has(infohash string) bool {
 	defer s.mu.Unlock()
 	_, ok = s.torrents[ih]
 	return ok
+}
+
+// spreadPieces gives each piece one of five priorities at random. The
+// client requests pieces by priority, then rarity, then index; when many
+// hosts start at once nothing is rarer than anything else yet, so without
+// this they would all ask the origin for the same pieces first and have
+// little to trade. With it, each host starts on a random fifth of the
+// release and the hosts trade from the start.
+func spreadPieces(t *torrent.Torrent) {
+	levels := []torrent.PiecePriority{
+		torrent.PiecePriorityNormal, torrent.PiecePriorityHigh,
+		torrent.PiecePriorityReadahead, torrent.PiecePriorityNext,
+		torrent.PiecePriorityNow,
+	}
+	for i := range t.NumPieces() {
+		t.Piece(i).SetPriority(levels[rand.IntN(len(levels))])
+	}
 }

@@ -178,7 +178,7 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	var swarm *fetch.Swarm
 	// With --detach nobody seeds at first, so the hosts fetch over HTTP.
 	if m.torrentListen != "" && !m.detach {
-		mi, infohash, err := fetch.BuildMetainfo(artifact, svc+"-"+version, fetch.DefaultPieceLength)
+		mi, infohash, err := fetch.BuildMetainfo(artifact, svc+"-"+version, fetch.PieceLength(size))
 		if err != nil {
 			return err
 		}

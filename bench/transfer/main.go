@@ -6,7 +6,7 @@
 // is removed afterwards. It is a benchmark, not a test: docs/BENCHMARKS.md
 // records its results.
 //
-//	go run ./bench/transfer [--size 256MiB] [--hosts 8] [--rate 100] [--piece 4MiB]
+//	go run ./bench/transfer [--size 256MiB] [--hosts 8] [--rate 100] [--piece auto]
 package main
 
 import (
@@ -68,7 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	size := fs.String("size", "256MiB", "artifact size: bytes, or a number with KiB, MiB or GiB")
 	hosts := fs.Int("hosts", 8, "number of hosts that fetch the artifact")
 	mbit := fs.Float64("rate", 100, "upload and download cap of every host, in Mbit/s (1e6 bits)")
-	piece := fs.String("piece", "4MiB", "torrent piece length, a power of two from 16KiB to 256MiB")
+	piece := fs.String("piece", "auto", "torrent piece length, a power of two from 16KiB to 256MiB; auto: what dcroll stage uses (fetch.PieceLength)")
 	timeout := fs.Duration("timeout", 15*time.Minute, "give up after this long")
 	tmp := fs.String("tmp", "", "directory for the run's temp dir (default: the system temp dir)")
 	logLevel := fs.String("log-level", "error", "log level of the BitTorrent hosts, on stderr")
@@ -90,7 +90,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if cfg.size, err = parseBytes(*size); err != nil || cfg.size <= 0 || cfg.size > fetch.MaxSize {
 		return config{}, fmt.Errorf("--size %q: want 1 byte to 64GiB, like 256MiB", *size)
 	}
-	if cfg.piece, err = parseBytes(*piece); err != nil {
+	if *piece == "auto" {
+		cfg.piece = fetch.PieceLength(cfg.size)
+	} else if cfg.piece, err = parseBytes(*piece); err != nil {
 		return config{}, fmt.Errorf("--piece %q: want a size like 4MiB", *piece)
 	}
 	switch {
