@@ -86,29 +86,41 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 			}
 			continue
 		}
-		err = s.takeTurn(svc, host, readyPath, t)
-		if errors.Is(err, errStaleTurn) {
+		err = s.takeTurn(svc, host, readyPath, t, st)
+		if errors.Is(err, errStaleTurn) || errors.Is(err, errControlChanged) {
 			continue
 		}
 		return err
 	}
 }
 
-var errStaleTurn = errors.New("roll: stale turn replaced")
+var (
+	errStaleTurn      = errors.New("roll: stale turn replaced")
+	errControlChanged = errors.New("roll: paused, halted or resumed meanwhile")
+)
 
-func (s *Store) takeTurn(svc, host, readyPath string, t Turn) error {
+// takeTurn takes the turn that Decide granted on st. The transaction also
+// checks that the service's and the deploy's control nodes are as st read
+// them: the reads behind a decision are not one snapshot, and a halt
+// recorded between them (the failing host writes it just before it
+// releases its turn) must not be missed.
+func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) error {
 	data, err := encode(t)
 	if err != nil {
 		return err
 	}
 	turn := s.Tree.Turn(svc, host)
 	_, err = s.Conn.Multi(
+		&zk.CheckVersionRequest{Path: s.Tree.Roll(svc), Version: st.controlVersion},
+		&zk.CheckVersionRequest{Path: s.Tree.Deploy(), Version: st.deployVersion},
 		&zk.DeleteRequest{Path: readyPath, Version: -1},
 		&zk.CreateRequest{Path: turn, Data: data, Acl: s.ACL, Flags: zk.FlagEphemeral},
 	)
 	switch {
 	case err == nil:
 		return nil
+	case errors.Is(err, zk.ErrBadVersion):
+		return errControlChanged
 	case errors.Is(err, zk.ErrNoNode):
 		return ErrLeftQueue
 	case errors.Is(err, zk.ErrNodeExists):
@@ -267,13 +279,15 @@ func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.
 	var ctl Control
 	var dctl DeployControl
 	for _, n := range []struct {
-		path string
-		v    node
-	}{{s.Tree.Roll(svc), &ctl}, {s.Tree.Deploy(), &dctl}} {
-		data, ch, err := s.getW(n.path, watch)
+		path    string
+		v       node
+		version *int32
+	}{{s.Tree.Roll(svc), &ctl, &st.controlVersion}, {s.Tree.Deploy(), &dctl, &st.deployVersion}} {
+		data, stat, ch, err := s.getW(n.path, watch)
 		if err != nil {
 			return st, nil, err
 		}
+		*n.version = stat.Version
 		add(ch)
 		if len(data) > 0 {
 			if err := decode(n.path, data, n.v); err != nil {
@@ -300,19 +314,20 @@ func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.
 	return st, watches, nil
 }
 
-func (s *Store) getW(p string, watch bool) ([]byte, <-chan zk.Event, error) {
+func (s *Store) getW(p string, watch bool) ([]byte, *zk.Stat, <-chan zk.Event, error) {
 	var data []byte
+	var stat *zk.Stat
 	var ch <-chan zk.Event
 	var err error
 	if watch {
-		data, _, ch, err = s.Conn.GetW(p)
+		data, stat, ch, err = s.Conn.GetW(p)
 	} else {
-		data, _, err = s.Conn.Get(p)
+		data, stat, err = s.Conn.Get(p)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("roll: get %s: %w", p, err)
+		return nil, nil, nil, fmt.Errorf("roll: get %s: %w", p, err)
 	}
-	return data, ch, nil
+	return data, stat, ch, nil
 }
 
 // childrenW lists p's children; a missing p has none (and, with watch, is

@@ -2,6 +2,7 @@ package roll
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -227,5 +228,47 @@ func TestIntegration_StragglerCatchesUpWithoutAStep(t *testing.T) {
 	defer cancel()
 	if _, err := straggler.turn(ctx, "db", "v2"); err != nil {
 		t.Fatalf("the straggler's turn: %v", err)
+	}
+}
+
+// A halt recorded between the reads behind a decision and the take of the
+// turn makes the take fail: the check and the take are one transaction.
+func TestIntegration_TakeTurnSeesAHaltRecordedMeanwhile(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/h1")
+	seed(t, s, parse(t, "[services.db]\nquorum = 1\n"))
+	if err := s.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AppendSteps([][]string{{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"a", "b", "c"} {
+		if err := s.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ready, err := s.JoinReady("db", "a", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := s.turnState("db", "a", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := Decide(st); !v.Go {
+		t.Fatalf("want a go before the halt: %+v", v)
+	}
+	if err := s.UpdateControl("db", func(c *Control) { c.Halted = &Failure{Host: "b", Version: "v2", Reason: "test"} }); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.takeTurn("db", "a", ready, Turn{From: "v1", To: "v2"}, st); !errors.Is(err, errControlChanged) {
+		t.Fatalf("take after a halt: %v", err)
+	}
+	if turns, err := s.Turns("db"); err != nil || len(turns) != 0 {
+		t.Fatalf("turns %v %v", turns, err)
 	}
 }

@@ -17,6 +17,10 @@ type TurnState struct {
 	DepsDone   bool   // every service it depends on has finished its step
 	Paused     bool   // an operator paused the service's deploy
 	Halted     string // non-empty: the recorded failure that halted the service
+
+	// The versions of the control nodes read, which the take of the turn
+	// checks (see Store.takeTurn).
+	controlVersion, deployVersion int32
 }
 
 // Verdict is Decide's answer: Go, or why not, in words for status.
