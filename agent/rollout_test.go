@@ -109,14 +109,7 @@ func (f *fleet) stage(svc, version string, unhealthy bool) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		f.t.Fatal(err)
 	}
-	out, err := os.Create(path)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	if err := fetch.Pack(src, out); err != nil {
-		f.t.Fatal(err)
-	}
-	if err := out.Close(); err != nil {
+	if err := fetch.PackFile(src, path); err != nil {
 		f.t.Fatal(err)
 	}
 	size, sum, err := fetch.Describe(path)

@@ -300,7 +300,7 @@ func (d *run) stage() error {
 		if err := os.MkdirAll(filepath.Dir(artifact), 0o755); err != nil {
 			return err
 		}
-		if err := pack(src, artifact); err != nil {
+		if err := fetch.PackFile(src, artifact); err != nil {
 			return err
 		}
 		size, sum, err := fetch.Describe(artifact)
@@ -334,19 +334,6 @@ func (d *run) stage() error {
 	}
 	d.event("ordered the deploy: %s", strings.Join(names, " -> "))
 	return nil
-}
-
-func pack(src, dst string) (err error) {
-	f, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	return fetch.Pack(src, f)
 }
 
 // watch reads the fleet every pollInterval, shows it, and hands it to phase

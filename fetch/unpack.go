@@ -425,3 +425,18 @@ func Pack(srcDir string, w io.Writer) error {
 	}
 	return nil
 }
+
+// PackFile packs the tree at srcDir into a new archive file at dst, as Pack
+// does.
+func PackFile(srcDir, dst string) (err error) {
+	f, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	return Pack(srcDir, f)
+}

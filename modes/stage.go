@@ -146,7 +146,7 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	}
 	switch {
 	case fi.IsDir():
-		err = packDir(src, artifact)
+		err = fetch.PackFile(src, artifact)
 	case m.detach:
 		artifact = src // only hashed, not served
 	default:
@@ -397,20 +397,6 @@ func checkArchive(path string) error {
 		return nil
 	}
 	return fmt.Errorf("%s is neither a tar nor a tar.gz archive nor a directory", path)
-}
-
-// packDir packs the tree at src into a new archive at dst.
-func packDir(src, dst string) (err error) {
-	f, err := os.Create(dst)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}()
-	return fetch.Pack(src, f)
 }
 
 // linkOrCopy puts src's bytes at dst: a hard link where the file system
