@@ -139,6 +139,7 @@ type run struct {
 	killedIn  string // the service whose step was rolling
 	restarted bool
 	back      bool
+	seeder    *fetch.Swarm
 }
 
 // Run runs the demo until every host runs version 2 of every service, or ctx
@@ -288,6 +289,12 @@ func (d *run) stage() error {
 	}
 	d.origin = &http.Server{Handler: fetch.NewServer(origin), ReadHeaderTimeout: 10 * time.Second}
 	go d.origin.Serve(l)
+	// The first BitTorrent seeder, as `dcroll stage` runs one: the hosts
+	// fetch from it and from each other.
+	d.seeder, err = fetch.NewSwarm(fetch.SwarmConfig{DataDir: filepath.Join(d.dir, "seeder"), Listen: "127.0.0.1:0"})
+	if err != nil {
+		return err
+	}
 	for _, svc := range services {
 		src := filepath.Join(d.dir, "release", svc, toVersion)
 		if err := os.MkdirAll(src, 0o755); err != nil {
@@ -307,16 +314,24 @@ func (d *run) stage() error {
 		if err != nil {
 			return err
 		}
+		mi, infohash, err := fetch.BuildMetainfo(artifact, svc+"-"+toVersion, fetch.PieceLength(size))
+		if err != nil {
+			return err
+		}
+		if err := d.seeder.Seed(mi, artifact); err != nil {
+			return err
+		}
 		m := roll.Manifest{
 			Version: toVersion, Size: size, SHA256: sum,
-			URLs:   []string{fetch.PeerURL(l.Addr().String(), svc, toVersion)},
+			URLs:     []string{fetch.PeerURL(l.Addr().String(), svc, toVersion)},
+			Infohash: infohash, Metainfo: mi, Seeders: []string{d.seeder.Addr()},
 			Staged: time.Now().UTC(), By: "dcroll demo",
 		}
 		if err := d.store.Stage(svc, m, false); err != nil {
 			return err
 		}
 	}
-	d.event("staged version %s of %s, served from %s", toVersion, strings.Join(services, ", "), l.Addr())
+	d.event("staged version %s of %s, seeded over BitTorrent from %s (HTTP fallback %s)", toVersion, strings.Join(services, ", "), d.seeder.Addr(), l.Addr())
 	catalog, err := d.store.Services()
 	if err != nil {
 		return err
@@ -518,6 +533,9 @@ func (d *run) cleanup() {
 		}
 	}
 	wg.Wait()
+	if d.seeder != nil {
+		_ = d.seeder.Close()
+	}
 	if d.origin != nil {
 		d.origin.Close()
 	}

@@ -48,6 +48,11 @@ func newHost(name, dir, exe string, zkServers []string, root string, services []
 		return nil, err
 	}
 	peer := net.JoinHostPort("127.0.0.1", strconv.Itoa(transfer))
+	torrentPort, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	torrent := net.JoinHostPort("127.0.0.1", strconv.Itoa(torrentPort))
 	fmt.Fprintf(&cfg, `# dcroll demo: the agent config of %s.
 [zookeeper]
 servers = [%s]
@@ -61,10 +66,12 @@ state_dir = %q
 [transfer]
 listen = %q
 advertise = %q
+torrent_listen = %q
+torrent_advertise = %q
 
 [log]
 level = "info"
-`, name, strings.Join(servers, ", "), root, sessionTimeout.String(), name, dir, peer, peer)
+`, name, strings.Join(servers, ", "), root, sessionTimeout.String(), name, dir, peer, peer, torrent, torrent)
 	for _, svc := range services {
 		if err := os.MkdirAll(filepath.Join(dir, "releases", svc, "1"), 0o755); err != nil {
 			return nil, err
