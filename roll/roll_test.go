@@ -1,6 +1,7 @@
 package roll
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -369,6 +370,9 @@ func FuzzDecodeService(f *testing.F) {
 	f.Add([]byte(`{"depends_on":["a"],"quorum":"50%","max_parallel":1,"health":{"min_healthy":"1s","deadline":"1m"}}`))
 	f.Add([]byte(`{"quorum":2}`))
 	f.Add([]byte(`{"version":"v1","since":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte(`{"version":"v2","size":10,"sha256":"` + strings.Repeat("a", 64) + `","urls":["http://x/a"],"infohash":"` + strings.Repeat("b", 40) + `","metainfo":"ZDQ6aW5mb2Rl"}`))
+	f.Add([]byte(`{"services":["db","api"],"ordered":"2026-01-01T00:00:00Z"}`))
+	f.Add([]byte("[services.a]\nquorum = \"50%\"\n[services.b]\nquorum = 1\ndepends_on = [\"a\"]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var s Service
 		if err := decode("/dc/services/x", data, &s); err == nil {
@@ -385,5 +389,17 @@ func FuzzDecodeService(f *testing.F) {
 		_ = decode("/dc/current/x/h", data, &c)
 		var h Host
 		_ = decode("/dc/hosts/h", data, &h)
+		for _, v := range []node{&Manifest{}, &Step{}, &Control{}, &DeployControl{}, &Turn{}, &Ready{}, &Member{}} {
+			if err := decode("/dc/x", data, v); err == nil {
+				if _, err := encode(v); err != nil {
+					t.Fatalf("decoded %T it cannot encode: %v", v, err)
+				}
+			}
+		}
+		if c, err := ParseCatalog("fuzz.toml", bytes.NewReader(data)); err == nil {
+			if err := c.Validate(); err != nil {
+				t.Fatalf("ParseCatalog accepted a catalog Validate refuses: %v", err)
+			}
+		}
 	})
 }
