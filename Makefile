@@ -39,6 +39,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 60s ./config/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeService -fuzztime 60s ./roll/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./state/
+	$(GO) test -run '^$$' -fuzz FuzzParseMetainfo -fuzztime 60s ./fetch/
 
 clean:
 	rm -f dcroll bench.txt
