@@ -33,7 +33,9 @@ package:
 
 # Benchmarks recorded in docs/BENCHMARKS.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 20x -count 6 ./agent/ | tee bench.txt
+	$(GO) test -run '^$$' -bench Boot -benchtime 20x -count 6 ./agent/ | tee bench.txt
+	$(GO) test -run '^$$' -bench Rollout -benchtime 5x -count 6 ./roll/ | tee -a bench.txt
+	$(GO) run ./bench/transfer
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 60s ./config/
