@@ -2,6 +2,8 @@ package modes
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +12,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/dcroll/dcroll/fetch"
 )
 
 // serveMode is a tiny HTTP service for the demo and the tests, so they need
@@ -28,7 +32,10 @@ func (m *serveMode) Flags(*Env) (*flag.FlagSet, string, string) {
 	return fs, "_serve [--addr host:port]", `
 Answers GET /healthz with 200 and the version (DCROLL_VERSION), unless the
 release directory (the working directory) holds a file named "unhealthy":
-then 503, to play a release that fails its health check.`
+then 503, to play a release that fails its health check. GET /release
+answers the same way with the version and the sha256 of the release
+directory packed as dcroll packs releases: the hash of its artifact, so a
+test can tell which bytes run.`
 }
 
 func (m *serveMode) Run(ctx context.Context, env *Env, args []string) error {
@@ -37,14 +44,23 @@ func (m *serveMode) Run(ctx context.Context, env *Env, args []string) error {
 	}
 	version := os.Getenv("DCROLL_VERSION")
 	dir, _ := os.Getwd()
-	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
-		if _, err := os.Stat(filepath.Join(dir, "unhealthy")); err == nil {
-			http.Error(w, "unhealthy "+version, http.StatusServiceUnavailable)
-			return
+	h := sha256.New()
+	if err := fetch.Pack(dir, h); err != nil {
+		return err
+	}
+	identity := version + " " + hex.EncodeToString(h.Sum(nil))
+	answer := func(body string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			if _, err := os.Stat(filepath.Join(dir, "unhealthy")); err == nil {
+				http.Error(w, "unhealthy "+body, http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, body)
 		}
-		fmt.Fprintln(w, version)
-	})
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", answer(version))
+	mux.HandleFunc("/release", answer(identity))
 	ln, err := net.Listen("tcp", m.addr)
 	if err != nil {
 		return err

@@ -41,6 +41,7 @@ var jvmFlags = []string{
 type server struct {
 	index        int // position in Cluster.servers; the myid is index+1
 	dir          string
+	host         string // the address it listens on
 	clientPort   int
 	peerPort     int
 	electionPort int
@@ -57,7 +58,7 @@ type process struct {
 }
 
 func (s *server) clientAddr() string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.clientPort))
+	return net.JoinHostPort(s.host, strconv.Itoa(s.clientPort))
 }
 
 func (s *server) configPath() string { return filepath.Join(s.dir, "zoo.cfg") }
@@ -74,7 +75,7 @@ func (s *server) writeConfig(all []*server, ensemble bool) error {
 	fmt.Fprintf(&cfg, "tickTime=200\n")
 	fmt.Fprintf(&cfg, "dataDir=%s\n", s.dataDir())
 	fmt.Fprintf(&cfg, "clientPort=%d\n", s.clientPort)
-	fmt.Fprintf(&cfg, "clientPortAddress=127.0.0.1\n")
+	fmt.Fprintf(&cfg, "clientPortAddress=%s\n", s.host)
 	fmt.Fprintf(&cfg, "admin.enableServer=false\n")
 	fmt.Fprintf(&cfg, "minSessionTimeout=400\n")
 	fmt.Fprintf(&cfg, "maxSessionTimeout=60000\n")
@@ -87,7 +88,7 @@ func (s *server) writeConfig(all []*server, ensemble bool) error {
 		fmt.Fprintf(&cfg, "initLimit=10\n")
 		fmt.Fprintf(&cfg, "syncLimit=5\n")
 		for _, peer := range all {
-			fmt.Fprintf(&cfg, "server.%d=127.0.0.1:%d:%d\n", peer.index+1, peer.peerPort, peer.electionPort)
+			fmt.Fprintf(&cfg, "server.%d=%s:%d:%d\n", peer.index+1, peer.host, peer.peerPort, peer.electionPort)
 		}
 		myid := strconv.Itoa(s.index+1) + "\n"
 		if err := os.WriteFile(filepath.Join(s.dataDir(), "myid"), []byte(myid), 0o644); err != nil {
@@ -102,15 +103,20 @@ func (s *server) writeConfig(all []*server, ensemble bool) error {
 
 // start starts the server's JVM in its own process group, appending its
 // output to the server's log file. It does not wait until the server serves.
-func (s *server) start(java, classpath string) error {
+// wrap, if not nil, turns the JVM's command line into the one to run.
+func (s *server) start(java, classpath string, wrap func(index int, argv []string) []string) error {
 	logFile, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("server %d: open log: %w", s.index, err)
 	}
 	defer logFile.Close() // the JVM has its own descriptor
 
-	args := append(append([]string(nil), jvmFlags...), "-cp", classpath, mainClass, s.configPath())
-	cmd := exec.Command(java, args...)
+	argv := append([]string{java}, jvmFlags...)
+	argv = append(argv, "-cp", classpath, mainClass, s.configPath())
+	if wrap != nil {
+		argv = wrap(s.index, argv)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = s.dir
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -119,7 +125,7 @@ func (s *server) start(java, classpath string) error {
 	fmt.Fprintf(logFile, "=== zktest: %s: starting server %d: %s\n",
 		time.Now().Format(time.RFC3339Nano), s.index, strings.Join(cmd.Args, " "))
 	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("server %d: start %s: %w", s.index, java, err)
+		return fmt.Errorf("server %d: start %s: %w", s.index, argv[0], err)
 	}
 
 	p := &process{cmd: cmd, done: make(chan struct{})}

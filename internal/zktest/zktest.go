@@ -70,6 +70,10 @@ type Cluster struct {
 	classpath string
 	ensemble  bool
 	servers   []*server
+	// hosts and wrap are EnsembleAt's: the servers' addresses, and what
+	// turns a JVM's command line into the one to run.
+	hosts []string
+	wrap  func(index int, argv []string) []string
 }
 
 // Standalone starts a single ZooKeeper server in standalone mode and waits
@@ -91,14 +95,41 @@ func Ensemble(t testing.TB, n int) *Cluster {
 	return newCluster(t, n, true)
 }
 
+// Well-known ZooKeeper ports, which EnsembleAt's servers use: each has an
+// address of its own.
+const (
+	clientPort   = 2181
+	peerPort     = 2888
+	electionPort = 3888
+)
+
+// EnsembleAt starts an ensemble of one server per address in hosts (at least
+// 2), each listening on that address with ZooKeeper's usual ports 2181, 2888
+// and 3888. wrap, if not nil, turns each server's command line into the one
+// to run, for example to run it in a network namespace of its own where its
+// address lives: wrap(i, argv) for server i. Apart from that it is Ensemble.
+func EnsembleAt(t testing.TB, hosts []string, wrap func(index int, argv []string) []string) *Cluster {
+	t.Helper()
+	if len(hosts) < 2 {
+		t.Fatalf("zktest: an ensemble needs at least 2 servers, got %d", len(hosts))
+		return nil
+	}
+	return newClusterOpts(t, len(hosts), true, hosts, wrap)
+}
+
 func newCluster(t testing.TB, n int, ensemble bool) *Cluster {
+	t.Helper()
+	return newClusterOpts(t, n, ensemble, nil, nil)
+}
+
+func newClusterOpts(t testing.TB, n int, ensemble bool, hosts []string, wrap func(int, []string) []string) *Cluster {
 	t.Helper()
 	java, classpath, err := lookupZooKeeper()
 	if err != nil {
 		t.Skipf("%s (%v)", skipMessage, err)
 		return nil
 	}
-	c := &Cluster{t: t, java: java, classpath: classpath, ensemble: ensemble}
+	c := &Cluster{t: t, java: java, classpath: classpath, ensemble: ensemble, hosts: hosts, wrap: wrap}
 
 	// t.TempDir registers its removal before c.stopAll is registered, so
 	// the servers are killed before their directories are removed.
@@ -161,9 +192,14 @@ func (c *Cluster) start(root string, n int) error {
 		c.servers[i] = &server{
 			index:        i,
 			dir:          dir,
+			host:         "127.0.0.1",
 			clientPort:   ports[3*i],
 			peerPort:     ports[3*i+1],
 			electionPort: ports[3*i+2],
+		}
+		if c.hosts != nil {
+			s := c.servers[i]
+			s.host, s.clientPort, s.peerPort, s.electionPort = c.hosts[i], clientPort, peerPort, electionPort
 		}
 	}
 	for _, s := range c.servers {
@@ -172,7 +208,7 @@ func (c *Cluster) start(root string, n int) error {
 		}
 	}
 	for _, s := range c.servers {
-		if err := s.start(c.java, c.classpath); err != nil {
+		if err := s.start(c.java, c.classpath, c.wrap); err != nil {
 			return err
 		}
 	}
@@ -227,7 +263,7 @@ func (c *Cluster) Start(i int) {
 		c.t.Fatalf("zktest: start server %d: it is already running", i)
 		return
 	}
-	err := s.start(c.java, c.classpath)
+	err := s.start(c.java, c.classpath, c.wrap)
 	if err == nil {
 		err = c.waitReady([]*server{s})
 	}

@@ -1,0 +1,515 @@
+package e2e
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/state"
+)
+
+// payloadSize is the random payload of every release, so that a transfer
+// takes long enough for a slow link to matter.
+const payloadSize = 1 << 20
+
+// Deadlines of a schedule's phases.
+const (
+	stageTimeout  = 30 * time.Second // until the manifests are in ZooKeeper
+	settleTimeout = 3 * time.Minute  // until the deploy queue empties or halts
+	// convergeTimeout is until every host runs the release, once the
+	// nemesis is done.
+	convergeTimeout = 2 * time.Minute
+)
+
+// Chaos runs schedules against a data center, one after the other, each a
+// new release of every service.
+type Chaos struct {
+	DC    *DC
+	Model Model
+	// Staged maps each service's versions to the sha256 of their
+	// artifacts, version 1 included.
+	Staged  map[string]map[string]string
+	version int // the last version staged
+	dir     string
+
+	// Counts of what the schedules did, for the report.
+	Faults   map[string]int
+	Finished int // rollouts that finished without a halt
+	Halts    []string
+}
+
+// Outcome is one schedule's result.
+type Outcome struct {
+	Schedule   Schedule
+	Violations []Violation
+	// Halts are the halts recorded while the schedule ran.
+	Halts    []string
+	Duration time.Duration
+	// Final is the version every host runs at the end, by service.
+	Final map[string]string
+}
+
+// NewChaos installs version 1 of every service on every host of dc, starts
+// the agents and waits until every host serves.
+func NewChaos(t testing.TB, dc *DC) *Chaos {
+	t.Helper()
+	c := &Chaos{
+		DC: dc,
+		Model: Model{
+			Policies:  dc.Policies,
+			Detection: SessionTimeout + 2*time.Second,
+		},
+		Staged: map[string]map[string]string{},
+		dir:    filepath.Join(dc.Dir, "releases"),
+		Faults: map[string]int{},
+	}
+	for _, h := range dc.Hosts {
+		c.Model.Hosts = append(c.Model.Hosts, h.Name)
+	}
+	c.version = 1
+	for _, svc := range Services {
+		art, err := c.release(svc, "1", false, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, h := range dc.Hosts {
+			if err := h.Install(svc, "1", art); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, h := range dc.Hosts {
+		if err := h.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := c.record()
+	defer rec.Stop()
+	if err := c.waitAll(rec, time.Minute, map[string]string{"db": "1", "web": "1"}); err != nil {
+		t.Fatalf("fleet did not come up: %v", err)
+	}
+	return c
+}
+
+// release packs version of svc (a VERSION file, a random payload, and the
+// marker that fails the health check if unhealthy) and records its sha256.
+func (c *Chaos) release(svc, version string, unhealthy bool, seed uint64) (string, error) {
+	src := filepath.Join(c.dir, svc, version)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(src, "VERSION"), []byte(svc+" "+version+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	payload := make([]byte, payloadSize)
+	rng := rand.New(rand.NewPCG(seed, uint64(len(svc))<<32|uint64(c.version)))
+	for i := 0; i < len(payload); i += 8 {
+		v := rng.Uint64()
+		for j := 0; j < 8 && i+j < len(payload); j++ {
+			payload[i+j] = byte(v >> (8 * j))
+		}
+	}
+	if err := os.WriteFile(filepath.Join(src, "payload"), payload, 0o644); err != nil {
+		return "", err
+	}
+	if unhealthy {
+		if err := os.WriteFile(filepath.Join(src, "unhealthy"), nil, 0o644); err != nil {
+			return "", err
+		}
+	}
+	art := filepath.Join(c.dir, svc+"-"+version+".tar.gz")
+	if err := fetch.PackFile(src, art); err != nil {
+		return "", err
+	}
+	_, sum, err := fetch.Describe(art)
+	if err != nil {
+		return "", err
+	}
+	if c.Staged[svc] == nil {
+		c.Staged[svc] = map[string]string{}
+	}
+	c.Staged[svc][version] = sum
+	return art, nil
+}
+
+func (c *Chaos) record() *Recorder {
+	var targets []Target
+	for _, h := range c.DC.Hosts {
+		for _, svc := range Services {
+			targets = append(targets, Target{Host: h.Name, Service: svc, URL: h.ServiceURL(svc)})
+		}
+	}
+	return Record(c.DC.Store, Services, targets, c.Staged)
+}
+
+// Run runs schedule s: it stages a release of every service, orders it, lets
+// the nemesis loose, waits until the rollout finished or halted, fixes a
+// halted one, waits until every host runs the final release, checks the
+// disks and then the recorded history. An error is a failure to run the
+// schedule; violations are in the outcome.
+func (c *Chaos) Run(t testing.TB, s Schedule) (out Outcome, err error) {
+	start := time.Now()
+	out.Schedule = s
+	rec := c.record()
+	defer func() {
+		h := rec.Stop()
+		out.Violations = append(out.Violations, Check(c.Model, h)...)
+		out.Duration = time.Since(start)
+	}()
+
+	c.version++
+	v := strconv.Itoa(c.version)
+	arts := map[string]string{}
+	for _, svc := range Services {
+		if arts[svc], err = c.release(svc, v, s.Bad == svc, s.Seed); err != nil {
+			return out, err
+		}
+		rec.Staged(svc, v, c.Staged[svc][v])
+	}
+	if s.Bad != "" {
+		c.Faults[BadRelease]++
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stagers []*proc
+	defer func() {
+		for _, p := range stagers {
+			p.terminate(10 * time.Second)
+		}
+	}()
+	operator := make(chan error, 1)
+	go func() {
+		var err error
+		stagers, err = c.stage(ctx, v, arts, false)
+		if err == nil {
+			err = c.order()
+		}
+		operator <- err
+	}()
+	nemesisErr := c.nemesis(ctx, rec, s)
+	if err := <-operator; err != nil {
+		return out, err
+	}
+	if nemesisErr != nil {
+		return out, nemesisErr
+	}
+
+	halts, err := c.settle(rec, time.Now())
+	if err != nil {
+		return out, err
+	}
+	final := map[string]string{}
+	for _, svc := range Services {
+		final[svc] = v
+	}
+	if len(halts) == 0 {
+		c.Finished++
+	}
+	for svc, why := range halts {
+		out.Halts = append(out.Halts, svc+": "+why)
+		c.Halts = append(c.Halts, fmt.Sprintf("schedule %d: %s: %s", s.Index, svc, why))
+		fix := v
+		if svc == s.Bad {
+			// The fix is a new release; a good one halted by a fault is
+			// simply retried.
+			c.version++
+			fix = strconv.Itoa(c.version)
+			art, err := c.release(svc, fix, false, s.Seed)
+			if err != nil {
+				return out, err
+			}
+			rec.Staged(svc, fix, c.Staged[svc][fix])
+			more, err := c.stage(ctx, fix, map[string]string{svc: art}, true)
+			stagers = append(stagers, more...)
+			if err != nil {
+				return out, err
+			}
+		}
+		final[svc] = fix
+		if o, err := c.DC.Operator("resume", svc); err != nil {
+			return out, fmt.Errorf("resume %s: %v: %s", svc, err, o)
+		}
+	}
+	if len(halts) > 0 {
+		if more, err := c.settle(rec, time.Now()); err != nil {
+			return out, err
+		} else if len(more) > 0 {
+			return out, fmt.Errorf("halted again after the fix: %v", more)
+		}
+	}
+	out.Final = final
+	if err := c.waitAll(rec, convergeTimeout, final); err != nil {
+		out.Violations = append(out.Violations, Violation{At: time.Now(), Invariant: "convergence", Detail: err.Error()})
+		return out, nil
+	}
+	for _, err := range c.checkDisks(final) {
+		out.Violations = append(out.Violations, Violation{At: time.Now(), Invariant: "durability", Detail: err.Error()})
+	}
+	return out, nil
+}
+
+// stage runs `dcroll stage` for each service's artifact, seeding it from the
+// root namespace, and waits until its manifest is in ZooKeeper.
+func (c *Chaos) stage(ctx context.Context, version string, arts map[string]string, replace bool) ([]*proc, error) {
+	var procs []*proc
+	for _, svc := range Services {
+		art, ok := arts[svc]
+		if !ok {
+			continue
+		}
+		args := []string{"stage", "--listen", BridgeAddr.String() + ":0", "--torrent-listen", BridgeAddr.String() + ":0", "--timeout", "5m"}
+		if replace {
+			args = append(args, "--replace")
+		}
+		args = append(args, svc, version, art)
+		p, err := c.DC.StartOperator(filepath.Join(c.DC.Dir, fmt.Sprintf("stage-%s-%s.log", svc, version)), args...)
+		if err != nil {
+			return procs, err
+		}
+		procs = append(procs, p)
+	}
+	deadline := time.Now().Add(stageTimeout)
+	for _, svc := range Services {
+		if _, ok := arts[svc]; !ok {
+			continue
+		}
+		for {
+			m, err := c.DC.Store.Manifest(svc)
+			if err == nil && m.Version == version {
+				break
+			}
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				return procs, fmt.Errorf("stage %s %s: no manifest after %s (see stage-%s-%s.log): %v", svc, version, stageTimeout, svc, version, err)
+			}
+			time.Sleep(50 * time.Millisecond) // polling ZooKeeper
+		}
+	}
+	return procs, nil
+}
+
+func (c *Chaos) order() error {
+	if out, err := c.DC.Operator("order", "--auto"); err != nil {
+		return fmt.Errorf("order --auto: %v: %s", err, out)
+	}
+	return nil
+}
+
+// nemesis injects s's faults one after the other, each healed after its
+// hold, and records them.
+func (c *Chaos) nemesis(ctx context.Context, rec *Recorder, s Schedule) error {
+	for _, f := range s.Faults {
+		if err := pause(ctx, f.After); err != nil {
+			return err
+		}
+		c.Faults[f.Kind]++
+		h := c.DC.Hosts[f.Host%len(c.DC.Hosts)]
+		switch f.Kind {
+		case Kill:
+			healed := rec.Fault(f.Kind, h.Name)
+			h.Kill()
+			if err := pause(ctx, f.Hold); err != nil {
+				return err
+			}
+			if err := h.Start(); err != nil {
+				return err
+			}
+			healed()
+		case Partition:
+			healed := rec.Fault(f.Kind, h.Name)
+			if err := h.Cut(); err != nil {
+				return err
+			}
+			err := pause(ctx, f.Hold)
+			if herr := h.Heal(); herr != nil {
+				return herr
+			}
+			healed()
+			if err != nil {
+				return err
+			}
+		case Pause:
+			healed := rec.Fault(f.Kind, h.Name)
+			h.Signal(syscall.SIGSTOP)
+			err := pause(ctx, f.Hold)
+			h.Signal(syscall.SIGCONT)
+			healed()
+			if err != nil {
+				return err
+			}
+		case Slow:
+			healed := rec.Fault(f.Kind, h.Name)
+			if err := h.Slow(slowRate); err != nil {
+				return err
+			}
+			err := pause(ctx, f.Hold)
+			if uerr := h.Unslow(); uerr != nil {
+				return uerr
+			}
+			healed()
+			if err != nil {
+				return err
+			}
+		case ZKLeader:
+			leader := c.DC.ZK.Leader()
+			if leader < 0 {
+				return errors.New("zk-leader: no ZooKeeper server is leader")
+			}
+			healed := rec.Fault(f.Kind, "")
+			c.DC.ZK.Stop(leader)
+			if err := pause(ctx, f.Hold); err != nil {
+				return err
+			}
+			c.DC.ZK.Start(leader)
+			healed()
+		case ZKQuorum:
+			down := []int{f.Host % 3, (f.Host + 1) % 3}
+			healed := rec.Fault(f.Kind, "")
+			for _, i := range down {
+				c.DC.ZK.Stop(i)
+			}
+			if err := pause(ctx, f.Hold); err != nil {
+				return err
+			}
+			for _, i := range down {
+				c.DC.ZK.Start(i)
+			}
+			healed()
+		default:
+			return fmt.Errorf("unknown fault kind %q", f.Kind)
+		}
+	}
+	return nil
+}
+
+// pause waits d: the schedule's own timing, not a wait for a condition.
+func pause(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// settle waits until a read of ZooKeeper after since shows the deploy queue
+// empty or a service halted, and returns the halts.
+func (c *Chaos) settle(rec *Recorder, since time.Time) (map[string]string, error) {
+	deadline := time.Now().Add(settleTimeout)
+	for {
+		if s, ok := rec.LastSample(); ok && s.At.After(since) {
+			if len(s.Halted) > 0 {
+				return s.Halted, nil
+			}
+			if len(s.Steps) == 0 {
+				return nil, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			s, _ := rec.LastSample()
+			return nil, fmt.Errorf("progress: the deploy neither finished nor halted within %s: steps %v, turns %v", settleTimeout, s.Steps, s.Turns)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the recorder
+	}
+}
+
+// waitAll waits until every host serves version want[svc] of every service
+// and is in /current for it.
+func (c *Chaos) waitAll(rec *Recorder, timeout time.Duration, want map[string]string) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := c.allOn(rec, want)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not every host runs %v after %s: %v", want, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the recorder
+	}
+}
+
+func (c *Chaos) allOn(rec *Recorder, want map[string]string) error {
+	s, ok := rec.LastSample()
+	if !ok {
+		return errors.New("no sample of ZooKeeper yet")
+	}
+	var problems []string
+	for _, h := range c.DC.Hosts {
+		for _, svc := range Services {
+			p, ok := rec.Last(h.Name, svc)
+			switch {
+			case !ok:
+				problems = append(problems, h.Name+" "+svc+" not asked yet")
+			case !p.OK || p.Version != want[svc]:
+				problems = append(problems, fmt.Sprintf("%s %s answers ok=%t version %q", h.Name, svc, p.OK, p.Version))
+			case !slices.Contains(s.Current[svc], h.Name):
+				problems = append(problems, fmt.Sprintf("%s %s not in /current", h.Name, svc))
+			}
+		}
+	}
+	if len(problems) > 0 {
+		return errors.New(strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// checkDisks checks what every host has on disk: state.json loads, no
+// switch is in progress, current points at the final version, and every
+// unpacked release is byte for byte a staged artifact.
+func (c *Chaos) checkDisks(final map[string]string) []error {
+	var errs []error
+	for _, h := range c.DC.Hosts {
+		f, err := state.Load(h.Dir)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", h.Name, err))
+		} else if f.Switch != nil {
+			errs = append(errs, fmt.Errorf("%s: state.json still records a switch of %s to %s", h.Name, f.Switch.Service, f.Switch.To))
+		}
+		for _, svc := range Services {
+			r := state.Releases{Dir: filepath.Join(h.Dir, "releases", svc)}
+			cur, err := r.Current()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", h.Name, svc, err))
+			} else if cur != final[svc] {
+				errs = append(errs, fmt.Errorf("%s %s: current is %s, want %s", h.Name, svc, cur, final[svc]))
+			}
+			installed, err := r.Installed()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s %s: %w", h.Name, svc, err))
+			}
+			for _, v := range installed {
+				sum, err := treeSum(r.Path(v))
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s %s %s: %w", h.Name, svc, v, err))
+				} else if want := c.Staged[svc][v]; sum != want {
+					errs = append(errs, fmt.Errorf("%s %s %s: unpacked release packs to sha256 %s, the artifact has %s", h.Name, svc, v, sum, want))
+				}
+			}
+		}
+	}
+	return errs
+}
+
+// treeSum is the sha256 of dir packed as dcroll packs releases.
+func treeSum(dir string) (string, error) {
+	h := sha256.New()
+	if err := fetch.Pack(dir, h); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}

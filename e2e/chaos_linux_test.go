@@ -1,0 +1,131 @@
+package e2e
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+var (
+	schedules = flag.Int("e2e.schedules", 3, "number of chaos schedules to run")
+	seedFlag  = flag.Uint64("e2e.seed", 0, "seed of the schedules (0: from the clock; the seed is printed)")
+	from      = flag.Int("e2e.from", 0, "index of the first schedule, to replay one: -e2e.seed S -e2e.from I -e2e.schedules 1")
+	hosts     = flag.Int("e2e.hosts", 6, "number of hosts")
+	report    = flag.String("e2e.report", "", "file to write a summary of the run to, in Markdown")
+)
+
+// TestChaos builds a data center of network namespaces and runs randomized
+// schedules of faults against rollouts, checking every invariant over the
+// recorded history.
+func TestChaos(t *testing.T) {
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	if *hosts < 4 || *hosts > 40 {
+		t.Fatalf("-e2e.hosts %d: want 4 to 40", *hosts)
+	}
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("chaos: seed %d, schedules %d to %d; replay one with: go test -race -run TestChaos ./e2e/ -args -e2e.seed %d -e2e.from I -e2e.schedules 1",
+		seed, *from, *from+*schedules-1, seed)
+
+	dc := NewDC(t, buildDcroll(t), *hosts)
+	c := NewChaos(t, dc)
+	start := time.Now()
+	var outcomes []Outcome
+	violations := 0
+	for i := *from; i < *from+*schedules; i++ {
+		s := NewSchedule(seed, i, *hosts, Services)
+		t.Logf("chaos: %s", s)
+		out, err := c.Run(t, s)
+		outcomes = append(outcomes, out)
+		for _, v := range out.Violations {
+			t.Errorf("chaos: %s: violation: %s", s, v)
+			violations++
+		}
+		if err != nil {
+			t.Fatalf("chaos: %s: %v (agent logs in %s)", s, err, dc.Dir)
+		}
+		t.Logf("chaos: schedule %d done in %s: halts %v, every host on %v, %d violations",
+			i, out.Duration.Round(time.Millisecond), out.Halts, out.Final, len(out.Violations))
+	}
+	summary := c.Summary(seed, outcomes, violations, time.Since(start))
+	t.Log("chaos: summary\n" + summary)
+	if *report != "" {
+		if err := os.WriteFile(*report, []byte(summary), 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+	if t.Failed() {
+		keepLogs(t, dc)
+	}
+}
+
+// keepLogs copies the agents' logs out of the test's temp dir, which is
+// about to be removed, and says where they are.
+func keepLogs(t *testing.T, dc *DC) {
+	dir, err := os.MkdirTemp("", "dcroll-e2e-logs-")
+	if err != nil {
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(dc.Dir, "*", "agent.log"))
+	more, _ := filepath.Glob(filepath.Join(dc.Dir, "*.log"))
+	for _, l := range append(logs, more...) {
+		name := strings.ReplaceAll(strings.TrimPrefix(l, dc.Dir+"/"), "/", "-")
+		if b, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, name), b, 0o644)
+		}
+	}
+	t.Logf("chaos: logs kept in %s", dir)
+}
+
+// Summary is the run in Markdown, for docs/RELIABILITY.md.
+func (c *Chaos) Summary(seed uint64, outs []Outcome, violations int, took time.Duration) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "seed %d, %d schedules, %d hosts, 3 ZooKeeper servers, %s\n\n", seed, len(outs), len(c.DC.Hosts), took.Round(time.Second))
+	fmt.Fprintf(&b, "| fault | occurrences |\n|---|---|\n")
+	for _, k := range append(slices.Clone(Kinds), BadRelease) {
+		fmt.Fprintf(&b, "| %s | %d |\n", k, c.Faults[k])
+	}
+	rollouts := 0
+	for _, o := range outs {
+		rollouts += len(Services)
+		if o.Schedule.Bad != "" {
+			rollouts++
+		}
+	}
+	var durs []time.Duration
+	for _, o := range outs {
+		durs = append(durs, o.Duration)
+	}
+	slices.Sort(durs)
+	fmt.Fprintf(&b, "\nrollouts: %d services staged in %d schedules; %d schedules finished without a halt, %d halts, each with its reason:\n\n",
+		rollouts, len(outs), c.Finished, len(c.Halts))
+	for _, h := range c.Halts {
+		fmt.Fprintf(&b, "- %s\n", h)
+	}
+	if len(durs) > 0 {
+		fmt.Fprintf(&b, "\nschedule duration: median %s, max %s\n", durs[len(durs)/2].Round(time.Second), durs[len(durs)-1].Round(time.Second))
+	}
+	fmt.Fprintf(&b, "\ninvariant violations: %d\n", violations)
+	return b.String()
+}
+
+// buildDcroll builds dcroll with the race detector into the test's temp dir.
+func buildDcroll(t *testing.T) string {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "dcroll")
+	out, err := exec.Command("go", "build", "-race", "-o", exe, "github.com/dcroll/dcroll").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build dcroll: %v\n%s", err, out)
+	}
+	return exe
+}

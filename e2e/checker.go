@@ -1,0 +1,280 @@
+package e2e
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/dcroll/dcroll/roll"
+)
+
+// Violation is a moment at which an invariant did not hold.
+type Violation struct {
+	At        time.Time
+	Invariant string // quorum, max_parallel, order, integrity
+	Detail    string
+}
+
+func (v Violation) String() string {
+	return fmt.Sprintf("%s %s: %s", v.At.Format("15:04:05.000"), v.Invariant, v.Detail)
+}
+
+// Model is what the checker knows of the data center.
+type Model struct {
+	Policies roll.Catalog
+	Hosts    []string
+	// Detection is how long after a host fails dcroll may still count it
+	// as serving: its session timeout plus the time ZooKeeper and the
+	// agents take to notice.
+	Detection time.Duration
+}
+
+// Check replays h and returns every moment an invariant of DESIGN.md did
+// not hold. The services' own answers are the truth about who serves:
+//
+//   - A host that does not serve while no fault touches it was taken out of
+//     service by dcroll. A fault's window runs from its injection until the
+//     host serves every service again and is back in /current.
+//   - Quorum: while dcroll has a host of a service out of service, at least
+//     quorum other members serve. Hosts that a fault took down less than
+//     Detection before dcroll took its host out count as serving: dcroll
+//     could not know yet.
+//   - max_parallel: dcroll has at most max_parallel hosts of a service out
+//     of service, and ZooKeeper lists at most max_parallel turns.
+//   - Order: no host of a service holds a turn while a service it depends
+//     on is still in the deploy queue.
+//   - Integrity: every version a host answers with runs the bytes of that
+//     version's artifact, as staged.
+func Check(m Model, h History) []Violation {
+	r := newReplay(m, h)
+	windows := r.faultWindows()
+	var vs []Violation
+	add := func(at time.Time, inv, format string, args ...any) {
+		vs = append(vs, Violation{At: at, Invariant: inv, Detail: fmt.Sprintf(format, args...)})
+	}
+
+	for _, p := range h.Probes {
+		if p.Digest == "" {
+			continue
+		}
+		want, ok := h.Staged[p.Service][p.Version]
+		switch {
+		case !ok:
+			add(p.At, "integrity", "%s %s answers version %q, which was never staged", p.Host, p.Service, p.Version)
+		case want != p.Digest:
+			add(p.At, "integrity", "%s %s %s runs bytes with sha256 %s, the artifact has %s", p.Host, p.Service, p.Version, p.Digest, want)
+		}
+	}
+
+	r.run(func(t time.Time, st *replayState) {
+		if s := st.sample; s != nil && st.sampleChanged {
+			for svc, turns := range s.Turns {
+				pol := m.Policies[svc]
+				if mp := max(pol.MaxParallel, 1); len(turns) > mp {
+					add(t, "max_parallel", "%s: ZooKeeper lists %d turns %v, max_parallel %d", svc, len(turns), turns, mp)
+				}
+				if len(turns) == 0 {
+					continue
+				}
+				for _, dep := range pol.DependsOn {
+					for _, step := range s.Steps {
+						if slices.Contains(step, dep) {
+							add(t, "order", "%s: %v hold turns while %s, which it depends on, is still in the deploy queue %v", svc, turns, dep, s.Steps)
+						}
+					}
+				}
+			}
+		}
+		if !st.allProbed() {
+			return
+		}
+		for _, svc := range m.Policies.Names() {
+			pol := m.Policies[svc]
+			need := pol.Quorum.Need(len(m.Hosts))
+			var serving, down []string
+			var faulted []string
+			for _, host := range m.Hosts {
+				switch {
+				case st.probes[svc][host].OK:
+					serving = append(serving, host)
+				case windows.covers(host, t):
+					faulted = append(faulted, host)
+				default:
+					down = append(down, host)
+				}
+			}
+			if mp := max(pol.MaxParallel, 1); len(down) > mp {
+				add(t, "max_parallel", "%s: dcroll has %d hosts out of service %v, max_parallel %d", svc, len(down), down, mp)
+			}
+			for _, d := range down {
+				since := st.downSince[svc][d]
+				excused := 0
+				for _, f := range faulted {
+					if windows.start(f, t).After(since.Add(-m.Detection)) {
+						excused++
+					}
+				}
+				if len(serving)+excused < need {
+					add(t, "quorum", "%s: %s out of service by dcroll since %s while %d serve %v (+%d failed too recently to know), quorum %d",
+						svc, d, since.Format("15:04:05.000"), len(serving), serving, excused, need)
+				}
+			}
+		}
+	})
+	return dedupe(vs)
+}
+
+// dedupe keeps the first of consecutive violations with the same text, so a
+// state that lasts is reported once.
+func dedupe(vs []Violation) []Violation {
+	var out []Violation
+	last := map[string]string{}
+	for _, v := range vs {
+		key := v.Invariant
+		if last[key] == v.Detail {
+			continue
+		}
+		last[key] = v.Detail
+		out = append(out, v)
+	}
+	return out
+}
+
+// replay walks a History's probes and samples in time order.
+type replay struct {
+	m      Model
+	h      History
+	events []event
+}
+
+// event is a probe, a sample, or neither: a moment to judge.
+type event struct {
+	at     time.Time
+	probe  *Probe
+	sample *Sample
+}
+
+type replayState struct {
+	m             Model
+	probes        map[string]map[string]Probe     // by service, host
+	downSince     map[string]map[string]time.Time // when a host last stopped serving
+	sample        *Sample
+	sampleChanged bool
+}
+
+func newReplay(m Model, h History) *replay {
+	r := &replay{m: m, h: h}
+	for i := range h.Probes {
+		r.events = append(r.events, event{at: h.Probes[i].At, probe: &h.Probes[i]})
+	}
+	for i := range h.Samples {
+		r.events = append(r.events, event{at: h.Samples[i].At, sample: &h.Samples[i]})
+	}
+	// A fault's start and heal are moments to judge too: a host that is
+	// back when its fault is healed changes nothing recorded after.
+	for _, f := range h.Faults {
+		r.events = append(r.events, event{at: f.Start})
+		if !f.Healed.IsZero() {
+			r.events = append(r.events, event{at: f.Healed})
+		}
+	}
+	sort.SliceStable(r.events, func(i, j int) bool { return r.events[i].at.Before(r.events[j].at) })
+	return r
+}
+
+// run calls fn after applying each event.
+func (r *replay) run(fn func(time.Time, *replayState)) {
+	st := &replayState{m: r.m, probes: map[string]map[string]Probe{}, downSince: map[string]map[string]time.Time{}}
+	for svc := range r.m.Policies {
+		st.probes[svc] = map[string]Probe{}
+		st.downSince[svc] = map[string]time.Time{}
+	}
+	for _, e := range r.events {
+		st.sampleChanged = false
+		if p := e.probe; p != nil {
+			if st.probes[p.Service] == nil {
+				continue // a service the model does not know
+			}
+			prev, seen := st.probes[p.Service][p.Host]
+			if !p.OK && (!seen || prev.OK) {
+				st.downSince[p.Service][p.Host] = p.At
+			}
+			st.probes[p.Service][p.Host] = *p
+		} else if e.sample != nil {
+			st.sample = e.sample
+			st.sampleChanged = true
+		}
+		fn(e.at, st)
+	}
+}
+
+func (st *replayState) allProbed() bool {
+	for svc := range st.m.Policies {
+		if len(st.probes[svc]) < len(st.m.Hosts) {
+			return false
+		}
+	}
+	return true
+}
+
+// back reports whether host serves every service and is in /current for
+// each in the latest sample.
+func (st *replayState) back(host string) bool {
+	if st.sample == nil {
+		return false
+	}
+	for svc := range st.m.Policies {
+		if !st.probes[svc][host].OK || !slices.Contains(st.sample.Current[svc], host) {
+			return false
+		}
+	}
+	return true
+}
+
+// window is when a fault had a host: from injection until the host was back.
+type window struct {
+	from, to time.Time // to is zero if the host never came back
+}
+
+type windows map[string][]window
+
+func (w windows) covers(host string, t time.Time) bool {
+	for _, win := range w[host] {
+		if !t.Before(win.from) && (win.to.IsZero() || t.Before(win.to)) {
+			return true
+		}
+	}
+	return false
+}
+
+// start is when the window covering host at t began.
+func (w windows) start(host string, t time.Time) time.Time {
+	for _, win := range w[host] {
+		if !t.Before(win.from) && (win.to.IsZero() || t.Before(win.to)) {
+			return win.from
+		}
+	}
+	return t
+}
+
+// faultWindows computes each host fault's window: it ends at the first
+// event after the heal at which the host is back.
+func (r *replay) faultWindows() windows {
+	w := windows{}
+	for _, f := range r.h.Faults {
+		if f.Host == "" {
+			continue
+		}
+		win := window{from: f.Start}
+		if !f.Healed.IsZero() {
+			r.run(func(t time.Time, st *replayState) {
+				if win.to.IsZero() && !t.Before(f.Healed) && st.back(f.Host) {
+					win.to = t
+				}
+			})
+		}
+		w[f.Host] = append(w[f.Host], win)
+	}
+	return w
+}

@@ -1,0 +1,145 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dcroll/dcroll/roll"
+)
+
+// The checker's own tests: fabricated histories, each with one thing wrong
+// or one thing that looks wrong but is not, so the checker is shown to fail
+// when it must and only then.
+
+var t0 = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+// model: one service, 4 hosts, quorum 3 (so one host at a time may go),
+// max_parallel 1; and a dependent service.
+func testModel() Model {
+	return Model{
+		Policies: roll.Catalog{
+			"db":  {Quorum: roll.Quorum{Count: 3}, MaxParallel: 1},
+			"web": {Quorum: roll.Quorum{Count: 1}, MaxParallel: 2, DependsOn: []string{"db"}},
+		},
+		Hosts:     []string{"h1", "h2", "h3", "h4"},
+		Detection: 3 * time.Second,
+	}
+}
+
+// healthy is a history in which every host serves version 1 of both
+// services from the start, and ZooKeeper lists them all.
+func healthy() History {
+	h := History{Start: at(0), Staged: map[string]map[string]string{
+		"db": {"1": "d1", "2": "d2"}, "web": {"1": "w1"},
+	}}
+	for _, host := range []string{"h1", "h2", "h3", "h4"} {
+		h.Probes = append(h.Probes,
+			Probe{At: at(0), Host: host, Service: "db", OK: true, Version: "1", Digest: "d1"},
+			Probe{At: at(0), Host: host, Service: "web", OK: true, Version: "1", Digest: "w1"})
+	}
+	h.Samples = append(h.Samples, sample(0, nil, nil, "h1", "h2", "h3", "h4"))
+	return h
+}
+
+func sample(ms int, turns map[string][]string, steps [][]string, current ...string) Sample {
+	if turns == nil {
+		turns = map[string][]string{}
+	}
+	return Sample{At: at(ms), Turns: turns, Steps: steps,
+		Current: map[string][]string{"db": current, "web": current}, Halted: map[string]string{}}
+}
+
+func down(ms int, host, svc string) Probe {
+	return Probe{At: at(ms), Host: host, Service: svc}
+}
+
+func up(ms int, host, svc, version, digest string) Probe {
+	return Probe{At: at(ms), Host: host, Service: svc, OK: true, Version: version, Digest: digest}
+}
+
+func wantViolations(t *testing.T, vs []Violation, invariants ...string) {
+	t.Helper()
+	var got []string
+	for _, v := range vs {
+		got = append(got, v.Invariant)
+	}
+	if strings.Join(got, ",") != strings.Join(invariants, ",") {
+		t.Errorf("violations %v, want invariants %v", vs, invariants)
+	}
+}
+
+func TestCheckAcceptsASequentialRollout(t *testing.T) {
+	h := healthy()
+	for i, host := range []string{"h1", "h2", "h3", "h4"} {
+		ms := 1000 * (i + 1)
+		h.Probes = append(h.Probes, down(ms, host, "db"), up(ms+500, host, "db", "2", "d2"))
+		h.Samples = append(h.Samples, sample(ms, map[string][]string{"db": {host}}, [][]string{{"db"}}, "h1", "h2", "h3", "h4"))
+	}
+	wantViolations(t, Check(testModel(), h))
+}
+
+func TestCheckFindsTwoHostsDownAtOnce(t *testing.T) {
+	h := healthy()
+	h.Probes = append(h.Probes, down(1000, "h1", "db"), down(1200, "h2", "db"), up(1500, "h1", "db", "2", "d2"))
+	// Two out of service with quorum 3 of 4: quorum and max_parallel.
+	wantViolations(t, Check(testModel(), h), "max_parallel", "quorum", "quorum")
+}
+
+func TestCheckExcusesAFaultDcrollCouldNotKnowYet(t *testing.T) {
+	h := healthy()
+	// h2 is killed just before dcroll takes h1: dcroll still counted it.
+	h.Faults = append(h.Faults, Fault{Kind: Kill, Host: "h2", Start: at(900), Healed: at(3000)})
+	h.Probes = append(h.Probes, down(950, "h2", "db"), down(1000, "h1", "db"), up(1500, "h1", "db", "2", "d2"))
+	wantViolations(t, Check(testModel(), h))
+}
+
+func TestCheckBlamesATakedownAfterAKnownFault(t *testing.T) {
+	h := healthy()
+	// h2 died long before: dcroll must have seen it gone and waited.
+	h.Faults = append(h.Faults, Fault{Kind: Kill, Host: "h2", Start: at(900)})
+	h.Probes = append(h.Probes, down(950, "h2", "db"), down(6000, "h1", "db"), up(6500, "h1", "db", "2", "d2"))
+	wantViolations(t, Check(testModel(), h), "quorum")
+}
+
+func TestCheckFaultWindowEndsWhenTheHostIsBack(t *testing.T) {
+	h := healthy()
+	h.Faults = append(h.Faults, Fault{Kind: Partition, Host: "h2", Start: at(900), Healed: at(2000)})
+	h.Probes = append(h.Probes, down(950, "h2", "db"), up(2100, "h2", "db", "1", "d1"))
+	// Back at 2.1 s; later dcroll takes h2 and h3 at once.
+	h.Probes = append(h.Probes, down(5000, "h2", "db"), down(5000, "h3", "db"))
+	wantViolations(t, Check(testModel(), h), "max_parallel", "quorum", "quorum")
+}
+
+func TestCheckFindsATurnBeforeTheDependencyFinished(t *testing.T) {
+	h := healthy()
+	h.Samples = append(h.Samples, sample(1000, map[string][]string{"web": {"h1"}}, [][]string{{"db"}, {"web"}}, "h1", "h2", "h3", "h4"))
+	wantViolations(t, Check(testModel(), h), "order")
+}
+
+func TestCheckFindsTooManyTurns(t *testing.T) {
+	h := healthy()
+	h.Samples = append(h.Samples, sample(1000, map[string][]string{"db": {"h1", "h2"}}, [][]string{{"db"}}, "h1", "h2", "h3", "h4"))
+	wantViolations(t, Check(testModel(), h), "max_parallel")
+}
+
+func TestCheckFindsBytesThatWereNeverStaged(t *testing.T) {
+	h := healthy()
+	h.Probes = append(h.Probes, down(1000, "h1", "db"), up(1500, "h1", "db", "2", "tampered"))
+	wantViolations(t, Check(testModel(), h), "integrity")
+	h = healthy()
+	h.Probes = append(h.Probes, down(1000, "h1", "db"), up(1500, "h1", "db", "7", "d7"))
+	wantViolations(t, Check(testModel(), h), "integrity")
+}
+
+func TestCheckIgnoresOutsideFailuresBelowQuorum(t *testing.T) {
+	h := healthy()
+	// Two hosts partitioned: below quorum, but dcroll took nobody out.
+	for _, host := range []string{"h1", "h2"} {
+		h.Faults = append(h.Faults, Fault{Kind: Partition, Host: host, Start: at(900)})
+		h.Probes = append(h.Probes, down(1000, host, "db"))
+	}
+	wantViolations(t, Check(testModel(), h))
+}

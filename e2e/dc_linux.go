@@ -1,0 +1,384 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/zktest"
+	"github.com/dcroll/dcroll/roll"
+)
+
+// Timings of the data center: short, so a schedule takes seconds.
+const (
+	SessionTimeout = 3 * time.Second
+	healthInterval = 200 * time.Millisecond
+	viewInterval   = 200 * time.Millisecond
+	Root           = "/dc"
+)
+
+// Services of the data center: every host runs both, web depends on db.
+var Services = []string{"db", "web"}
+
+// Catalog is the data center's seed. The quorums bind: with 6 hosts db may
+// lose 3 and web 3, and db may take 2 at a time.
+const Catalog = `
+[services.db]
+quorum = 3
+max_parallel = 2
+[services.db.health]
+min_healthy = "500ms"
+deadline = "5s"
+
+[services.web]
+depends_on = ["db"]
+quorum = "50%"
+max_parallel = 1
+[services.web.health]
+min_healthy = "500ms"
+deadline = "5s"
+`
+
+// servicePort is where each service of a host listens, on the host's address.
+var servicePort = map[string]int{"db": 8001, "web": 8002}
+
+// DC is a small data center on this machine: a 3-node ZooKeeper ensemble
+// and hosts, each in a network namespace of its own, each running a dcroll
+// agent that manages the services. The operator's commands run in the root
+// namespace, on the lab's bridge.
+type DC struct {
+	t     testing.TB
+	Lab   *Lab
+	Dir   string
+	Exe   string // the dcroll binary
+	ZK    *zktest.Cluster
+	Hosts []*Host
+	Store *roll.Store // the test's own view of ZooKeeper
+	// Policies are the catalog's services.
+	Policies roll.Catalog
+
+	opConfig string // the operator's config file
+	zkAddrs  []string
+}
+
+// Host is one machine of the data center.
+type Host struct {
+	*Node
+	Dir string
+	dc  *DC
+
+	mu    sync.Mutex
+	agent *proc
+}
+
+// NewDC builds the data center with n hosts and seeds it. Everything is
+// removed when the test ends, and what an interrupted run left behind is
+// removed when the next one starts. It skips the test where the harness
+// cannot run.
+func NewDC(t testing.TB, exe string, n int) *DC {
+	t.Helper()
+	if err := Available(); err != nil {
+		t.Skip(err)
+	}
+	lab, err := NewLab(t.Logf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := lab.Close(); err != nil {
+			t.Errorf("lab cleanup: %v", err)
+		}
+	})
+	dc := &DC{t: t, Lab: lab, Dir: t.TempDir(), Exe: exe}
+	dc.Policies, err = roll.ParseCatalog("catalog", strings.NewReader(Catalog))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var zkNodes []*Node
+	for i := range 3 {
+		node, err := lab.AddNode(fmt.Sprintf("zk%d", i+1), addr(2+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zkNodes = append(zkNodes, node)
+		dc.zkAddrs = append(dc.zkAddrs, node.Addr.String())
+	}
+	dc.ZK = zktest.EnsembleAt(t, dc.zkAddrs, func(i int, argv []string) []string { return zkNodes[i].Wrap(argv) })
+
+	dc.opConfig = filepath.Join(dc.Dir, "operator.toml")
+	if err := os.WriteFile(dc.opConfig, []byte(fmt.Sprintf("[zookeeper]\nservers = [%s]\nroot = %q\nsession_timeout = \"10s\"\n\n[log]\nlevel = \"warn\"\n",
+		quoteList(dc.ZK.Servers()), Root)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	zcfg := config.ZooKeeper{Servers: dc.ZK.Servers(), Root: Root, SessionTimeout: 20 * time.Second, ACL: "open"}
+	dc.Store, err = roll.Open(context.Background(), zcfg, hclog.NewNullLogger(), 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(dc.Store.Close)
+	seed := filepath.Join(dc.Dir, "seed.toml")
+	if err := os.WriteFile(seed, []byte(Catalog), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := dc.Operator("seed", seed); err != nil {
+		t.Fatalf("seed: %v\n%s", err, out)
+	}
+
+	for i := range n {
+		node, err := lab.AddNode(fmt.Sprintf("h%d", i+1), addr(11+i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &Host{Node: node, Dir: filepath.Join(dc.Dir, node.Name), dc: dc}
+		if err := h.layout(); err != nil {
+			t.Fatal(err)
+		}
+		dc.Hosts = append(dc.Hosts, h)
+	}
+	// Agents go before the lab: Cleanups run last first.
+	t.Cleanup(dc.stopAgents)
+	return dc
+}
+
+// addr is the lab address 198.18.0.i.
+func addr(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}) }
+
+func quoteList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
+
+// Operator runs `dcroll` with the operator's config in the root namespace
+// and returns its output.
+func (dc *DC) Operator(args ...string) (string, error) {
+	cmd := exec.Command(dc.Exe, append([]string{"--config", dc.opConfig}, args...)...)
+	cmd.Env = childEnv()
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// StartOperator starts a long-running `dcroll` command, like stage, in the
+// root namespace, with its output in logPath.
+func (dc *DC) StartOperator(logPath string, args ...string) (*proc, error) {
+	return startProc(append([]string{dc.Exe, "--config", dc.opConfig}, args...), dc.Dir, logPath)
+}
+
+// ServiceURL is where the test asks host h's service svc which release it
+// runs.
+func (h *Host) ServiceURL(svc string) string {
+	return fmt.Sprintf("http://%s:%d/release", h.Addr, servicePort[svc])
+}
+
+func (h *Host) configPath() string { return filepath.Join(h.Dir, "dcroll.toml") }
+func (h *Host) logPath() string    { return filepath.Join(h.Dir, "agent.log") }
+
+// layout writes the host's agent config and installs version 1 of every
+// service, unpacked from the artifact the data center's history records.
+func (h *Host) layout() error {
+	if err := os.MkdirAll(h.Dir, 0o755); err != nil {
+		return err
+	}
+	a := h.Addr.String()
+	var cfg strings.Builder
+	fmt.Fprintf(&cfg, `# dcroll e2e: the agent config of %s.
+[zookeeper]
+servers = [%s]
+root = %q
+session_timeout = %q
+
+[host]
+name = %q
+state_dir = %q
+
+[transfer]
+listen = "%s:7434"
+advertise = "%s:7434"
+torrent_listen = "%s:6881"
+torrent_advertise = "%s:6881"
+
+[log]
+level = "debug"
+`, h.Name, quoteList(h.dc.ZK.Servers()), Root, SessionTimeout.String(), h.Name, h.Dir, a, a, a, a)
+	for _, svc := range Services {
+		listen := fmt.Sprintf("%s:%d", a, servicePort[svc])
+		fmt.Fprintf(&cfg, `
+[services.%s]
+run = %q
+stop_timeout = "5s"
+[services.%s.health]
+http = "http://%s/healthz"
+interval = %q
+timeout = "1s"
+`, svc, "exec "+h.dc.Exe+" _serve --addr "+listen, svc, listen, healthInterval.String())
+	}
+	return os.WriteFile(h.configPath(), []byte(cfg.String()), 0o644)
+}
+
+// Install unpacks artifact as version of svc, as a host installed before
+// dcroll took over would have it.
+func (h *Host) Install(svc, version, artifact string) error {
+	dir := filepath.Join(h.Dir, "releases", svc)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return fetch.Unpack(artifact, filepath.Join(dir, version))
+}
+
+// Start runs the host's agent in the host's namespace.
+func (h *Host) Start() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.agent != nil && !h.agent.exited() {
+		return fmt.Errorf("%s: agent already runs", h.Name)
+	}
+	argv := h.Wrap([]string{h.dc.Exe, "--config", h.configPath(), "agent", "--view-interval", viewInterval.String()})
+	p, err := startProc(argv, h.Dir, h.logPath())
+	if err != nil {
+		return fmt.Errorf("%s: start agent: %w", h.Name, err)
+	}
+	h.agent = p
+	return nil
+}
+
+// Kill sends SIGKILL to the agent alone, as a crash would, and waits until
+// it is gone. The services it supervises die with it.
+func (h *Host) Kill() {
+	h.mu.Lock()
+	p := h.agent
+	h.mu.Unlock()
+	if p != nil {
+		p.signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// Signal sends sig to the agent process.
+func (h *Host) Signal(sig syscall.Signal) {
+	h.mu.Lock()
+	p := h.agent
+	h.mu.Unlock()
+	if p != nil {
+		p.signal(sig)
+	}
+}
+
+// AgentRunning reports whether the agent process runs.
+func (h *Host) AgentRunning() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.agent != nil && !h.agent.exited()
+}
+
+// stopAgents stops every agent: SIGCONT in case one is stopped, then
+// SIGTERM, then SIGKILL after a grace period.
+func (dc *DC) stopAgents() {
+	var wg sync.WaitGroup
+	for _, h := range dc.Hosts {
+		h.mu.Lock()
+		p := h.agent
+		h.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.signal(syscall.SIGCONT)
+			p.terminate(10 * time.Second)
+		}()
+	}
+	wg.Wait()
+}
+
+// proc is a child process in a process group of its own, which the kernel
+// kills if the test binary dies first.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once the process has exited and was reaped
+	err  error         // cmd.Wait's result, set before done is closed
+}
+
+func startProc(argv []string, dir, logPath string) (*proc, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	defer logf.Close() // the child has its own descriptor
+	fmt.Fprintf(logf, "=== e2e %s: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = childEnv()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+func (p *proc) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// signal sends sig to the process unless it was reaped, when its ID may
+// belong to another process.
+func (p *proc) signal(sig syscall.Signal) {
+	if !p.exited() {
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// terminate sends SIGTERM and kills the process group after grace.
+func (p *proc) terminate(grace time.Duration) {
+	if p.exited() {
+		return
+	}
+	p.signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	select {
+	case <-p.done:
+	case <-t.C:
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// childEnv is the test's environment without DCROLL_* variables, which
+// would change the children's configs.
+func childEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DCROLL_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
