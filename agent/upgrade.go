@@ -12,6 +12,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/dcroll/dcroll/fetch"
 	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/state"
@@ -67,9 +69,15 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 		from := a.units[svc].Version()
 		err = store.AwaitTurn(ctx, svc, a.host, ready, roll.Turn{From: from, To: m.Version, Started: time.Now().UTC()})
 		if err != nil {
-			// Leave the queue cleanly (on a connection loss the node may
-			// still be there) before trying again.
-			_ = store.Conn.Delete(ready, -1)
+			// Leave the queue cleanly before trying again: after a
+			// connection loss the session, and the node, may live on,
+			// and a node left behind would stand in the queue for good.
+			a.untilDone(ctx, svc, "cannot leave the ready queue", func() error {
+				if err := store.Conn.Delete(ready, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+					return err
+				}
+				return nil
+			})
 			if errors.Is(err, roll.ErrLeftQueue) || ctx.Err() != nil {
 				continue
 			}
@@ -81,18 +89,44 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 		backoff = time.Second
 		if err := a.checkArtifact(svc, m); err != nil {
 			// Refused at switch time: give the turn back and fetch again.
-			if err := store.FinishTurn(svc, a.host, nil); err != nil {
-				a.log.Error("cannot finish the turn; the session's end will release it", "service", svc, "error", err)
-			}
+			a.finishTurn(ctx, store, svc, nil)
 			continue
 		}
 		failure := a.switchVersion(ctx, store, svc, from, m.Version)
-		if err := store.FinishTurn(svc, a.host, failure); err != nil {
-			a.log.Error("cannot finish the turn; the session's end will release it", "service", svc, "error", err)
-		}
+		a.finishTurn(ctx, store, svc, failure)
 		if failure == nil {
 			a.prune(svc, m.Version, from)
 		}
+	}
+}
+
+// finishTurn releases the turn, recording failure if any, and retries until
+// ZooKeeper has it. A turn is an ephemeral node, but a connection lost for
+// less than the session timeout does not end the session: a turn not
+// released would hold its place in max_parallel, and keep the step from
+// finishing, for as long as this agent lives.
+func (a *Agent) finishTurn(ctx context.Context, store *roll.Store, svc string, failure *roll.Failure) {
+	a.untilDone(ctx, svc, "cannot finish the turn", func() error {
+		return store.FinishTurn(svc, a.host, failure)
+	})
+}
+
+// untilDone calls op until it succeeds or ctx ends (the agent stops, or the
+// session ended and took the ephemeral nodes with it), backing off between
+// tries.
+func (a *Agent) untilDone(ctx context.Context, svc, msg string, op func() error) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := op()
+		if err == nil {
+			return
+		}
+		a.log.Warn(msg+"; retrying", "service", svc, "error", err, "retry_in", backoff)
+		if !wait(ctx, backoff) {
+			a.log.Error(msg+"; giving up, the session's end releases it", "service", svc, "error", err)
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 

@@ -297,11 +297,25 @@ func (s *Store) StagedServices() ([]string, error) {
 
 // JoinReady puts host in svc's ready queue for version and returns its
 // node. The node is protected-sequential: a create whose answer was lost to
-// a connection loss is found again, not made twice.
+// a connection loss is found again, not made twice. Nodes the host left in
+// the queue before, which a connection loss can leave behind while the
+// session lives on, are removed first: the host would wait behind itself.
 func (s *Store) JoinReady(svc, host, version string) (string, error) {
 	data, err := encode(Ready{Version: version})
 	if err != nil {
 		return "", err
+	}
+	queue, err := s.ReadyQueue(svc)
+	if err != nil {
+		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
+	}
+	for _, e := range queue {
+		if e.Host != host {
+			continue
+		}
+		if err := s.Conn.Delete(s.Tree.readyDir(svc)+"/"+e.Name, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+			return "", fmt.Errorf("roll: join the ready queue of %s: remove the earlier node %s: %w", svc, e.Name, err)
+		}
 	}
 	path, err := s.Conn.CreateProtectedEphemeralSequential(s.Tree.readyDir(svc)+"/"+host+"-", data, s.ACL)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,5 +271,40 @@ func TestIntegration_TakeTurnSeesAHaltRecordedMeanwhile(t *testing.T) {
 	}
 	if turns, err := s.Turns("db"); err != nil || len(turns) != 0 {
 		t.Fatalf("turns %v %v", turns, err)
+	}
+}
+
+// A connection loss can leave a host's ready node behind while its session
+// lives on; the host then joins again. Found by the chaos harness (a
+// ZooKeeper quorum loss mid-rollout): the host waited behind its own stale
+// node for good.
+func TestIntegration_JoinReadyReplacesTheHostsEarlierNode(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/h1")
+	seed(t, s, parse(t, "[services.db]\nquorum = 1\n"))
+	if err := s.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.JoinReady("db", "b", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := s.JoinReady("db", "a", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.JoinReady("db", "a", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := s.ReadyQueue("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range q {
+		names = append(names, e.Host)
+	}
+	if strings.Join(names, ",") != "b,a" || path.Base(again) != q[1].Name || path.Base(stale) == q[1].Name {
+		t.Errorf("queue %v after joining twice as a: want b then a's second node only (%s, not %s)", q, path.Base(again), path.Base(stale))
 	}
 }
