@@ -219,6 +219,7 @@ func (c *Chaos) Run(t testing.TB, s Schedule) (out Outcome, err error) {
 		c.Finished++
 	}
 	for svc, why := range halts {
+		t.Logf("chaos: schedule %d: %s halted: %s", s.Index, svc, why)
 		out.Halts = append(out.Halts, svc+": "+why)
 		c.Halts = append(c.Halts, fmt.Sprintf("schedule %d: %s: %s", s.Index, svc, why))
 		fix := v

@@ -49,8 +49,15 @@ type Model struct {
 func Check(m Model, h History) []Violation {
 	r := newReplay(m, h)
 	windows := r.faultWindows()
+	// A state that lasts is reported once: at its first moment, under a
+	// key naming what is wrong.
 	var vs []Violation
-	add := func(at time.Time, inv, format string, args ...any) {
+	reported := map[string]bool{}
+	add := func(at time.Time, inv, key, format string, args ...any) {
+		if reported[inv+" "+key] {
+			return
+		}
+		reported[inv+" "+key] = true
 		vs = append(vs, Violation{At: at, Invariant: inv, Detail: fmt.Sprintf(format, args...)})
 	}
 
@@ -61,9 +68,9 @@ func Check(m Model, h History) []Violation {
 		want, ok := h.Staged[p.Service][p.Version]
 		switch {
 		case !ok:
-			add(p.At, "integrity", "%s %s answers version %q, which was never staged", p.Host, p.Service, p.Version)
+			add(p.At, "integrity", p.Host+p.Service+p.Version+p.Digest, "%s %s answers version %q, which was never staged", p.Host, p.Service, p.Version)
 		case want != p.Digest:
-			add(p.At, "integrity", "%s %s %s runs bytes with sha256 %s, the artifact has %s", p.Host, p.Service, p.Version, p.Digest, want)
+			add(p.At, "integrity", p.Host+p.Service+p.Version+p.Digest, "%s %s %s runs bytes with sha256 %s, the artifact has %s", p.Host, p.Service, p.Version, p.Digest, want)
 		}
 	}
 
@@ -72,7 +79,7 @@ func Check(m Model, h History) []Violation {
 			for svc, turns := range s.Turns {
 				pol := m.Policies[svc]
 				if mp := max(pol.MaxParallel, 1); len(turns) > mp {
-					add(t, "max_parallel", "%s: ZooKeeper lists %d turns %v, max_parallel %d", svc, len(turns), turns, mp)
+					add(t, "max_parallel", fmt.Sprint("zk", svc, turns), "%s: ZooKeeper lists %d turns %v, max_parallel %d", svc, len(turns), turns, mp)
 				}
 				if len(turns) == 0 {
 					continue
@@ -80,7 +87,7 @@ func Check(m Model, h History) []Violation {
 				for _, dep := range pol.DependsOn {
 					for _, step := range s.Steps {
 						if slices.Contains(step, dep) {
-							add(t, "order", "%s: %v hold turns while %s, which it depends on, is still in the deploy queue %v", svc, turns, dep, s.Steps)
+							add(t, "order", fmt.Sprint(svc, turns, dep), "%s: %v hold turns while %s, which it depends on, is still in the deploy queue %v", svc, turns, dep, s.Steps)
 						}
 					}
 				}
@@ -105,7 +112,7 @@ func Check(m Model, h History) []Violation {
 				}
 			}
 			if mp := max(pol.MaxParallel, 1); len(down) > mp {
-				add(t, "max_parallel", "%s: dcroll has %d hosts out of service %v, max_parallel %d", svc, len(down), down, mp)
+				add(t, "max_parallel", fmt.Sprint(svc, down), "%s: dcroll has %d hosts out of service %v, max_parallel %d", svc, len(down), down, mp)
 			}
 			for _, d := range down {
 				since := st.downSince[svc][d]
@@ -116,29 +123,13 @@ func Check(m Model, h History) []Violation {
 					}
 				}
 				if len(serving)+excused < need {
-					add(t, "quorum", "%s: %s out of service by dcroll since %s while %d serve %v (+%d failed too recently to know), quorum %d",
+					add(t, "quorum", fmt.Sprint(svc, d, since), "%s: %s out of service by dcroll since %s while %d serve %v (+%d failed too recently to know), quorum %d",
 						svc, d, since.Format("15:04:05.000"), len(serving), serving, excused, need)
 				}
 			}
 		}
 	})
-	return dedupe(vs)
-}
-
-// dedupe keeps the first of consecutive violations with the same text, so a
-// state that lasts is reported once.
-func dedupe(vs []Violation) []Violation {
-	var out []Violation
-	last := map[string]string{}
-	for _, v := range vs {
-		key := v.Invariant
-		if last[key] == v.Detail {
-			continue
-		}
-		last[key] = v.Detail
-		out = append(out, v)
-	}
-	return out
+	return vs
 }
 
 // replay walks a History's probes and samples in time order.

@@ -33,12 +33,13 @@ const (
 // Services of the data center: every host runs both, web depends on db.
 var Services = []string{"db", "web"}
 
-// Catalog is the data center's seed. The quorums bind: with 6 hosts db may
-// lose 3 and web 3, and db may take 2 at a time.
+// Catalog is the data center's seed. With 6 hosts, db's quorum binds before
+// its max_parallel (at most 2 of 6 out at once), web's max_parallel binds
+// before its quorum until a fault takes a host.
 const Catalog = `
 [services.db]
-quorum = 3
-max_parallel = 2
+quorum = 4
+max_parallel = 3
 [services.db.health]
 min_healthy = "500ms"
 deadline = "5s"
@@ -46,7 +47,7 @@ deadline = "5s"
 [services.web]
 depends_on = ["db"]
 quorum = "50%"
-max_parallel = 1
+max_parallel = 2
 [services.web.health]
 min_healthy = "500ms"
 deadline = "5s"

@@ -92,7 +92,7 @@ func (s Schedule) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "schedule %d (seed %d):", s.Index, s.Seed)
 	if s.Bad != "" {
-		fmt.Fprintf(&b, " %s release of %s;", BadRelease, s.Bad)
+		fmt.Fprintf(&b, " a bad release of %s;", s.Bad)
 	}
 	for _, f := range s.Faults {
 		switch f.Kind {

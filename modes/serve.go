@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/dcroll/dcroll/fetch"
@@ -44,23 +45,37 @@ func (m *serveMode) Run(ctx context.Context, env *Env, args []string) error {
 	}
 	version := os.Getenv("DCROLL_VERSION")
 	dir, _ := os.Getwd()
-	h := sha256.New()
-	if err := fetch.Pack(dir, h); err != nil {
-		return err
-	}
-	identity := version + " " + hex.EncodeToString(h.Sum(nil))
-	answer := func(body string) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if _, err := os.Stat(filepath.Join(dir, "unhealthy")); err == nil {
-				http.Error(w, "unhealthy "+body, http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, body)
+	// The digest is taken on the first ask, not before listening: packing
+	// a large release can take long enough on a loaded host to fail the
+	// health check.
+	identity := sync.OnceValues(func() (string, error) {
+		h := sha256.New()
+		if err := fetch.Pack(dir, h); err != nil {
+			return "", err
+		}
+		return version + " " + hex.EncodeToString(h.Sum(nil)), nil
+	})
+	// status answers 503 while the release holds the file "unhealthy".
+	status := func(w http.ResponseWriter) {
+		if _, err := os.Stat(filepath.Join(dir, "unhealthy")); err == nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprint(w, "unhealthy ")
 		}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", answer(version))
-	mux.HandleFunc("/release", answer(identity))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		status(w)
+		fmt.Fprintln(w, version)
+	})
+	mux.HandleFunc("/release", func(w http.ResponseWriter, r *http.Request) {
+		id, err := identity()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		status(w)
+		fmt.Fprintln(w, id)
+	})
 	ln, err := net.Listen("tcp", m.addr)
 	if err != nil {
 		return err
