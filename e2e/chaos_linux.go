@@ -97,7 +97,7 @@ func NewChaos(t testing.TB, dc *DC) *Chaos {
 	}
 	rec := c.record()
 	defer rec.Stop()
-	if err := c.waitAll(rec, time.Minute, map[string]string{"db": "1", "web": "1"}); err != nil {
+	if err := c.waitAll(context.Background(), rec, time.Minute, map[string]string{"db": "1", "web": "1"}); err != nil {
 		t.Fatalf("fleet did not come up: %v", err)
 	}
 	return c
@@ -159,7 +159,7 @@ func (c *Chaos) record() *Recorder {
 // halted one, waits until every host runs the final release, checks the
 // disks and then the recorded history. An error is a failure to run the
 // schedule; violations are in the outcome.
-func (c *Chaos) Run(t testing.TB, s Schedule) (out Outcome, err error) {
+func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome, err error) {
 	start := time.Now()
 	out.Schedule = s
 	rec := c.record()
@@ -182,7 +182,7 @@ func (c *Chaos) Run(t testing.TB, s Schedule) (out Outcome, err error) {
 		c.Faults[BadRelease]++
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var stagers []*proc
 	defer func() {
@@ -207,7 +207,7 @@ func (c *Chaos) Run(t testing.TB, s Schedule) (out Outcome, err error) {
 		return out, nemesisErr
 	}
 
-	halts, err := c.settle(rec, time.Now())
+	halts, err := c.settle(ctx, rec, time.Now())
 	if err != nil {
 		return out, err
 	}
@@ -245,14 +245,16 @@ func (c *Chaos) Run(t testing.TB, s Schedule) (out Outcome, err error) {
 		}
 	}
 	if len(halts) > 0 {
-		if more, err := c.settle(rec, time.Now()); err != nil {
+		if more, err := c.settle(ctx, rec, time.Now()); err != nil {
 			return out, err
 		} else if len(more) > 0 {
 			return out, fmt.Errorf("halted again after the fix: %v", more)
 		}
 	}
 	out.Final = final
-	if err := c.waitAll(rec, convergeTimeout, final); err != nil {
+	if err := c.waitAll(ctx, rec, convergeTimeout, final); ctx.Err() != nil {
+		return out, ctx.Err()
+	} else if err != nil {
 		out.Violations = append(out.Violations, Violation{At: time.Now(), Invariant: "convergence", Detail: err.Error()})
 		return out, nil
 	}
@@ -409,7 +411,7 @@ func pause(ctx context.Context, d time.Duration) error {
 
 // settle waits until a read of ZooKeeper after since shows the deploy queue
 // empty or a service halted, and returns the halts.
-func (c *Chaos) settle(rec *Recorder, since time.Time) (map[string]string, error) {
+func (c *Chaos) settle(ctx context.Context, rec *Recorder, since time.Time) (map[string]string, error) {
 	deadline := time.Now().Add(settleTimeout)
 	for {
 		if s, ok := rec.LastSample(); ok && s.At.After(since) {
@@ -419,6 +421,9 @@ func (c *Chaos) settle(rec *Recorder, since time.Time) (map[string]string, error
 			if len(s.Steps) == 0 {
 				return nil, nil
 			}
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
 		}
 		if time.Now().After(deadline) {
 			s, _ := rec.LastSample()
@@ -430,12 +435,15 @@ func (c *Chaos) settle(rec *Recorder, since time.Time) (map[string]string, error
 
 // waitAll waits until every host serves version want[svc] of every service
 // and is in /current for it.
-func (c *Chaos) waitAll(rec *Recorder, timeout time.Duration, want map[string]string) error {
+func (c *Chaos) waitAll(ctx context.Context, rec *Recorder, timeout time.Duration, want map[string]string) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := c.allOn(rec, want)
 		if err == nil {
 			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not every host runs %v after %s: %v", want, timeout, err)

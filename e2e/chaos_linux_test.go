@@ -1,13 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -52,6 +55,11 @@ func TestChaos(t *testing.T) {
 	t.Logf("chaos: seed %d, schedules %d to %d; replay one with: go test -race -run TestChaos ./e2e/ -args -e2e.seed %d -e2e.from I -e2e.schedules 1",
 		seed, *from, *from+*schedules-1, seed)
 
+	// Ctrl-C (or SIGTERM) stops the run but lets the cleanups remove the
+	// lab: without this, the test binary would just exit.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
 	dc := NewDC(t, buildDcroll(t), *hosts)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -72,8 +80,11 @@ func TestChaos(t *testing.T) {
 		runs = append(runs, NewSchedule(seed, i, *hosts, Services))
 	}
 	for _, s := range runs {
+		if ctx.Err() != nil {
+			t.Fatal("chaos: interrupted")
+		}
 		t.Logf("chaos: %s", s)
-		out, err := c.Run(t, s)
+		out, err := c.Run(ctx, t, s)
 		outcomes = append(outcomes, out)
 		for _, v := range out.Violations {
 			t.Errorf("chaos: %s: violation: %s", s, v)

@@ -102,10 +102,11 @@ func Check(m Model, h History) []Violation {
 			var serving, down []string
 			var faulted []string
 			for _, host := range m.Hosts {
+				inWindow := windows.covers(host, t)
 				switch {
-				case st.probes[svc][host].OK:
+				case st.serving(svc, host, inWindow):
 					serving = append(serving, host)
-				case windows.covers(host, t):
+				case inWindow:
 					faulted = append(faulted, host)
 				default:
 					down = append(down, host)
@@ -148,7 +149,8 @@ type event struct {
 
 type replayState struct {
 	m             Model
-	probes        map[string]map[string]Probe     // by service, host
+	probes        map[string]map[string]Probe     // by service, host: the latest
+	answered      map[string]map[string]Probe     // the latest with an answer
 	downSince     map[string]map[string]time.Time // when a host last stopped serving
 	sample        *Sample
 	sampleChanged bool
@@ -176,9 +178,10 @@ func newReplay(m Model, h History) *replay {
 
 // run calls fn after applying each event.
 func (r *replay) run(fn func(time.Time, *replayState)) {
-	st := &replayState{m: r.m, probes: map[string]map[string]Probe{}, downSince: map[string]map[string]time.Time{}}
+	st := &replayState{m: r.m, probes: map[string]map[string]Probe{}, answered: map[string]map[string]Probe{}, downSince: map[string]map[string]time.Time{}}
 	for svc := range r.m.Policies {
 		st.probes[svc] = map[string]Probe{}
+		st.answered[svc] = map[string]Probe{}
 		st.downSince[svc] = map[string]time.Time{}
 	}
 	for _, e := range r.events {
@@ -187,11 +190,14 @@ func (r *replay) run(fn func(time.Time, *replayState)) {
 			if st.probes[p.Service] == nil {
 				continue // a service the model does not know
 			}
-			prev, seen := st.probes[p.Service][p.Host]
-			if !p.OK && (!seen || prev.OK) {
-				st.downSince[p.Service][p.Host] = p.At
-			}
 			st.probes[p.Service][p.Host] = *p
+			if !p.NoAnswer {
+				prev, seen := st.answered[p.Service][p.Host]
+				if !p.OK && (!seen || prev.OK) {
+					st.downSince[p.Service][p.Host] = p.At
+				}
+				st.answered[p.Service][p.Host] = *p
+			}
 		} else if e.sample != nil {
 			st.sample = e.sample
 			st.sampleChanged = true
@@ -202,11 +208,22 @@ func (r *replay) run(fn func(time.Time, *replayState)) {
 
 func (st *replayState) allProbed() bool {
 	for svc := range st.m.Policies {
-		if len(st.probes[svc]) < len(st.m.Hosts) {
+		if len(st.answered[svc]) < len(st.m.Hosts) {
 			return false
 		}
 	}
 	return true
+}
+
+// serving says whether host serves svc: its latest answer was 200. A host
+// that does not answer in time serves if a fault has it (it is cut off,
+// frozen or overloaded on purpose); otherwise the silence may be this
+// machine's load, and its latest answer stands.
+func (st *replayState) serving(svc, host string, inWindow bool) bool {
+	if st.probes[svc][host].NoAnswer && inWindow {
+		return false
+	}
+	return st.answered[svc][host].OK
 }
 
 // back reports whether host serves every service and is in /current for
@@ -216,7 +233,7 @@ func (st *replayState) back(host string) bool {
 		return false
 	}
 	for svc := range st.m.Policies {
-		if !st.probes[svc][host].OK || !slices.Contains(st.sample.Current[svc], host) {
+		if p := st.probes[svc][host]; !p.OK || p.NoAnswer || !slices.Contains(st.sample.Current[svc], host) {
 			return false
 		}
 	}

@@ -143,3 +143,24 @@ func TestCheckIgnoresOutsideFailuresBelowQuorum(t *testing.T) {
 	}
 	wantViolations(t, Check(testModel(), h))
 }
+
+func noAnswer(ms int, host, svc string) Probe {
+	return Probe{At: at(ms), Host: host, Service: svc, NoAnswer: true}
+}
+
+func TestCheckSilenceOutsideAFaultIsNotAnOutage(t *testing.T) {
+	h := healthy()
+	// h2 answers nothing for a while (this machine was busy) while dcroll
+	// takes h1: h2's last answer, 200, stands.
+	h.Probes = append(h.Probes, noAnswer(900, "h2", "db"), down(1000, "h1", "db"), up(1500, "h1", "db", "2", "d2"), up(1600, "h2", "db", "1", "d1"))
+	wantViolations(t, Check(testModel(), h))
+}
+
+func TestCheckSilenceOfAPartitionedHostIsAnOutage(t *testing.T) {
+	h := healthy()
+	// h2 is cut off long enough for dcroll to know, and silent: it does not
+	// count as serving when dcroll takes h1 and h3 at once.
+	h.Faults = append(h.Faults, Fault{Kind: Partition, Host: "h2", Start: at(900)})
+	h.Probes = append(h.Probes, noAnswer(950, "h2", "db"), down(6000, "h1", "db"))
+	wantViolations(t, Check(testModel(), h), "quorum")
+}

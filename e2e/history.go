@@ -2,26 +2,31 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/dcroll/dcroll/roll"
 )
 
 // Probe is one change in what a host's service answers on /release: whether
-// it answers 200, and the version and the sha256 of the bytes it runs.
+// it answers 200, and the version and the sha256 of the bytes it runs; or
+// that it gave no answer in time (NoAnswer), which alone does not say
+// whether it serves.
 type Probe struct {
-	At      time.Time
-	Host    string
-	Service string
-	OK      bool
-	Version string
-	Digest  string
+	At       time.Time
+	Host     string
+	Service  string
+	OK       bool
+	Version  string
+	Digest   string
+	NoAnswer bool
 }
 
 // Sample is what ZooKeeper said at one moment.
@@ -174,11 +179,13 @@ func (r *Recorder) probe(ctx context.Context, tg Target) {
 	defer tick.Stop()
 	for {
 		p := Probe{At: time.Now(), Host: tg.Host, Service: tg.Service}
-		p.OK, p.Version, p.Digest = r.ask(ctx, tg.URL)
+		var answered bool
+		p.OK, p.Version, p.Digest, answered = r.ask(ctx, tg.URL)
+		p.NoAnswer = !answered
 		if ctx.Err() != nil {
 			return
 		}
-		if last == nil || last.OK != p.OK || last.Version != p.Version || last.Digest != p.Digest {
+		if last == nil || last.OK != p.OK || last.Version != p.Version || last.Digest != p.Digest || last.NoAnswer != p.NoAnswer {
 			last = &p
 			r.mu.Lock()
 			r.h.Probes = append(r.h.Probes, p)
@@ -193,15 +200,20 @@ func (r *Recorder) probe(ctx context.Context, tg Target) {
 }
 
 // ask GETs url: 200 means serving; the body, with or without the
-// "unhealthy" prefix of a 503, is "version sha256".
-func (r *Recorder) ask(ctx context.Context, url string) (ok bool, version, digest string) {
+// "unhealthy" prefix of a 503, is "version sha256", or "version -" while the
+// service is still hashing its release. Only a definite answer counts: an
+// HTTP status, or a refused connection (nothing listens: the service is
+// down). A timeout says nothing (the host may be cut off, or this machine
+// too busy to answer in time), so answered is false; the checker decides
+// what it means.
+func (r *Recorder) ask(ctx context.Context, url string) (ok bool, version, digest string, answered bool) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return false, "", ""
+		return false, "", "", false
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
-		return false, "", ""
+		return false, "", "", errors.Is(err, syscall.ECONNREFUSED)
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
@@ -209,7 +221,10 @@ func (r *Recorder) ask(ctx context.Context, url string) (ok bool, version, diges
 	if len(f) == 2 {
 		version, digest = f[0], f[1]
 	}
-	return resp.StatusCode == http.StatusOK, version, digest
+	if digest == "-" {
+		digest = "" // not computed yet
+	}
+	return resp.StatusCode == http.StatusOK, version, digest, true
 }
 
 func (r *Recorder) sample(ctx context.Context) {

@@ -11,7 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dcroll/dcroll/fetch"
@@ -36,7 +36,8 @@ release directory (the working directory) holds a file named "unhealthy":
 then 503, to play a release that fails its health check. GET /release
 answers the same way with the version and the sha256 of the release
 directory packed as dcroll packs releases: the hash of its artifact, so a
-test can tell which bytes run.`
+test can tell which bytes run ("-" until it is computed, "error" if it
+cannot be).`
 }
 
 func (m *serveMode) Run(ctx context.Context, env *Env, args []string) error {
@@ -45,16 +46,18 @@ func (m *serveMode) Run(ctx context.Context, env *Env, args []string) error {
 	}
 	version := os.Getenv("DCROLL_VERSION")
 	dir, _ := os.Getwd()
-	// The digest is taken on the first ask, not before listening: packing
-	// a large release can take long enough on a loaded host to fail the
-	// health check.
-	identity := sync.OnceValues(func() (string, error) {
+	// The digest is taken in the background once listening: packing a
+	// large release can take long enough on a loaded host to fail a
+	// health check. Until it is known, /release answers "-" for it.
+	var digest atomic.Pointer[string]
+	go func() {
 		h := sha256.New()
-		if err := fetch.Pack(dir, h); err != nil {
-			return "", err
+		sum := "error"
+		if err := fetch.Pack(dir, h); err == nil {
+			sum = hex.EncodeToString(h.Sum(nil))
 		}
-		return version + " " + hex.EncodeToString(h.Sum(nil)), nil
-	})
+		digest.Store(&sum)
+	}()
 	// status answers 503 while the release holds the file "unhealthy".
 	status := func(w http.ResponseWriter) {
 		if _, err := os.Stat(filepath.Join(dir, "unhealthy")); err == nil {
@@ -68,13 +71,12 @@ func (m *serveMode) Run(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintln(w, version)
 	})
 	mux.HandleFunc("/release", func(w http.ResponseWriter, r *http.Request) {
-		id, err := identity()
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
+		sum := "-"
+		if d := digest.Load(); d != nil {
+			sum = *d
 		}
 		status(w)
-		fmt.Fprintln(w, id)
+		fmt.Fprintln(w, version, sum)
 	})
 	ln, err := net.Listen("tcp", m.addr)
 	if err != nil {
