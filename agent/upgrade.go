@@ -208,7 +208,7 @@ func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string
 	if a.swarm != nil && len(m.Metainfo) > 0 {
 		peers := append(slices.Clone(m.Seeders), a.torrentPeers(store)...)
 		a.log.Info("fetching over BitTorrent", "service", svc, "version", m.Version, "size", m.Size, "peers", len(peers))
-		err := a.fetchTorrent(ctx, art, m, peers, path)
+		err := a.fetchTorrent(ctx, art, m, peers, a.torrentShare(store, svc), path)
 		if err == nil {
 			return nil
 		}
@@ -279,6 +279,31 @@ func (a *Agent) torrentPeers(store *roll.Store) []string {
 		addrs[i] = p.addr
 	}
 	return addrs
+}
+
+// torrentShare is this host's place among the hosts that fetch svc's
+// release at the same time: the online hosts in ZooKeeper that run svc and
+// take BitTorrent peers, sorted by name, which every agent reads alike. A
+// host that is not yet listed gets no Share and orders its pieces at random.
+// The list may change while hosts fetch; a host ranked differently by two
+// agents only fetches some pieces twice from the origin.
+func (a *Agent) torrentShare(store *roll.Store, svc string) fetch.Share {
+	hosts, err := store.Hosts()
+	if err != nil {
+		return fetch.Share{}
+	}
+	var names []string
+	for name, h := range hosts {
+		if h.TorrentAddr != "" && slices.Contains(h.Services, svc) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	rank := slices.Index(names, a.host)
+	if rank < 0 {
+		return fetch.Share{}
+	}
+	return fetch.Share{Rank: rank, Hosts: len(names)}
 }
 
 // peerURLs lists where hosts that run version serve its artifact.
@@ -540,7 +565,7 @@ const torrentStall = 30 * time.Second
 
 // fetchTorrent runs a BitTorrent fetch, cancelling it when it stalls: no
 // peer has the release yet, or none is reachable.
-func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Manifest, peers []string, path string) error {
+func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Manifest, peers []string, share fetch.Share, path string) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	go func() {
@@ -565,7 +590,7 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 		}
 	}()
 	defer a.setFetching(art.Service, nil)
-	err := a.swarm.Fetch(ctx, art, m.Metainfo, peers, path)
+	err := a.swarm.Fetch(ctx, art, m.Metainfo, peers, path, share)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
 	}

@@ -17,6 +17,7 @@ import (
 	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
 	"github.com/anacrolix/torrent/metainfo"
+	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/storage"
 	"github.com/hashicorp/go-hclog"
 	"golang.org/x/time/rate"
@@ -48,6 +49,7 @@ type Swarm struct {
 	log   hclog.Logger
 	slog  *slog.Logger // log, for the BitTorrent client
 	cl    *torrent.Client
+	ln    net.Listener             // where peers connect; the client does not close it
 	pc    storage.PieceCompletion  // completion of downloads in DataDir
 	store storage.ClientImplCloser // file storage in DataDir
 
@@ -135,28 +137,59 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	// requests first come first served but serves them in map order, and
 	// stalls for good once it waits for a request queued behind granted,
 	// unserved ones. A budget covering every request a peer may have
-	// outstanding (1024 chunks of 16 KiB) means no request ever queues.
+	// outstanding (1024 chunks of 16 KiB) means no request ever queues. It is
+	// a bound, not an allocation: dcroll peers keep at most maxPeerRequests
+	// outstanding (below), 1 MiB a connection.
 	cc.MaxAllocPeerRequestDataPerConn = 1024 * 16 << 10
+	// Pieces the client may request at once, counted in priority order;
+	// left at the default of 64 MiB, a host would ask only for its own share
+	// and the next host's (see spreadPieces) and ignore what the others have
+	// to trade. The data goes to disk as it comes, so no cap is needed.
+	cc.MaxUnverifiedBytes = 0
+	// Every peer advertises how many requests it queues (1024 for this
+	// client), and the client keeps up to that many outstanding. A deep queue
+	// at the origin is served in no particular order, so near the end of a
+	// host's share it holds other hosts' pieces that the origin then sends
+	// twice. Asking for at most maxPeerRequests chunks per peer (1 MiB)
+	// still keeps a 10 Gbit/s link busy at a millisecond's round trip.
+	cc.Callbacks.ReadExtendedHandshake = func(_ *torrent.PeerConn, m *pp.ExtendedHandshakeMessage) {
+		// The client reads Reqq after this callback.
+		if m.Reqq == 0 || m.Reqq > maxPeerRequests {
+			m.Reqq = maxPeerRequests
+		}
+	}
+	// The upload cap is applied to the connections themselves (pace.go);
+	// the client's TCP is off and the swarm brings its own listener and
+	// dialer.
+	cc.DisableTCP = true
+	var upload *rate.Limiter
 	if cfg.UploadRate > 0 {
-		// The burst must fit one chunk; left at zero the client would use
-		// the whole budget above and let 16 MiB out unmetered.
-		cc.UploadRateLimiter = rate.NewLimiter(rate.Limit(cfg.UploadRate), uploadBurst)
+		upload = rate.NewLimiter(rate.Limit(cfg.UploadRate), uploadBurst)
 	}
 	if cfg.DownloadRate > 0 {
 		// A zero burst lets the client choose one that fits its reads.
 		cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.DownloadRate), 0)
 	}
 
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("new swarm: %w", err)
+	}
 	cl, err := torrent.NewClient(cc)
 	if err != nil {
+		ln.Close()
 		store.Close()
 		return nil, fmt.Errorf("new swarm: listen %s: %w", cfg.Listen, err)
 	}
+	cl.AddListener(pacedListener{Listener: ln, lim: upload})
+	cl.AddDialer(&pacedDialer{lim: upload})
 	return &Swarm{
 		cfg:      cfg,
 		log:      logger,
 		slog:     slogger,
 		cl:       cl,
+		ln:       ln,
 		pc:       pc,
 		store:    store,
 		torrents: make(map[metainfo.Hash]*swarmTorrent),
@@ -165,6 +198,10 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 
 // uploadBurst is the upload limiter's burst: a few 16 KiB chunks.
 const uploadBurst = 256 << 10
+
+// maxPeerRequests is how many 16 KiB chunks the swarm asks a peer for at
+// once.
+const maxPeerRequests = 64
 
 // downloadDir keeps each download in DataDir/<infohash>/<name>, so two
 // releases with the same name never share a file.
@@ -232,7 +269,7 @@ func (s *Swarm) seed(m *metainfo.MetaInfo, info *metainfo.Info, file string, pee
 // DataDir, verifies its size and sha256 against a, moves it to dst and keeps
 // seeding it from there. An interrupted Fetch resumes, in this or a later
 // Swarm with the same DataDir, without fetching verified pieces again.
-func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string, dst string) error {
+func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string, dst string, share Share) error {
 	if err := validateContent(a); err != nil {
 		return err
 	}
@@ -269,7 +306,7 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 
 	t.AddPeers(peerInfos(peers))
 	t.DownloadAll()
-	spreadPieces(t)
+	spreadPieces(t, share)
 	s.log.Debug("fetching", "torrent", name, "peers", len(peers))
 
 	// Pieces are hash-checked, so a complete torrent differs from the
@@ -425,6 +462,9 @@ func (s *Swarm) Drop(infohash string) {
 // database. Fetches in progress return ErrSwarmClosed.
 func (s *Swarm) Close() error {
 	errs := s.cl.Close()
+	if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		errs = append(errs, err)
+	}
 	s.mu.Lock()
 	for ih, st := range s.torrents {
 		if st.seed != nil {
@@ -466,6 +506,8 @@ func validateContent(a Artifact) error {
 type SwarmFetcher struct {
 	Swarm  *Swarm
 	Source func(ctx context.Context, a Artifact) (mi []byte, peers []string, err error)
+	// Share is this host's place among the hosts fetching at the same time.
+	Share Share
 }
 
 var _ Fetcher = SwarmFetcher{}
@@ -476,7 +518,7 @@ func (f SwarmFetcher) Fetch(ctx context.Context, a Artifact, dst string) error {
 	if err != nil {
 		return fmt.Errorf("fetch %s %s: torrent source: %w", a.Service, a.Version, err)
 	}
-	return f.Swarm.Fetch(ctx, a, mi, peers, dst)
+	return f.Swarm.Fetch(ctx, a, mi, peers, dst, f.Share)
 }
 
 // hclogHandler sends the BitTorrent client's slog records to hclog, one
@@ -541,19 +583,55 @@ func (s *Swarm) Has(infohash string) bool {
 	return ok
 }
 
-// spreadPieces gives each piece one of five priorities at random. The
+// Share is a host's place among the Hosts hosts that fetch a release at the
+// same time: Rank is its index, from 0, in an order all of them agree on.
+// The zero Share says nothing is known.
+type Share struct {
+	Rank, Hosts int
+}
+
+func (sh Share) valid() bool {
+	return sh.Hosts > 1 && sh.Rank >= 0 && sh.Rank < sh.Hosts
+}
+
+// pieceLevels are the priorities spreadPieces uses, lowest first.
+var pieceLevels = []torrent.PiecePriority{
+	torrent.PiecePriorityNormal, torrent.PiecePriorityHigh,
+	torrent.PiecePriorityReadahead, torrent.PiecePriorityNext,
+	torrent.PiecePriorityNow,
+}
+
+// spreadPieces sets the order in which the host asks for the pieces. The
 // client requests pieces by priority, then rarity, then index; when many
 // hosts start at once nothing is rarer than anything else yet, so without
-// this they would all ask the origin for the same pieces first and have
-// little to trade. With it, each host starts on a random fifth of the
-// release and the hosts trade from the start.
-func spreadPieces(t *torrent.Torrent) {
-	levels := []torrent.PiecePriority{
-		torrent.PiecePriorityNormal, torrent.PiecePriorityHigh,
-		torrent.PiecePriorityReadahead, torrent.PiecePriorityNext,
-		torrent.PiecePriorityNow,
-	}
+// this they would all ask the origin for the same pieces first, and the
+// origin, whose upload is the bottleneck, would send the same piece to
+// several hosts.
+//
+// With a Share, the pieces are dealt out like cards: the host of rank r owns
+// the pieces i with i mod n = r and asks for them first, so the origin sends
+// each piece to one host only; the other hosts' pieces follow, the next
+// host's first, so the hosts trade among themselves from the start. Without
+// one, each piece gets one of the levels at random, and hosts that overlap
+// by chance still trade much.
+func spreadPieces(t *torrent.Torrent, sh Share) {
 	for i := range t.NumPieces() {
-		t.Piece(i).SetPriority(levels[rand.IntN(len(levels))])
+		level := rand.IntN(len(pieceLevels))
+		if sh.valid() {
+			level = shareLevel(i, sh)
+		}
+		t.Piece(i).SetPriority(pieceLevels[level])
 	}
+}
+
+// shareLevel is the index in pieceLevels of piece i for the host sh: the top
+// one for its own pieces, then lower the further, counting ranks upwards,
+// the piece's owner is from sh.Rank.
+func shareLevel(i int, sh Share) int {
+	top := len(pieceLevels) - 1
+	d := (i%sh.Hosts - sh.Rank + sh.Hosts) % sh.Hosts
+	if d == 0 {
+		return top
+	}
+	return top - 1 - (d-1)*top/(sh.Hosts-1)
 }

@@ -110,7 +110,7 @@ func TestIntegration_SwarmSharesAmongPeers(t *testing.T) {
 			}
 		}
 		dsts[i] = filepath.Join(out, "dst"+string(rune('a'+i)))
-		wg.Go(func() { errs[i] = s.Fetch(ctx, a, mi, peers, dsts[i]) })
+		wg.Go(func() { errs[i] = s.Fetch(ctx, a, mi, peers, dsts[i], Share{Rank: i, Hosts: fetchers}) })
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
@@ -156,7 +156,7 @@ func TestIntegration_SwarmSharesAmongPeers(t *testing.T) {
 
 	// Fetching what a swarm already seeds copies its file.
 	copyDst := filepath.Join(out, "copy")
-	if err := seeder.Fetch(ctx, a, mi, nil, copyDst); err != nil {
+	if err := seeder.Fetch(ctx, a, mi, nil, copyDst, Share{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := Verify(copyDst, a); err != nil {
@@ -195,7 +195,7 @@ func TestIntegration_SwarmIgnoresCorruptPeer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	dst := filepath.Join(t.TempDir(), "dst")
-	if err := fetcher.Fetch(ctx, a, mi, []string{liar.Addr(), good.Addr()}, dst); err != nil {
+	if err := fetcher.Fetch(ctx, a, mi, []string{liar.Addr(), good.Addr()}, dst, Share{}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := os.ReadFile(dst)
@@ -239,7 +239,7 @@ func TestIntegration_SwarmResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- first.Fetch(context.Background(), a, mi, []string{seeder.Addr()}, dst) }()
+	go func() { done <- first.Fetch(context.Background(), a, mi, []string{seeder.Addr()}, dst, Share{}) }()
 	waitFor(t, 20*time.Second, "a third of the pieces", func() bool {
 		return piecesComplete(first, ih) >= size/testPiece/3
 	})
@@ -259,7 +259,7 @@ func TestIntegration_SwarmResumes(t *testing.T) {
 	second := newTestSwarm(t, "second", "127.0.0.1:0", SwarmConfig{DataDir: dataDir})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := second.Fetch(ctx, a, mi, []string{seeder.Addr()}, dst); err != nil {
+	if err := second.Fetch(ctx, a, mi, []string{seeder.Addr()}, dst, Share{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := Verify(dst, a); err != nil {
@@ -281,22 +281,22 @@ func TestSwarmFetchRejectsAndCancels(t *testing.T) {
 
 	wrong := a
 	wrong.Size++
-	if err := s.Fetch(context.Background(), wrong, mi, nil, dst); !errors.Is(err, ErrBadArtifact) {
+	if err := s.Fetch(context.Background(), wrong, mi, nil, dst, Share{}); !errors.Is(err, ErrBadArtifact) {
 		t.Errorf("size differing from metainfo: got %v, want ErrBadArtifact", err)
 	}
-	if err := s.Fetch(context.Background(), a, []byte("junk"), nil, dst); !errors.Is(err, ErrBadArtifact) {
+	if err := s.Fetch(context.Background(), a, []byte("junk"), nil, dst, Share{}); !errors.Is(err, ErrBadArtifact) {
 		t.Errorf("junk metainfo: got %v, want ErrBadArtifact", err)
 	}
 	noSum := a
 	noSum.SHA256 = ""
-	if err := s.Fetch(context.Background(), noSum, mi, nil, dst); !errors.Is(err, ErrBadArtifact) {
+	if err := s.Fetch(context.Background(), noSum, mi, nil, dst, Share{}); !errors.Is(err, ErrBadArtifact) {
 		t.Errorf("no sha256: got %v, want ErrBadArtifact", err)
 	}
 
 	// Nobody to fetch from: the caller's deadline ends it, nothing at dst.
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	if err := s.Fetch(ctx, a, mi, nil, dst); !errors.Is(err, context.DeadlineExceeded) {
+	if err := s.Fetch(ctx, a, mi, nil, dst, Share{}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("no peers: got %v, want DeadlineExceeded", err)
 	}
 	assertEmptyDir(t, dir)
@@ -312,6 +312,35 @@ func TestNewSwarmRejects(t *testing.T) {
 		if s, err := NewSwarm(cfg); err == nil {
 			s.Close()
 			t.Errorf("%+v: no error", cfg)
+		}
+	}
+}
+
+func TestShareLevel(t *testing.T) {
+	top := len(pieceLevels) - 1
+	for n := 2; n <= 12; n++ {
+		for i := range 3 * n {
+			owners := 0
+			for r := range n {
+				sh := Share{Rank: r, Hosts: n}
+				l := shareLevel(i, sh)
+				if l < 0 || l > top {
+					t.Fatalf("n %d rank %d piece %d: level %d out of range", n, r, i, l)
+				}
+				if l == top {
+					owners++
+					if i%n != r {
+						t.Errorf("n %d: piece %d is on top for rank %d", n, i, r)
+					}
+				}
+				// The next rank's pieces come no later than the one after.
+				if next := shareLevel(i+1, sh); i%n == r && n > 2 && next < shareLevel(i+2, sh) {
+					t.Errorf("n %d rank %d: piece %d at level %d, below piece %d", n, r, i+1, next, i+2)
+				}
+			}
+			if owners != 1 {
+				t.Errorf("n %d: piece %d on top for %d ranks, want 1", n, i, owners)
+			}
 		}
 	}
 }

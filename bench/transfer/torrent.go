@@ -85,6 +85,8 @@ func runTorrent(ctx context.Context, cfg config, dir, src string, a fetch.Artifa
 		args := append([]string{"--role=" + role, "--dir=" + filepath.Join(tdir, name)}, common...)
 		if i == 0 {
 			args = append(args, "--file="+src)
+		} else {
+			args = append(args, fmt.Sprintf("--rank=%d", i-1), fmt.Sprintf("--fetchers=%d", cfg.hosts))
 		}
 		h, err := startHost(ctx, exe, name, args, stderr)
 		if err != nil {
@@ -292,6 +294,8 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	sum := fs.String("sha256", "", "artifact sha256")
 	rateCap := fs.Int64("rate", 0, "upload (and, for a fetcher, download) cap in bytes/s")
 	logLevel := fs.String("log-level", "error", "log level")
+	rank := fs.Int("rank", 0, "a fetcher's index among the fetchers, from 0")
+	fetchers := fs.Int("fetchers", 0, "how many fetchers start at once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -353,7 +357,8 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 	if *role == "fetcher" {
 		a := fetch.Artifact{Service: "bench", Version: "1", Size: *size, SHA256: *sum}
-		err := s.Fetch(ctx, a, mi, start.Peers, filepath.Join(*dir, "artifact"))
+		share := fetch.Share{Rank: *rank, Hosts: *fetchers}
+		err := s.Fetch(ctx, a, mi, start.Peers, filepath.Join(*dir, "artifact"), share)
 		done := message{Done: true}
 		if err != nil {
 			done.Err = err.Error()
