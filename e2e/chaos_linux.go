@@ -31,6 +31,8 @@ const (
 	// convergeTimeout is until every host runs the release, once the
 	// nemesis is done.
 	convergeTimeout = 2 * time.Minute
+	// maxResumes is how often a schedule resumes halted services.
+	maxResumes = 3
 )
 
 // Chaos runs schedules against a data center, one after the other, each a
@@ -207,49 +209,52 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 		return out, nemesisErr
 	}
 
-	halts, err := c.settle(ctx, rec, time.Now())
-	if err != nil {
-		return out, err
-	}
 	final := map[string]string{}
 	for _, svc := range Services {
 		final[svc] = v
 	}
-	if len(halts) == 0 {
-		c.Finished++
-	}
-	for svc, why := range halts {
-		t.Logf("chaos: schedule %d: %s halted: %s", s.Index, svc, why)
-		out.Halts = append(out.Halts, svc+": "+why)
-		c.Halts = append(c.Halts, fmt.Sprintf("schedule %d: %s: %s", s.Index, svc, why))
-		fix := v
-		if svc == s.Bad {
-			// The fix is a new release; a good one halted by a fault is
-			// simply retried.
-			c.version++
-			fix = strconv.Itoa(c.version)
-			art, err := c.release(svc, fix, false, s.Seed)
-			if err != nil {
-				return out, err
-			}
-			rec.Staged(svc, fix, c.Staged[svc][fix])
-			more, err := c.stage(ctx, fix, map[string]string{svc: art}, true)
-			stagers = append(stagers, more...)
-			if err != nil {
-				return out, err
-			}
-		}
-		final[svc] = fix
-		if o, err := c.DC.Operator("resume", svc); err != nil {
-			return out, fmt.Errorf("resume %s: %v: %s", svc, err, o)
-		}
-	}
-	if len(halts) > 0 {
-		if more, err := c.settle(ctx, rec, time.Now()); err != nil {
+	// A halted bad release is fixed with a new release staged over it; a
+	// good one halted by a fault is retried. Either way the operator then
+	// resumes, as a person would, a few times at most.
+	fixed := map[string]bool{}
+	for round := 0; ; round++ {
+		halts, err := c.settle(ctx, rec, time.Now())
+		if err != nil {
 			return out, err
-		} else if len(more) > 0 {
-			return out, fmt.Errorf("halted again after the fix: %v", more)
 		}
+		if len(halts) == 0 {
+			break
+		}
+		if round == maxResumes {
+			return out, fmt.Errorf("still halted after %d resumes: %v", maxResumes, halts)
+		}
+		for svc, why := range halts {
+			t.Logf("chaos: schedule %d: %s halted: %s", s.Index, svc, why)
+			out.Halts = append(out.Halts, svc+": "+why)
+			c.Halts = append(c.Halts, fmt.Sprintf("schedule %d: %s: %s", s.Index, svc, why))
+			if svc == s.Bad && !fixed[svc] {
+				fixed[svc] = true
+				c.version++
+				fix := strconv.Itoa(c.version)
+				art, err := c.release(svc, fix, false, s.Seed)
+				if err != nil {
+					return out, err
+				}
+				rec.Staged(svc, fix, c.Staged[svc][fix])
+				more, err := c.stage(ctx, fix, map[string]string{svc: art}, true)
+				stagers = append(stagers, more...)
+				if err != nil {
+					return out, err
+				}
+				final[svc] = fix
+			}
+			if o, err := c.DC.Operator("resume", svc); err != nil {
+				return out, fmt.Errorf("resume %s: %v: %s", svc, err, o)
+			}
+		}
+	}
+	if len(out.Halts) == 0 {
+		c.Finished++
 	}
 	out.Final = final
 	if err := c.waitAll(ctx, rec, convergeTimeout, final); ctx.Err() != nil {
