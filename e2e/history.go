@@ -178,10 +178,13 @@ func (r *Recorder) probe(ctx context.Context, tg Target) {
 	tick := time.NewTicker(probeInterval)
 	defer tick.Stop()
 	for {
-		p := Probe{At: time.Now(), Host: tg.Host, Service: tg.Service}
+		p := Probe{Host: tg.Host, Service: tg.Service}
 		var answered bool
 		p.OK, p.Version, p.Digest, answered = r.ask(ctx, tg.URL)
 		p.NoAnswer = !answered
+		// Stamped when the answer came: a refused connection observed
+		// after a fault was injected must not seem to come before it.
+		p.At = time.Now()
 		if ctx.Err() != nil {
 			return
 		}
