@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -95,6 +96,9 @@ func NewDC(t testing.TB, exe string, n int) *DC {
 		t.Skip(err)
 	}
 	lab, err := NewLab(t.Logf)
+	if errors.Is(err, ErrUnavailable) {
+		t.Skip(err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,6 +116,9 @@ func NewDC(t testing.TB, exe string, n int) *DC {
 	var zkNodes []*Node
 	for i := range 3 {
 		node, err := lab.AddNode(fmt.Sprintf("zk%d", i+1), addr(2+i))
+		if errors.Is(err, ErrUnavailable) {
+			t.Skip(err)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -48,17 +48,32 @@ type Node struct {
 	lab  *Lab
 }
 
-// Available says why a Lab cannot be built here, or nil if it can: it needs
-// root, the ip command and network namespaces.
+// ErrUnavailable marks the errors of a machine where a Lab cannot be built:
+// not root, no ip or tc command, or a kernel (or container) that refuses
+// namespaces, bridges, veth pairs or the token bucket filter.
+var ErrUnavailable = errors.New("the multi-host harness cannot run here")
+
+// Available says why a Lab cannot be built here, or nil if it may: it needs
+// root, the ip and tc commands and network namespaces. NewLab finds out the
+// rest by trying.
 func Available() error {
-	if os.Geteuid() != 0 {
-		return errors.New("the multi-host harness needs root (network namespaces, veth pairs, a bridge); run the tests as root")
+	if err := available(); err != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		return errors.New("the multi-host harness needs the ip command: apt-get install -y iproute2")
+	return nil
+}
+
+func available() error {
+	if os.Geteuid() != 0 {
+		return errors.New("it needs root for network namespaces, veth pairs and a bridge; run the tests as root")
+	}
+	for _, cmd := range []string{"ip", "tc"} {
+		if _, err := exec.LookPath(cmd); err != nil {
+			return fmt.Errorf("it needs the %s command: apt-get install -y iproute2", cmd)
+		}
 	}
 	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
-		return fmt.Errorf("the multi-host harness needs network namespaces: %v", err)
+		return fmt.Errorf("it needs network namespaces: %v", err)
 	}
 	return nil
 }
@@ -86,12 +101,24 @@ func NewLab(logf func(format string, args ...any)) (*Lab, error) {
 		l.Close()
 		return nil, err
 	}
-	steps := [][]string{
-		{"link", "add", bridgeName, "type", "bridge"},
+	// The first steps show whether this kernel lets us: a bridge, and a
+	// token bucket on it (the slow-link fault).
+	if err := ip("link", "add", bridgeName, "type", "bridge"); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	if err := tc("qdisc", "add", "dev", bridgeName, "root", "tbf", "rate", "1mbit", "burst", "32kb", "latency", "50ms"); err != nil {
+		l.Close()
+		return nil, fmt.Errorf("%w: the slow-link fault needs the tbf qdisc (sch_tbf): %v", ErrUnavailable, err)
+	}
+	if err := tc("qdisc", "del", "dev", bridgeName, "root"); err != nil {
+		l.Close()
+		return nil, err
+	}
+	for _, s := range [][]string{
 		{"addr", "add", BridgeAddr.String() + "/" + strconv.Itoa(Subnet.Bits()), "dev", bridgeName},
 		{"link", "set", bridgeName, "up"},
-	}
-	for _, s := range steps {
+	} {
 		if err := ip(s...); err != nil {
 			l.Close()
 			return nil, err
@@ -133,8 +160,12 @@ func (l *Lab) AddNode(name string, addr netip.Addr) (*Node, error) {
 		{"-n", n.NS, "link", "set", "eth0", "up"},
 		{"-n", n.NS, "link", "set", "lo", "up"},
 	}
-	for _, s := range steps {
+	for i, s := range steps {
 		if err := ip(s...); err != nil {
+			if i < 2 {
+				// The first namespace or veth pair the kernel refuses.
+				err = fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
 			return nil, fmt.Errorf("node %s: %w", name, err)
 		}
 	}

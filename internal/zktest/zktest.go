@@ -8,7 +8,8 @@
 //
 // Each server is a separate JVM running the ZooKeeper jar, with its own
 // directory under the test's t.TempDir() (configuration, data and a log file
-// with the JVM's output) and its own free ports on 127.0.0.1. Everything is
+// with the JVM's output) and its own free ports on 127.0.0.1 (EnsembleAt
+// puts each server on an address of its own instead). Everything is
 // killed when the test ends, whether it passed or not. If ZooKeeper or Java
 // is not installed the test is skipped. The jar defaults to the one of the
 // Debian package (/usr/share/java/zookeeper.jar); the environment variable
@@ -215,7 +216,7 @@ func (c *Cluster) start(root string, n int) error {
 	return c.waitReady(c.servers)
 }
 
-// Servers returns the client addresses ("127.0.0.1:port") of all servers,
+// Servers returns the client addresses ("host:port") of all servers,
 // running or stopped.
 func (c *Cluster) Servers() []string {
 	addrs := make([]string, len(c.servers))
