@@ -25,14 +25,10 @@ import (
 
 // Timings of the data center: short, so a schedule takes seconds.
 const (
-	SessionTimeout = 3 * time.Second
 	healthInterval = 200 * time.Millisecond
 	viewInterval   = 200 * time.Millisecond
 	Root           = "/dc"
 )
-
-// Services of the data center: every host runs both, web depends on db.
-var Services = []string{"db", "web"}
 
 // Catalog is the data center's seed. With 6 hosts, db's quorum binds before
 // its max_parallel (at most 2 of 6 out at once), web's max_parallel binds

@@ -24,6 +24,13 @@ var Kinds = []string{Kill, Partition, Pause, ZKLeader, ZKQuorum, Slow}
 // check.
 const BadRelease = "bad-release"
 
+// Services of the data center: every host runs both, web depends on db.
+var Services = []string{"db", "web"}
+
+// SessionTimeout is the agents' ZooKeeper session timeout; partitions and
+// pauses outlast it.
+const SessionTimeout = 3 * time.Second
+
 // slowRate is the cap of a Slow fault, bits/s.
 const slowRate = 4_000_000
 
