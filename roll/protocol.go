@@ -139,9 +139,22 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 
 // FinishTurn ends host's turn for svc. A non-nil failure halts the
 // service's deploy with it, before the turn is released, so that no other
-// host takes a turn in between. A success advances the deploy queue if the
-// head step is now done.
+// host takes a turn in between, unless the failed release is no longer the
+// staged one: an operator who replaced a bad release (and resumed) must not
+// be halted again by a turn on it that was still under way. A success
+// advances the deploy queue if the head step is now done.
 func (s *Store) FinishTurn(svc, host string, failure *Failure) error {
+	if failure != nil {
+		m, err := s.Manifest(svc)
+		switch {
+		case errors.Is(err, ErrNotStaged):
+			failure = nil // unstaged meanwhile: nothing to halt
+		case err != nil:
+			return err
+		case m.Version != failure.Version:
+			failure = nil
+		}
+	}
 	if failure != nil {
 		if err := s.UpdateControl(svc, func(c *Control) { c.Halted = failure }); err != nil {
 			return err

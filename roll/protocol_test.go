@@ -308,3 +308,48 @@ func TestIntegration_JoinReadyReplacesTheHostsEarlierNode(t *testing.T) {
 		t.Errorf("queue %v after joining twice as a: want b then a's second node only (%s, not %s)", q, path.Base(again), path.Base(stale))
 	}
 }
+
+// A turn on a bad release can still be under way when the operator has
+// replaced the release and resumed (two hosts tried it in parallel). Its
+// failure must not halt the replacement. Found by the chaos harness.
+func TestIntegration_FailureOfAReplacedReleaseDoesNotHalt(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/h1")
+	seed(t, s, parse(t, "[services.db]\nquorum = 1\nmax_parallel = 2\n"))
+	m := Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}
+	if err := s.Stage("db", m, false); err != nil {
+		t.Fatal(err)
+	}
+	fail := func(host, version string) *Failure {
+		return &Failure{Host: host, Version: version, Reason: "not healthy", At: time.Now()}
+	}
+	// The first failure of v2 halts, as always.
+	if err := s.FinishTurn("db", "a", fail("a", "v2")); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Control("db"); err != nil || c.Halted == nil {
+		t.Fatalf("control after a failure of the staged release: %+v, %v; want halted", c, err)
+	}
+	// The operator stages v3 over it and resumes.
+	m.Version = "v3"
+	if err := s.Stage("db", m, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateControl("db", func(c *Control) { c.Halted = nil }); err != nil {
+		t.Fatal(err)
+	}
+	// b's turn on v2 ends in failure only now.
+	if err := s.FinishTurn("db", "b", fail("b", "v2")); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Control("db"); err != nil || c.Halted != nil {
+		t.Errorf("control after a late failure of the replaced v2: %+v, %v; want not halted", c, err)
+	}
+	// A failure of v3 still halts.
+	if err := s.FinishTurn("db", "c", fail("c", "v3")); err != nil {
+		t.Fatal(err)
+	}
+	if c, err := s.Control("db"); err != nil || c.Halted == nil || c.Halted.Host != "c" {
+		t.Errorf("control after a failure of v3: %+v, %v; want halted by c", c, err)
+	}
+}
