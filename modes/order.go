@@ -122,16 +122,19 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "queued %d %s\n", len(steps), plural(len(steps), "step", "steps"))
-	// A step can be done already, for instance when every online host runs
-	// its release: advance past it now rather than wait for a host to.
+	// The deploy is queued: what follows is a courtesy, and a ZooKeeper
+	// hiccup now must not make the operator think it failed (and queue
+	// again). A step can be done already, for instance when every online
+	// host runs its release: advance past it now rather than wait for the
+	// agents to.
 	if n, err := store.AdvanceSteps(); err != nil {
-		return err
+		fmt.Fprintf(env.Stderr, "dcroll: note: cannot check whether a step is done already (the agents will): %v\n", err)
 	} else if n > 0 {
 		fmt.Fprintf(env.Stdout, "%d %s done already, removed\n", n, plural(n, "step was", "steps were"))
 	}
-	queue, err = store.Steps()
-	if err != nil {
-		return err
+	if queue, err = store.Steps(); err != nil {
+		fmt.Fprintf(env.Stderr, "dcroll: note: cannot read the queue back; `dcroll status` shows it: %v\n", err)
+		return nil
 	}
 	printQueue(env.Stdout, queue)
 	return nil
