@@ -33,6 +33,8 @@ const (
 	convergeTimeout = 2 * time.Minute
 	// maxResumes is how often a schedule resumes halted services.
 	maxResumes = 3
+	// operatorTries is how often an operator's command is tried.
+	operatorTries = 10
 )
 
 // Chaos runs schedules against a data center, one after the other, each a
@@ -197,7 +199,7 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 		var err error
 		stagers, err = c.stage(ctx, v, arts, false)
 		if err == nil {
-			err = c.order()
+			err = c.order(ctx)
 		}
 		operator <- err
 	}()
@@ -248,8 +250,8 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 				}
 				final[svc] = fix
 			}
-			if o, err := c.DC.Operator("resume", svc); err != nil {
-				return out, fmt.Errorf("resume %s: %v: %s", svc, err, o)
+			if err := c.operator(ctx, "", "resume", svc); err != nil {
+				return out, err
 			}
 		}
 	}
@@ -273,6 +275,8 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 // root namespace, and waits until its manifest is in ZooKeeper.
 func (c *Chaos) stage(ctx context.Context, version string, arts map[string]string, replace bool) ([]*proc, error) {
 	var procs []*proc
+	starts := map[string]func() (*proc, error){}
+	stagers := map[string]*proc{}
 	for _, svc := range Services {
 		art, ok := arts[svc]
 		if !ok {
@@ -283,11 +287,16 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 			args = append(args, "--replace")
 		}
 		args = append(args, svc, version, art)
-		p, err := c.DC.StartOperator(filepath.Join(c.DC.Dir, fmt.Sprintf("stage-%s-%s.log", svc, version)), args...)
+		start := func() (*proc, error) {
+			return c.DC.StartOperator(filepath.Join(c.DC.Dir, fmt.Sprintf("stage-%s-%s.log", svc, version)), args...)
+		}
+		p, err := start()
 		if err != nil {
 			return procs, err
 		}
 		procs = append(procs, p)
+		starts[svc] = start
+		stagers[svc] = p
 	}
 	deadline := time.Now().Add(stageTimeout)
 	for _, svc := range Services {
@@ -299,6 +308,19 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 			if err == nil && m.Version == version {
 				break
 			}
+			// A stage that failed before its manifest was written (it
+			// met ZooKeeper down) is run again, as a person would.
+			if stagers[svc].exited() {
+				if err := pause(ctx, time.Second); err != nil {
+					return procs, err
+				}
+				p, err := starts[svc]()
+				if err != nil {
+					return procs, err
+				}
+				procs = append(procs, p)
+				stagers[svc] = p
+			}
 			if ctx.Err() != nil || time.Now().After(deadline) {
 				return procs, fmt.Errorf("stage %s %s: no manifest after %s (see stage-%s-%s.log): %v", svc, version, stageTimeout, svc, version, err)
 			}
@@ -308,11 +330,26 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 	return procs, nil
 }
 
-func (c *Chaos) order() error {
-	if out, err := c.DC.Operator("order", "--auto"); err != nil {
-		return fmt.Errorf("order --auto: %v: %s", err, out)
+func (c *Chaos) order(ctx context.Context) error {
+	return c.operator(ctx, "already queued", "order", "--auto")
+}
+
+// operator runs an operator's command, and runs it again, as a person would,
+// when it fails while the nemesis has ZooKeeper down or electing. done is
+// what a repeat says when the first try did its work after all.
+func (c *Chaos) operator(ctx context.Context, done string, args ...string) error {
+	var out string
+	var err error
+	for try := 1; try <= operatorTries; try++ {
+		out, err = c.DC.Operator(args...)
+		if err == nil || try > 1 && done != "" && strings.Contains(out, done) {
+			return nil
+		}
+		if perr := pause(ctx, time.Second); perr != nil {
+			return perr
+		}
 	}
-	return nil
+	return fmt.Errorf("%s: %v after %d tries: %s", strings.Join(args, " "), err, operatorTries, out)
 }
 
 // nemesis injects s's faults one after the other, each healed after its
