@@ -124,10 +124,13 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 	case errors.Is(err, zk.ErrNoNode):
 		return ErrLeftQueue
 	case errors.Is(err, zk.ErrNodeExists):
-		// A turn of an earlier session of this host (an agent restarted
-		// before its old session expired): that agent is gone.
+		// A turn this host holds while it waits for one is stale: one of
+		// an earlier session (an agent restarted before its old session
+		// expired), or one of this session whose take committed but whose
+		// answer a connection loss swallowed. Release it, and take the
+		// turn afresh, with this decision's checks.
 		_, stat, gerr := s.Conn.Get(turn)
-		if gerr == nil && stat.EphemeralOwner != s.Conn.SessionID() {
+		if gerr == nil {
 			if derr := s.Conn.Delete(turn, stat.Version); derr != nil && !errors.Is(derr, zk.ErrNoNode) {
 				return fmt.Errorf("roll: replace stale %s: %w", turn, derr)
 			}
