@@ -38,7 +38,7 @@ bench:
 	$(GO) run ./bench/transfer
 
 # The long chaos run of docs/RELIABILITY.md, as root: SCHEDULES randomized
-# fault schedules (about 40 s each) against a data center of network
+# fault schedules (about 30 s each) against a data center of network
 # namespaces (e2e/). SEED replays a run; the summary goes to chaos.md.
 SCHEDULES ?= 100
 SEED      ?= 0
