@@ -234,9 +234,10 @@ func TestIntegration_StragglerCatchesUpWithoutAStep(t *testing.T) {
 	}
 }
 
-// A halt recorded between the reads behind a decision and the take of the
-// turn makes the take fail: the check and the take are one transaction.
-func TestIntegration_TakeTurnSeesAHaltRecordedMeanwhile(t *testing.T) {
+// rollingFleet is db (quorum 1) on hosts, all online on v1, with v2 staged
+// and ordered, in a fresh ZooKeeper.
+func rollingFleet(t *testing.T, hosts ...string) *Store {
+	t.Helper()
 	zkc := zktest.Standalone(t)
 	s := connect(t, zkc, "/h1")
 	seed(t, s, parse(t, "[services.db]\nquorum = 1\n"))
@@ -246,7 +247,7 @@ func TestIntegration_TakeTurnSeesAHaltRecordedMeanwhile(t *testing.T) {
 	if err := s.AppendSteps([][]string{{"db"}}); err != nil {
 		t.Fatal(err)
 	}
-	for _, h := range []string{"a", "b", "c"} {
+	for _, h := range hosts {
 		if err := s.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
@@ -254,6 +255,13 @@ func TestIntegration_TakeTurnSeesAHaltRecordedMeanwhile(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	return s
+}
+
+// A halt recorded between the reads behind a decision and the take of the
+// turn makes the take fail: the check and the take are one transaction.
+func TestIntegration_TakeTurnSeesAHaltRecordedMeanwhile(t *testing.T) {
+	s := rollingFleet(t, "a", "b", "c")
 	ready, err := s.JoinReady("db", "a", "v2")
 	if err != nil {
 		t.Fatal(err)
@@ -362,23 +370,7 @@ func TestIntegration_FailureOfAReplacedReleaseDoesNotHalt(t *testing.T) {
 // while the hosts behind it wait for good. Found by the chaos harness (a
 // ZooKeeper quorum loss mid-rollout).
 func TestIntegration_TakeTurnReplacesATurnTheHostHolds(t *testing.T) {
-	zkc := zktest.Standalone(t)
-	s := connect(t, zkc, "/h1")
-	seed(t, s, parse(t, "[services.db]\nquorum = 1\n"))
-	if err := s.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.AppendSteps([][]string{{"db"}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{"a", "b"} {
-		if err := s.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s := rollingFleet(t, "a", "b")
 	// The lost take: a's turn exists, owned by a's own session.
 	data, err := encode(Turn{From: "v1", To: "v2", Started: time.Now()})
 	if err != nil {
