@@ -283,13 +283,6 @@ func (h *Host) Signal(sig syscall.Signal) {
 	}
 }
 
-// AgentRunning reports whether the agent process runs.
-func (h *Host) AgentRunning() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.agent != nil && !h.agent.exited()
-}
-
 // stopAgents stops every agent: SIGCONT in case one is stopped, then
 // SIGTERM, then SIGKILL after a grace period.
 func (dc *DC) stopAgents() {

@@ -35,8 +35,7 @@ var (
 // Lab is a small network: a bridge in the root namespace and nodes, each a
 // network namespace with one address, joined to the bridge by a veth pair.
 type Lab struct {
-	lock  *os.File
-	nodes []*Node
+	lock *os.File
 }
 
 // Node is one network namespace of the lab.
@@ -45,7 +44,6 @@ type Node struct {
 	NS   string // the network namespace
 	Addr netip.Addr
 	link string // its veth end in the root namespace, on the bridge
-	lab  *Lab
 }
 
 // ErrUnavailable marks the errors of a machine where a Lab cannot be built:
@@ -146,11 +144,10 @@ func (l *Lab) AddNode(name string, addr netip.Addr) (*Node, error) {
 	if !Subnet.Contains(addr) || addr == BridgeAddr {
 		return nil, fmt.Errorf("node %s: address %s is not a node address of %s", name, addr, Subnet)
 	}
-	n := &Node{Name: name, NS: nsPrefix + name, Addr: addr, link: linkPrefix + name, lab: l}
+	n := &Node{Name: name, NS: nsPrefix + name, Addr: addr, link: linkPrefix + name}
 	if len(n.link) > 15 {
 		return nil, fmt.Errorf("node %s: name too long for a link name", name)
 	}
-	l.nodes = append(l.nodes, n)
 	cidr := addr.String() + "/" + strconv.Itoa(Subnet.Bits())
 	steps := [][]string{
 		{"netns", "add", n.NS},
