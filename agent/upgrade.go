@@ -567,8 +567,16 @@ const torrentStall = 30 * time.Second
 // peer has the release yet, or none is reachable.
 func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Manifest, peers []string, share fetch.Share, path string) error {
 	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
+	progress := make(chan struct{})
+	// The progress loop ends before the progress is cleared: a tick after
+	// the clear would show a finished download for good.
+	defer func() {
+		cancel(nil)
+		<-progress
+		a.setFetching(art.Service, nil)
+	}()
 	go func() {
+		defer close(progress)
 		var last int64
 		lastChange := time.Now()
 		t := time.NewTicker(time.Second)
@@ -589,7 +597,6 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 			}
 		}
 	}()
-	defer a.setFetching(art.Service, nil)
 	err := a.swarm.Fetch(ctx, art, m.Metainfo, peers, path, share)
 	if cause := context.Cause(ctx); err != nil && cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
