@@ -214,7 +214,7 @@ func (d *run) setup(ctx context.Context, java, classpath string) error {
 			return err
 		}
 		d.zk, d.servers, d.root = z, []string{z.addr()}, "/dc"
-		d.event("ZooKeeper serves on %s (pid %d, log %s)", z.addr(), z.proc.pid(), d.rel(z.logPath()))
+		d.event("ZooKeeper serves on %s (pid %d, log %s)", z.addr(), z.proc.Pid(), d.rel(z.logPath()))
 	} else {
 		d.servers = config.SplitServers(d.o.ZooKeeper)
 		d.root = d.o.Root
@@ -271,7 +271,7 @@ func (d *run) setup(ctx context.Context, java, classpath string) error {
 		if err := h.start(d.o.Exe, d.env); err != nil {
 			return err
 		}
-		pids = append(pids, strconv.Itoa(h.agent.pid()))
+		pids = append(pids, strconv.Itoa(h.agent.Pid()))
 	}
 	d.event("started %d agents (pids %s), each running db, api and web %s; logs in %s",
 		len(d.hosts), strings.Join(pids, " "), fromVersion, filepath.Join(hostsDir, "hostN", "agent.log"))
@@ -394,15 +394,15 @@ func (d *run) watch(ctx context.Context, timeout time.Duration, what string, pha
 // checkAgents fails when ZooKeeper or an agent died that the demo did not
 // kill.
 func (d *run) checkAgents() error {
-	if d.zk != nil && d.zk.proc.exited() {
-		return fmt.Errorf("ZooKeeper exited (%v); its log:\n%s", d.zk.proc.err, tail(d.zk.logPath(), 20))
+	if d.zk != nil && d.zk.proc.Exited() {
+		return fmt.Errorf("ZooKeeper exited (%v); its log:\n%s", d.zk.proc.Err(), tail(d.zk.logPath(), 20))
 	}
 	for _, h := range d.hosts {
 		if h == d.victim && !d.restarted {
 			continue
 		}
-		if h.agent != nil && h.agent.exited() {
-			return fmt.Errorf("the agent of %s exited (%v); its log:\n%s", h.name, h.agent.err, tail(h.logPath(), 20))
+		if h.agent != nil && h.agent.Exited() {
+			return fmt.Errorf("the agent of %s exited (%v); its log:\n%s", h.name, h.agent.Err(), tail(h.logPath(), 20))
 		}
 	}
 	return nil
@@ -450,7 +450,7 @@ func (d *run) rolling(st *roll.FleetStatus) (bool, error) {
 		}
 		d.restarted = true
 		d.event("restarted %s's agent (pid %d): it boots from its local cache, looks at the fleet and catches up",
-			d.victim.name, d.victim.agent.pid())
+			d.victim.name, d.victim.agent.Pid())
 	}
 	on := hostVersions(st)
 	if d.restarted && !d.back && len(on[d.victim.name]) == len(services) {
@@ -492,8 +492,8 @@ func (d *run) kill(st *roll.FleetStatus) {
 			break
 		}
 	}
-	pid := victim.agent.pid()
-	victim.agent.kill()
+	pid := victim.agent.Pid()
+	victim.agent.Kill()
 	d.victim, d.killedAt, d.killedIn = victim, time.Now(), rolling
 	down := false
 	for end := time.Now().Add(5 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
@@ -529,7 +529,7 @@ func (d *run) cleanup() {
 	for _, h := range d.hosts {
 		if h.running() {
 			stopped++
-			wg.Go(func() { h.agent.terminate(agentGrace) })
+			wg.Go(func() { h.agent.Terminate(agentGrace) })
 		}
 	}
 	wg.Wait()

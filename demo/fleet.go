@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dcroll/dcroll/internal/proc"
 )
 
 // Timings of the demo's agents: short, so a rollout takes seconds.
@@ -25,7 +27,7 @@ type host struct {
 	name   string
 	dir    string
 	ports  map[string]int // the port each service's _serve listens on
-	agent  *proc
+	agent  *proc.Proc
 	starts int
 }
 
@@ -100,7 +102,7 @@ timeout = "1s"
 
 // start runs the host's agent: exe agent with the host's config.
 func (h *host) start(exe string, env []string) error {
-	p, err := startProc(exe, []string{"--config", h.configPath(), "agent", "--view-interval", viewInterval.String()}, h.dir, h.logPath(), env)
+	p, err := proc.Start([]string{exe, "--config", h.configPath(), "agent", "--view-interval", viewInterval.String()}, h.dir, h.logPath(), env)
 	if err != nil {
 		return fmt.Errorf("%s: start agent: %w", h.name, err)
 	}
@@ -110,7 +112,7 @@ func (h *host) start(exe string, env []string) error {
 }
 
 // running reports whether the host's agent runs.
-func (h *host) running() bool { return h.agent != nil && !h.agent.exited() }
+func (h *host) running() bool { return h.agent != nil && !h.agent.Exited() }
 
 // servicesDown reports whether none of the host's services accepts
 // connections any more.

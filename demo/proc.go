@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"syscall"
@@ -18,77 +17,6 @@ import (
 // the work directory does not carry it, so it is never swept. It must not
 // start with DCROLL_: the agent refuses unknown DCROLL_* variables.
 const markerVar = "DEMO_DCROLL_RUN"
-
-// proc is a child process in a process group of its own.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has exited and was reaped
-	err  error         // cmd.Wait's result, set before done is closed
-}
-
-// startProc starts path with args in dir, appending its output to logPath.
-// The process leads a new process group, so a Ctrl-C on the terminal reaches
-// only the demo, which then stops its children in order; and the kernel
-// kills it if the demo dies without cleaning up.
-func startProc(path string, args []string, dir, logPath string, env []string) (*proc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close() // the child has its own descriptor
-	cmd := exec.Command(path, args...)
-	cmd.Dir = dir
-	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) pid() int { return p.cmd.Process.Pid }
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// kill sends SIGKILL to the process group and waits until the process has
-// exited.
-func (p *proc) kill() {
-	if p.exited() {
-		// Reaped: its group ID may belong to another process by now.
-		return
-	}
-	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
-	<-p.done
-}
-
-// terminate asks the process to stop with SIGTERM and kills its group if it
-// has not exited after grace.
-func (p *proc) terminate(grace time.Duration) {
-	if p.exited() {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-p.done:
-	case <-t.C:
-		p.kill()
-	}
-}
 
 // marked lists the processes whose environment holds markerVar=dir, other
 // than this one. It reads /proc, so it finds nothing outside Linux.

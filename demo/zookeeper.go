@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dcroll/dcroll/internal/proc"
 )
 
 // DefaultJar is where Debian's zookeeper package installs the server.
@@ -71,7 +73,7 @@ func LookupZooKeeper(jar string) (java, classpath string, err error) {
 type zooKeeper struct {
 	dir  string
 	port int
-	proc *proc
+	proc *proc.Proc
 }
 
 func (z *zooKeeper) addr() string       { return net.JoinHostPort("127.0.0.1", strconv.Itoa(z.port)) }
@@ -127,7 +129,7 @@ func tryZooKeeper(ctx context.Context, java, classpath, dir string, env []string
 	}
 	args := append(append([]string(nil), jvmFlags...), "-cp", classpath,
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", z.configPath())
-	z.proc, err = startProc(java, args, dir, z.logPath(), env)
+	z.proc, err = proc.Start(append([]string{java}, args...), dir, z.logPath(), env)
 	if err != nil {
 		return nil, fmt.Errorf("start ZooKeeper: %w", err)
 	}
@@ -141,13 +143,13 @@ func tryZooKeeper(ctx context.Context, java, classpath, dir string, env []string
 			return z, nil
 		}
 		select {
-		case <-z.proc.done:
-			return nil, fmt.Errorf("ZooKeeper exited during startup (%v); see %s", z.proc.err, z.logPath())
+		case <-z.proc.Done():
+			return nil, fmt.Errorf("ZooKeeper exited during startup (%v); see %s", z.proc.Err(), z.logPath())
 		case <-ctx.Done():
-			z.proc.kill()
+			z.proc.Kill()
 			return nil, ctx.Err()
 		case <-deadline.C:
-			z.proc.kill()
+			z.proc.Kill()
 			return nil, fmt.Errorf("ZooKeeper did not serve on %s within %s (last: %v); see %s", z.addr(), zkReadyTimeout, err, z.logPath())
 		case <-tick.C:
 		}
@@ -157,7 +159,7 @@ func tryZooKeeper(ctx context.Context, java, classpath, dir string, env []string
 // stop kills the server and waits until it has exited.
 func (z *zooKeeper) stop() {
 	if z != nil && z.proc != nil {
-		z.proc.kill()
+		z.proc.Kill()
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/proc"
 	"github.com/dcroll/dcroll/state"
 )
 
@@ -188,10 +189,10 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var stagers []*proc
+	var stagers []*proc.Proc
 	defer func() {
 		for _, p := range stagers {
-			p.terminate(10 * time.Second)
+			p.Terminate(10 * time.Second)
 		}
 	}()
 	operator := make(chan error, 1)
@@ -273,10 +274,10 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 
 // stage runs `dcroll stage` for each service's artifact, seeding it from the
 // root namespace, and waits until its manifest is in ZooKeeper.
-func (c *Chaos) stage(ctx context.Context, version string, arts map[string]string, replace bool) ([]*proc, error) {
-	var procs []*proc
-	starts := map[string]func() (*proc, error){}
-	stagers := map[string]*proc{}
+func (c *Chaos) stage(ctx context.Context, version string, arts map[string]string, replace bool) ([]*proc.Proc, error) {
+	var procs []*proc.Proc
+	starts := map[string]func() (*proc.Proc, error){}
+	stagers := map[string]*proc.Proc{}
 	for _, svc := range Services {
 		art, ok := arts[svc]
 		if !ok {
@@ -287,7 +288,7 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 			args = append(args, "--replace")
 		}
 		args = append(args, svc, version, art)
-		start := func() (*proc, error) {
+		start := func() (*proc.Proc, error) {
 			return c.DC.StartOperator(filepath.Join(c.DC.Dir, fmt.Sprintf("stage-%s-%s.log", svc, version)), args...)
 		}
 		p, err := start()
@@ -310,7 +311,7 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 			}
 			// A stage that failed before its manifest was written (it
 			// met ZooKeeper down) is run again, as a person would.
-			if stagers[svc].exited() {
+			if stagers[svc].Exited() {
 				if err := pause(ctx, time.Second); err != nil {
 					return procs, err
 				}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/dcroll/dcroll/config"
 	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/proc"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/roll"
 )
@@ -79,7 +80,7 @@ type Host struct {
 	dc  *DC
 
 	mu    sync.Mutex
-	agent *proc
+	agent *proc.Proc
 }
 
 // NewDC builds the data center with n hosts and seeds it. Everything is
@@ -180,8 +181,8 @@ func (dc *DC) Operator(args ...string) (string, error) {
 
 // StartOperator starts a long-running `dcroll` command, like stage, in the
 // root namespace, with its output in logPath.
-func (dc *DC) StartOperator(logPath string, args ...string) (*proc, error) {
-	return startProc(append([]string{dc.Exe, "--config", dc.opConfig}, args...), dc.Dir, logPath)
+func (dc *DC) StartOperator(logPath string, args ...string) (*proc.Proc, error) {
+	return proc.Start(append([]string{dc.Exe, "--config", dc.opConfig}, args...), dc.Dir, logPath, childEnv())
 }
 
 // ServiceURL is where the test asks host h's service svc which release it
@@ -249,11 +250,11 @@ func (h *Host) Install(svc, version, artifact string) error {
 func (h *Host) Start() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.agent != nil && !h.agent.exited() {
+	if h.agent != nil && !h.agent.Exited() {
 		return fmt.Errorf("%s: agent already runs", h.Name)
 	}
 	argv := h.Wrap([]string{h.dc.Exe, "--config", h.configPath(), "agent", "--view-interval", viewInterval.String()})
-	p, err := startProc(argv, h.Dir, h.logPath())
+	p, err := proc.Start(argv, h.Dir, h.logPath(), childEnv())
 	if err != nil {
 		return fmt.Errorf("%s: start agent: %w", h.Name, err)
 	}
@@ -268,8 +269,8 @@ func (h *Host) Kill() {
 	p := h.agent
 	h.mu.Unlock()
 	if p != nil {
-		p.signal(syscall.SIGKILL)
-		<-p.done
+		p.Signal(syscall.SIGKILL)
+		<-p.Done()
 	}
 }
 
@@ -279,7 +280,7 @@ func (h *Host) Signal(sig syscall.Signal) {
 	p := h.agent
 	h.mu.Unlock()
 	if p != nil {
-		p.signal(sig)
+		p.Signal(sig)
 	}
 }
 
@@ -297,75 +298,11 @@ func (dc *DC) stopAgents() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p.signal(syscall.SIGCONT)
-			p.terminate(10 * time.Second)
+			p.Signal(syscall.SIGCONT)
+			p.Terminate(10 * time.Second)
 		}()
 	}
 	wg.Wait()
-}
-
-// proc is a child process in a process group of its own, which the kernel
-// kills if the test binary dies first.
-type proc struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has exited and was reaped
-	err  error         // cmd.Wait's result, set before done is closed
-}
-
-func startProc(argv []string, dir, logPath string) (*proc, error) {
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close() // the child has its own descriptor
-	fmt.Fprintf(logf, "=== e2e %s: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.Env = childEnv()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// signal sends sig to the process unless it was reaped, when its ID may
-// belong to another process.
-func (p *proc) signal(sig syscall.Signal) {
-	if !p.exited() {
-		_ = p.cmd.Process.Signal(sig)
-	}
-}
-
-// terminate sends SIGTERM and kills the process group after grace.
-func (p *proc) terminate(grace time.Duration) {
-	if p.exited() {
-		return
-	}
-	p.signal(syscall.SIGTERM)
-	t := time.NewTimer(grace)
-	defer t.Stop()
-	select {
-	case <-p.done:
-	case <-t.C:
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
 }
 
 // childEnv is the test's environment without DCROLL_* variables, which
