@@ -167,7 +167,7 @@ func newReplay(m Model, h History) *replay {
 	// A fault's start and heal are moments to judge too: a host that is
 	// back when its fault is healed changes nothing recorded after.
 	for _, f := range h.Faults {
-		r.events = append(r.events, event{at: f.Start})
+		r.events = append(r.events, event{at: f.Start}, event{at: f.Start.Add(m.Detection)})
 		if !f.Healed.IsZero() {
 			r.events = append(r.events, event{at: f.Healed})
 		}
@@ -267,7 +267,11 @@ func (w windows) start(host string, t time.Time) time.Time {
 }
 
 // faultWindows computes each host fault's window: it ends at the first
-// event after the heal at which the host is back.
+// event after the heal at which the host is back, and not before Detection
+// has passed since the fault: until then /current may still list the host
+// under the session it had before the fault (killed and restarted at once,
+// its old session lives on), and a host that boots and moves to the
+// fleet's version before it registers anew must not look back already.
 func (r *replay) faultWindows() windows {
 	w := windows{}
 	for _, f := range r.h.Faults {
@@ -276,8 +280,9 @@ func (r *replay) faultWindows() windows {
 		}
 		win := window{from: f.Start}
 		if !f.Healed.IsZero() {
+			settled := f.Start.Add(r.m.Detection)
 			r.run(func(t time.Time, st *replayState) {
-				if win.to.IsZero() && !t.Before(f.Healed) && st.back(f.Host) {
+				if win.to.IsZero() && !t.Before(f.Healed) && !t.Before(settled) && st.back(f.Host) {
 					win.to = t
 				}
 			})

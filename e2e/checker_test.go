@@ -164,3 +164,24 @@ func TestCheckSilenceOfAPartitionedHostIsAnOutage(t *testing.T) {
 	h.Probes = append(h.Probes, noAnswer(950, "h2", "db"), down(6000, "h1", "db"))
 	wantViolations(t, Check(testModel(), h), "quorum")
 }
+
+func TestCheckARestartedHostIsTheFaultsUntilItsOldSessionIsGone(t *testing.T) {
+	h := healthy()
+	// h2 is killed and restarted at once: it boots its cached release,
+	// serves, and /current still lists it under its old session; then it
+	// moves to the fleet's version (down again) while dcroll has h1 out.
+	h.Faults = append(h.Faults, Fault{Kind: Kill, Host: "h2", Start: at(1000), Healed: at(1500)})
+	h.Probes = append(h.Probes,
+		down(1010, "h2", "db"), down(1200, "h1", "db"),
+		up(1600, "h2", "db", "1", "d1"), down(1700, "h2", "db"), up(2700, "h2", "db", "2", "d2"),
+		up(3000, "h1", "db", "2", "d2"))
+	wantViolations(t, Check(testModel(), h))
+	// Once its old session is gone, h2 is dcroll's again: the same move
+	// 6 s after the kill, with h1 out, breaks quorum 3 of 4.
+	h = healthy()
+	h.Faults = append(h.Faults, Fault{Kind: Kill, Host: "h2", Start: at(1000), Healed: at(1500)})
+	h.Probes = append(h.Probes,
+		down(1010, "h2", "db"), up(1600, "h2", "db", "1", "d1"),
+		down(7000, "h1", "db"), down(7100, "h2", "db"))
+	wantViolations(t, Check(testModel(), h), "max_parallel", "quorum", "quorum")
+}
