@@ -273,22 +273,6 @@ func TestChildEnvDropsDCROLLVariables(t *testing.T) {
 	}
 }
 
-func TestShellQuote(t *testing.T) {
-	for in, want := range map[string]string{
-		"/usr/bin/dcroll":  `'/usr/bin/dcroll'`,
-		"/tmp/a b/dcroll":  `'/tmp/a b/dcroll'`,
-		"/tmp/it's/dcroll": `'/tmp/it'\''s/dcroll'`,
-	} {
-		if got := shellQuote(in); got != want {
-			t.Errorf("shellQuote(%q) = %s, want %s", in, got, want)
-		}
-		out, err := exec.Command("/bin/sh", "-c", "printf %s "+shellQuote(in)).Output()
-		if err != nil || string(out) != in {
-			t.Errorf("sh reads %s as %q (%v), want %q", shellQuote(in), out, err, in)
-		}
-	}
-}
-
 func TestRunRefusesABadHostCount(t *testing.T) {
 	for _, n := range []int{0, MinHosts - 1, MaxHosts + 1} {
 		err := Run(context.Background(), Options{Hosts: n, Exe: "/bin/true"})

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dcroll/dcroll/internal/agentconf"
 	"github.com/dcroll/dcroll/internal/proc"
 )
 
@@ -40,40 +41,27 @@ func (h *host) logPath() string    { return filepath.Join(h.dir, "agent.log") }
 // serves the host's artifacts to its peers on another.
 func newHost(name, dir, exe string, zkServers []string, root string, services []string) (*host, error) {
 	h := &host{name: name, dir: dir, ports: map[string]int{}}
-	var cfg strings.Builder
-	var servers []string
-	for _, s := range zkServers {
-		servers = append(servers, strconv.Quote(s))
-	}
 	transfer, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	peer := net.JoinHostPort("127.0.0.1", strconv.Itoa(transfer))
 	torrentPort, err := freePort()
 	if err != nil {
 		return nil, err
 	}
-	torrent := net.JoinHostPort("127.0.0.1", strconv.Itoa(torrentPort))
-	fmt.Fprintf(&cfg, `# dcroll demo: the agent config of %s.
-[zookeeper]
-servers = [%s]
-root = %q
-session_timeout = %q
-
-[host]
-name = %q
-state_dir = %q
-
-[transfer]
-listen = %q
-advertise = %q
-torrent_listen = %q
-torrent_advertise = %q
-
-[log]
-level = "info"
-`, name, strings.Join(servers, ", "), root, sessionTimeout.String(), name, dir, peer, peer, torrent, torrent)
+	conf := agentconf.Host{
+		Comment:        "dcroll demo: the agent config of " + name + ".",
+		Name:           name,
+		StateDir:       dir,
+		ZooKeeper:      zkServers,
+		Root:           root,
+		SessionTimeout: sessionTimeout,
+		Transfer:       net.JoinHostPort("127.0.0.1", strconv.Itoa(transfer)),
+		Torrent:        net.JoinHostPort("127.0.0.1", strconv.Itoa(torrentPort)),
+		LogLevel:       "info",
+		Exe:            exe,
+		HealthInterval: healthInterval,
+	}
 	for _, svc := range services {
 		if err := os.MkdirAll(filepath.Join(dir, "releases", svc, "1"), 0o755); err != nil {
 			return nil, err
@@ -83,18 +71,9 @@ level = "info"
 			return nil, err
 		}
 		h.ports[svc] = port
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		fmt.Fprintf(&cfg, `
-[services.%s]
-run = %q
-stop_timeout = "5s"
-[services.%s.health]
-http = %q
-interval = %q
-timeout = "1s"
-`, svc, "exec "+shellQuote(exe)+" _serve --addr "+addr, svc, "http://"+addr+"/healthz", healthInterval.String())
+		conf.Services = append(conf.Services, agentconf.Service{Name: svc, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
 	}
-	if err := os.WriteFile(h.configPath(), []byte(cfg.String()), 0o644); err != nil {
+	if err := os.WriteFile(h.configPath(), []byte(conf.TOML()), 0o644); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -125,11 +104,6 @@ func (h *host) servicesDown() bool {
 		}
 	}
 	return true
-}
-
-// shellQuote quotes s for /bin/sh.
-func shellQuote(s string) string {
-	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // childEnv is the environment of the demo's children: the demo's own

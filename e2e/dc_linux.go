@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/dcroll/dcroll/config"
 	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/agentconf"
 	"github.com/dcroll/dcroll/internal/proc"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/roll"
@@ -126,7 +126,7 @@ func NewDC(t testing.TB, exe string, n int) *DC {
 
 	dc.opConfig = filepath.Join(dc.Dir, "operator.toml")
 	if err := os.WriteFile(dc.opConfig, []byte(fmt.Sprintf("[zookeeper]\nservers = [%s]\nroot = %q\nsession_timeout = \"10s\"\n\n[log]\nlevel = \"warn\"\n",
-		quoteList(dc.ZK.Servers()), Root)), 0o644); err != nil {
+		agentconf.QuoteList(dc.ZK.Servers()), Root)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	zcfg := config.ZooKeeper{Servers: dc.ZK.Servers(), Root: Root, SessionTimeout: 20 * time.Second, ACL: "open"}
@@ -162,14 +162,6 @@ func NewDC(t testing.TB, exe string, n int) *DC {
 // addr is the lab address 198.18.0.i.
 func addr(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}) }
 
-func quoteList(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = strconv.Quote(s)
-	}
-	return strings.Join(q, ", ")
-}
-
 // Operator runs `dcroll` with the operator's config in the root namespace
 // and returns its output.
 func (dc *DC) Operator(args ...string) (string, error) {
@@ -201,39 +193,23 @@ func (h *Host) layout() error {
 		return err
 	}
 	a := h.Addr.String()
-	var cfg strings.Builder
-	fmt.Fprintf(&cfg, `# dcroll e2e: the agent config of %s.
-[zookeeper]
-servers = [%s]
-root = %q
-session_timeout = %q
-
-[host]
-name = %q
-state_dir = %q
-
-[transfer]
-listen = "%s:7434"
-advertise = "%s:7434"
-torrent_listen = "%s:6881"
-torrent_advertise = "%s:6881"
-
-[log]
-level = "debug"
-`, h.Name, quoteList(h.dc.ZK.Servers()), Root, SessionTimeout.String(), h.Name, h.Dir, a, a, a, a)
-	for _, svc := range Services {
-		listen := fmt.Sprintf("%s:%d", a, servicePort[svc])
-		fmt.Fprintf(&cfg, `
-[services.%s]
-run = %q
-stop_timeout = "5s"
-[services.%s.health]
-http = "http://%s/healthz"
-interval = %q
-timeout = "1s"
-`, svc, "exec "+h.dc.Exe+" _serve --addr "+listen, svc, listen, healthInterval.String())
+	conf := agentconf.Host{
+		Comment:        "dcroll e2e: the agent config of " + h.Name + ".",
+		Name:           h.Name,
+		StateDir:       h.Dir,
+		ZooKeeper:      h.dc.ZK.Servers(),
+		Root:           Root,
+		SessionTimeout: SessionTimeout,
+		Transfer:       a + ":7434",
+		Torrent:        a + ":6881",
+		LogLevel:       "debug",
+		Exe:            h.dc.Exe,
+		HealthInterval: healthInterval,
 	}
-	return os.WriteFile(h.configPath(), []byte(cfg.String()), 0o644)
+	for _, svc := range Services {
+		conf.Services = append(conf.Services, agentconf.Service{Name: svc, Addr: fmt.Sprintf("%s:%d", a, servicePort[svc])})
+	}
+	return os.WriteFile(h.configPath(), []byte(conf.TOML()), 0o644)
 }
 
 // Install unpacks artifact as version of svc, as a host installed before
