@@ -78,7 +78,8 @@ type Recorder struct {
 
 	mu     sync.Mutex
 	h      History
-	latest Sample // the latest read of ZooKeeper, changed or not
+	latest Sample              // the latest read of ZooKeeper, changed or not
+	last   map[[2]string]Probe // the latest probe of each host and service
 }
 
 const (
@@ -98,6 +99,7 @@ func Record(store *roll.Store, services []string, targets []Target, staged map[s
 		client: &http.Client{Timeout: probeTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1}},
 		cancel: cancel,
 		h:      History{Start: time.Now(), Staged: map[string]map[string]string{}},
+		last:   map[[2]string]Probe{},
 	}
 	for svc, vs := range staged {
 		for v, sum := range vs {
@@ -145,12 +147,8 @@ func (r *Recorder) Fault(kind, host string) (healed func()) {
 func (r *Recorder) Last(host, svc string) (Probe, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for i := len(r.h.Probes) - 1; i >= 0; i-- {
-		if p := r.h.Probes[i]; p.Host == host && p.Service == svc {
-			return p, true
-		}
-	}
-	return Probe{}, false
+	p, ok := r.last[[2]string{host, svc}]
+	return p, ok
 }
 
 // LastSample returns the latest read of ZooKeeper; its At is when it was
@@ -192,6 +190,7 @@ func (r *Recorder) probe(ctx context.Context, tg Target) {
 			last = &p
 			r.mu.Lock()
 			r.h.Probes = append(r.h.Probes, p)
+			r.last[[2]string{p.Host, p.Service}] = p
 			r.mu.Unlock()
 		}
 		select {
