@@ -2,8 +2,9 @@ package modes
 
 import (
 	"context"
-	"flag"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dcroll/dcroll/agent"
 )
@@ -18,8 +19,8 @@ func (*agentMode) Synopsis() string {
 	return "run this host's agent: serve its services, register them, take turns to upgrade"
 }
 
-func (m *agentMode) Flags(*Env) (*flag.FlagSet, string, string) {
-	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+func (m *agentMode) Flags(*Env) (*pflag.FlagSet, string, string) {
+	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
 	fs.DurationVar(&m.viewInterval, "view-interval", time.Second, "least time between two reads of a service's /current set")
 	return fs, "agent [flags]", `
 The agent starts every service of the host config at once, from the local

@@ -2,10 +2,11 @@ package modes
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dcroll/dcroll/roll"
 )
@@ -28,14 +29,14 @@ func (m *pauseMode) Synopsis() string {
 	return "lift a pause, or retry a halted service"
 }
 
-func (m *pauseMode) Flags(*Env) (*flag.FlagSet, string, string) {
+func (m *pauseMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	if m.pause {
-		return flag.NewFlagSet("pause", flag.ContinueOnError), "pause [SERVICE]", `
+		return pflag.NewFlagSet("pause", pflag.ContinueOnError), "pause [SERVICE]", `
 Without SERVICE the whole deploy pauses; with it, only that service's. Hosts
 mid-upgrade finish their switch; no host starts a new one until
 ` + "`dcroll resume`" + `. Downloads and the ready queue go on.`
 	}
-	return flag.NewFlagSet("resume", flag.ContinueOnError), "resume [SERVICE]", `
+	return pflag.NewFlagSet("resume", pflag.ContinueOnError), "resume [SERVICE]", `
 resume SERVICE lifts that service's pause and its halt: after a failed
 switch halted it, this retries the deploy (fix the cause first; the failure
 is shown by ` + "`dcroll status`" + `). Without SERVICE, resume lifts the
@@ -135,8 +136,8 @@ func (*abortMode) Synopsis() string {
 	return "drop the deploy: empty the queue, unstage every release, lift pauses and halts"
 }
 
-func (*abortMode) Flags(*Env) (*flag.FlagSet, string, string) {
-	return flag.NewFlagSet("abort", flag.ContinueOnError), "abort", `
+func (*abortMode) Flags(*Env) (*pflag.FlagSet, string, string) {
+	return pflag.NewFlagSet("abort", pflag.ContinueOnError), "abort", `
 Abort empties the deploy queue, removes every staged release with its ready
 queue, and lifts every service's pause and halt. Hosts keep the version they
 run now; a host mid-upgrade finishes its switch. The deploy's own pause (from

@@ -3,10 +3,11 @@ package modes
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dcroll/dcroll/demo"
 )
@@ -30,8 +31,8 @@ func (*demoMode) Synopsis() string {
 	return "run a throwaway data center on this machine and watch a rollout"
 }
 
-func (m *demoMode) Flags(*Env) (*flag.FlagSet, string, string) {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+func (m *demoMode) Flags(*Env) (*pflag.FlagSet, string, string) {
+	fs := pflag.NewFlagSet("demo", pflag.ContinueOnError)
 	fs.IntVar(&m.hosts, "hosts", 9, fmt.Sprintf("number of hosts, %d to %d", demo.MinHosts, demo.MaxHosts))
 	fs.BoolVar(&m.nonInteractive, "non-interactive", false, "print plain progress lines, no screen redraws and no pauses (tests, CI)")
 	fs.BoolVar(&m.keep, "keep", false, "keep the temporary directory (configs, state, logs) for inspection")

@@ -165,6 +165,11 @@ func TestCLIDeployUsage(t *testing.T) {
 		{[]string{"pause", "db", "api"}, "want at most one SERVICE, got 2 arguments"},
 		{[]string{"resume", "db", "api"}, "want at most one SERVICE, got 2 arguments"},
 		{[]string{"abort", "now"}, `unexpected argument "now"`},
+		// Flags after the arguments count as well as before them.
+		{[]string{"stage", "db", "2.0", archive, "--detach"}, "--detach needs at least one --url"},
+		{[]string{"stage", "db", "2.0", archive, "--timeout", "0s"}, "--timeout must be positive"},
+		{[]string{"stage", "db", "2.0", archive, "--url=ftp://x/y"}, `--url "ftp://x/y": want an http:// or https:// URL`},
+		{[]string{"order", "db", "--auto"}, `--auto takes no services, got "db"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {

@@ -6,14 +6,15 @@ package modes
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 	"strings"
 
+	"github.com/agnivade/levenshtein"
 	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/dcroll/dcroll/config"
@@ -45,7 +46,7 @@ type Globals struct {
 	Root   string
 }
 
-func (g *Globals) register(fs *flag.FlagSet) {
+func (g *Globals) register(fs *pflag.FlagSet) {
 	// The current values are the defaults, so flags given before the mode
 	// name survive the mode's own parse.
 	fs.StringVar(&g.Config, "config", g.Config, "config `FILE` (default "+config.DefaultPath+")")
@@ -58,7 +59,8 @@ type mode interface {
 	// Synopsis is a one-line description for `dcroll help`.
 	Synopsis() string
 	// Flags returns the mode's flag set, its usage line and longer help.
-	Flags(env *Env) (fs *flag.FlagSet, usage, help string)
+	// Flags are parsed wherever they stand among the arguments.
+	Flags(env *Env) (fs *pflag.FlagSet, usage, help string)
 	// Run runs the mode with the arguments left after the flags.
 	Run(ctx context.Context, env *Env, args []string) error
 }
@@ -80,15 +82,20 @@ func modeNames() []string {
 // exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) int {
 	env := &Env{Stdout: stdout, Stderr: stderr, Environ: environ}
-	top := flag.NewFlagSet("dcroll", flag.ContinueOnError)
+	// The global flags before the mode name: parsing stops at the name, and
+	// the mode's own parse takes the rest, global flags included.
+	top := pflag.NewFlagSet("dcroll", pflag.ContinueOnError)
+	top.SetInterspersed(false)
 	top.SetOutput(stderr)
 	env.Globals.register(top)
+	version := top.Bool("version", false, "print dcroll's version and exit")
 	top.Usage = func() { printUsage(stderr) }
 	if err := top.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
+		return parseFailed(stderr, "dcroll", top, err, top.Usage)
+	}
+	if *version {
+		printVersion(stdout)
+		return ExitOK
 	}
 	args = top.Args()
 	if len(args) == 0 {
@@ -101,7 +108,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, environ 
 	}
 	newMode, ok := registry[name]
 	if !ok {
-		fmt.Fprintf(stderr, "dcroll: unknown mode %q\n", name)
+		fmt.Fprintf(stderr, "dcroll: unknown mode %q%s\n", name, didYouMean(name))
 		printUsage(stderr)
 		return ExitUsage
 	}
@@ -109,12 +116,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, environ 
 	fs, usage, _ := m.Flags(env)
 	fs.SetOutput(stderr)
 	env.Globals.register(fs)
-	fs.Usage = func() { printModeUsage(stderr, name, m, fs, usage, "") }
+	fs.Usage = func() { printModeUsage(stderr, m, fs, usage, "") }
 	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return ExitOK
-		}
-		return ExitUsage
+		return parseFailed(stderr, "dcroll "+name, fs, err, fs.Usage)
 	}
 	err := m.Run(ctx, env, fs.Args())
 	switch {
@@ -130,12 +134,60 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer, environ 
 	}
 }
 
+// parseFailed reports a command line fs refused and returns the exit code:
+// 0 for -h and --help (pflag has printed the usage then), 2 otherwise.
+func parseFailed(stderr io.Writer, prog string, fs *pflag.FlagSet, err error, usage func()) int {
+	if errors.Is(err, pflag.ErrHelp) {
+		return ExitOK
+	}
+	fmt.Fprintf(stderr, "%s: %v%s\n", prog, err, singleDashHint(fs, err))
+	usage()
+	return ExitUsage
+}
+
+// singleDashHint points at the long flag an operator used to Go's flag
+// package meant by "-json": pflag reads that as the shorthands j, s, o, n.
+func singleDashHint(fs *pflag.FlagSet, err error) string {
+	var nx *pflag.NotExistError
+	if !errors.As(err, &nx) || nx.GetSpecifiedShortnames() == "" {
+		return ""
+	}
+	name, _, _ := strings.Cut(nx.GetSpecifiedShortnames(), "=")
+	if fs.Lookup(name) == nil {
+		return ""
+	}
+	return fmt.Sprintf(" (long flags take two dashes: --%s)", name)
+}
+
+// didYouMean suggests the mode a misspelt name most likely meant: one it
+// begins, else the nearest within two edits.
+func didYouMean(name string) string {
+	best, bestDist := "", 3
+	for _, n := range modeNames() {
+		if strings.HasPrefix(n, "_") {
+			continue
+		}
+		d := levenshtein.ComputeDistance(name, n)
+		if len(name) >= 3 && strings.HasPrefix(n, name) {
+			d = 0
+		}
+		if d < bestDist {
+			best, bestDist = n, d
+		}
+	}
+	if best == "" {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %q?", best)
+}
+
 func usageErr(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, args...))
 }
 
 func printUsage(w io.Writer) {
-	fmt.Fprintf(w, "usage: dcroll [--config FILE] [--zk host:port,...] [--root /dc] MODE [flags] [args]\n\nModes:\n")
+	fmt.Fprintf(w, "usage: dcroll [--config FILE] [--zk host:port,...] [--root /dc] MODE [flags] [args]\n")
+	fmt.Fprintf(w, "       dcroll --version\n\nFlags may come before or after the arguments; `--` ends them.\n\nModes:\n")
 	for _, n := range modeNames() {
 		if strings.HasPrefix(n, "_") {
 			continue
@@ -145,7 +197,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintf(w, "  %-8s %s\n", "help", "explain a mode: dcroll help MODE")
 }
 
-func printModeUsage(w io.Writer, name string, m mode, fs *flag.FlagSet, usage, help string) {
+func printModeUsage(w io.Writer, m mode, fs *pflag.FlagSet, usage, help string) {
 	fmt.Fprintf(w, "usage: dcroll %s\n\n%s\n", usage, m.Synopsis())
 	if help != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(help))
@@ -162,7 +214,7 @@ func help(env *Env, args []string) int {
 	}
 	newMode, ok := registry[args[0]]
 	if !ok {
-		fmt.Fprintf(env.Stderr, "dcroll help: unknown mode %q\n", args[0])
+		fmt.Fprintf(env.Stderr, "dcroll help: unknown mode %q%s\n", args[0], didYouMean(args[0]))
 		printUsage(env.Stderr)
 		return ExitUsage
 	}
@@ -171,7 +223,7 @@ func help(env *Env, args []string) int {
 	// Fresh globals: the defaults shown are the real ones, not flags given
 	// before `help`.
 	new(Globals).register(fs)
-	printModeUsage(env.Stdout, args[0], m, fs, usage, long)
+	printModeUsage(env.Stdout, m, fs, usage, long)
 	return ExitOK
 }
 

@@ -284,7 +284,7 @@ func TestCLIUsage(t *testing.T) {
 			name:         "unknown mode flag",
 			args:         []string{"status", "--bogus"},
 			code:         2,
-			stderrFirst:  "flag provided but not defined: -bogus",
+			stderrFirst:  "dcroll status: unknown flag: --bogus",
 			stderrSecond: "usage: dcroll status ",
 			stderr:       []string{"-json", "-zk"},
 			stdoutEmpty:  true,
@@ -293,7 +293,7 @@ func TestCLIUsage(t *testing.T) {
 			name:         "unknown global flag before the mode",
 			args:         []string{"--nope", "status"},
 			code:         2,
-			stderrFirst:  "flag provided but not defined: -nope",
+			stderrFirst:  "dcroll: unknown flag: --nope",
 			stderrSecond: "usage: dcroll ",
 			stderr:       modeList,
 			stdoutEmpty:  true,
@@ -302,7 +302,7 @@ func TestCLIUsage(t *testing.T) {
 			name:         "bad flag value",
 			args:         []string{"status", "--interval", "soon"},
 			code:         2,
-			stderrFirst:  `invalid value "soon" for flag -interval`,
+			stderrFirst:  `dcroll status: invalid argument "soon" for "--interval" flag`,
 			stderrSecond: "usage: dcroll status ",
 			stdoutEmpty:  true,
 		},
@@ -310,7 +310,7 @@ func TestCLIUsage(t *testing.T) {
 			name:         "global flag without its value",
 			args:         []string{"status", "--zk"},
 			code:         2,
-			stderrFirst:  "flag needs an argument: -zk",
+			stderrFirst:  "dcroll status: flag needs an argument: --zk",
 			stderrSecond: "usage: dcroll status ",
 			stdoutEmpty:  true,
 		},
@@ -347,14 +347,58 @@ func TestCLIUsage(t *testing.T) {
 			stdoutEmpty:  true,
 		},
 		{
-			// Go's flag package stops at the first argument, so a flag
-			// after FILE is a second argument: refused, nothing written.
-			name:         "seed with a flag after the file",
-			args:         []string{"seed", "a.toml", "--dry-run"},
+			// Flags count wherever they stand: --dry-run after FILE is
+			// the flag, and FILE the one argument.
+			name:        "seed with a flag after the file",
+			args:        []string{"seed", "missing.toml", "--dry-run"},
+			code:        1,
+			stderrFirst: "dcroll seed: open missing.toml: no such file or directory",
+			stdoutEmpty: true,
+		},
+		{
+			name:        "-- ends the flags",
+			args:        []string{"seed", "--", "--dry-run"},
+			code:        1,
+			stderrFirst: "dcroll seed: open --dry-run: no such file or directory",
+			stdoutEmpty: true,
+		},
+		{
+			name:         "a long flag with one dash",
+			args:         []string{"status", "-json"},
 			code:         2,
-			stderrFirst:  "dcroll seed: want exactly one seed FILE, got 2 arguments",
-			stderrSecond: "usage: dcroll seed [--dry-run] FILE",
+			stderrFirst:  `dcroll status: unknown shorthand flag: 'j' in -json (long flags take two dashes: --json)`,
+			stderrSecond: "usage: dcroll status ",
 			stdoutEmpty:  true,
+		},
+		{
+			name:         "a misspelt mode",
+			args:         []string{"stauts"},
+			code:         2,
+			stderrFirst:  `dcroll: unknown mode "stauts"; did you mean "status"?`,
+			stderrSecond: "usage: dcroll ",
+			stdoutEmpty:  true,
+		},
+		{
+			name:        "a mode cut short",
+			args:        []string{"ord", "--auto"},
+			code:        2,
+			stderrFirst: `dcroll: unknown mode "ord"; did you mean "order"?`,
+			stdoutEmpty: true,
+		},
+		{
+			name:        "a name far from every mode",
+			args:        []string{"deploy"},
+			code:        2,
+			stderrFirst: `dcroll: unknown mode "deploy"`,
+			notStderr:   []string{"did you mean"},
+			stdoutEmpty: true,
+		},
+		{
+			name:        "help for a misspelt mode",
+			args:        []string{"help", "sede"},
+			code:        2,
+			stderrFirst: `dcroll help: unknown mode "sede"; did you mean "seed"?`,
+			stdoutEmpty: true,
 		},
 		{
 			name:         "agent with an argument",
@@ -461,6 +505,41 @@ func TestCLIVersion(t *testing.T) {
 	}
 	if r.stderr != "" {
 		t.Errorf("version wrote to stderr: %q", r.stderr)
+	}
+}
+
+// TestCLIVersionFlag checks that --version prints what the version mode
+// prints, and nothing else.
+func TestCLIVersionFlag(t *testing.T) {
+	want := dcroll(t, "version")
+	for _, args := range [][]string{{"--version"}, {"--zk", "127.0.0.1:1", "--version"}} {
+		if r := dcroll(t, args...); r.code != 0 || r.stdout != want.stdout || r.stderr != "" {
+			t.Errorf("dcroll %q:\n%s\nwant the output of dcroll version:\n%s", args, r, want)
+		}
+	}
+}
+
+// TestCLIFlagsAfterArguments checks that a flag after the arguments is
+// parsed, not taken for an argument: each command gets past its usage
+// checks and fails only on the ZooKeeper that is not there.
+func TestCLIFlagsAfterArguments(t *testing.T) {
+	archive, _, _ := releaseArchive(t, "2")
+	seedFile := writeFile(t, "seed.toml", "[services.web]\nquorum = 1\n")
+	cfg := configFile(t, "[zookeeper]\nsession_timeout = \"200ms\"\n")
+	for _, args := range [][]string{
+		{"stage", "web", "2", archive, "--timeout", "5m"},
+		{"stage", "web", "2", archive, "--replace", "--url", "http://origin/web.tar", "--detach"},
+		{"seed", seedFile, "--dry-run"},
+		{"order", "web", "--zk", "127.0.0.1:1"},
+		{"status", "--json", "--interval=1s"},
+		{"pause", "web", "--root", "/elsewhere"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := dcroll(t, append(append([]string{"--config", cfg}, args...), "--zk", "127.0.0.1:1")...)
+			if r.code != modes.ExitError || strings.Contains(r.stderr, "usage:") || !strings.Contains(r.stderr, "127.0.0.1:1") {
+				t.Errorf("want exit 1 for the unreachable ZooKeeper, and no usage error:\n%s", r)
+			}
+		})
 	}
 }
 

@@ -3,11 +3,12 @@ package modes
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dcroll/dcroll/roll"
 )
@@ -22,8 +23,8 @@ func (*orderMode) Synopsis() string {
 	return "queue staged services for deploy, in an order their dependencies allow"
 }
 
-func (m *orderMode) Flags(*Env) (*flag.FlagSet, string, string) {
-	fs := flag.NewFlagSet("order", flag.ContinueOnError)
+func (m *orderMode) Flags(*Env) (*pflag.FlagSet, string, string) {
+	fs := pflag.NewFlagSet("order", pflag.ContinueOnError)
 	fs.BoolVar(&m.auto, "auto", false, "queue every staged service not yet queued, in steps derived from the dependencies")
 	return fs, "order [--auto] [SERVICE[,SERVICE...]]...", `
 Each argument is one step of the deploy queue; services joined by commas

@@ -2,9 +2,10 @@ package modes
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"os"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dcroll/dcroll/roll"
 )
@@ -19,8 +20,8 @@ func (*seedMode) Synopsis() string {
 	return "bootstrap or update a data center's tree and service catalog from a file"
 }
 
-func (m *seedMode) Flags(*Env) (*flag.FlagSet, string, string) {
-	fs := flag.NewFlagSet("seed", flag.ContinueOnError)
+func (m *seedMode) Flags(*Env) (*pflag.FlagSet, string, string) {
+	fs := pflag.NewFlagSet("seed", pflag.ContinueOnError)
 	fs.BoolVar(&m.dryRun, "dry-run", false, "print what would change, change nothing")
 	return fs, "seed [--dry-run] FILE", `
 FILE lists the services with their policies, for example:

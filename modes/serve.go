@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"flag"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"path/filepath"
 	"sync/atomic"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dcroll/dcroll/fetch"
 )
@@ -27,8 +28,8 @@ type serveMode struct {
 
 func (*serveMode) Synopsis() string { return "(hidden) a tiny HTTP service for demos and tests" }
 
-func (m *serveMode) Flags(*Env) (*flag.FlagSet, string, string) {
-	fs := flag.NewFlagSet("_serve", flag.ContinueOnError)
+func (m *serveMode) Flags(*Env) (*pflag.FlagSet, string, string) {
+	fs := pflag.NewFlagSet("_serve", pflag.ContinueOnError)
 	fs.StringVar(&m.addr, "addr", "127.0.0.1:8080", "listen `address`")
 	return fs, "_serve [--addr host:port]", `
 Answers GET /healthz with 200 and the version (DCROLL_VERSION), unless the

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/schollz/progressbar/v3"
+	"github.com/spf13/pflag"
 
 	"github.com/dcroll/dcroll/config"
 	"github.com/dcroll/dcroll/fetch"
@@ -30,7 +30,7 @@ type stageMode struct {
 	replace          bool
 	listen           string
 	advertise        string
-	urls             stringList
+	urls             []string
 	timeout          time.Duration
 	detach           bool
 	torrentListen    string
@@ -38,22 +38,16 @@ type stageMode struct {
 	uploadRate       int64
 }
 
-// stringList is a repeatable string flag.
-type stringList []string
-
-func (l *stringList) String() string     { return strings.Join(*l, ",") }
-func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
-
 func (*stageMode) Synopsis() string {
 	return "publish a release of a service and serve it until the hosts have it"
 }
 
-func (m *stageMode) Flags(*Env) (*flag.FlagSet, string, string) {
-	fs := flag.NewFlagSet("stage", flag.ContinueOnError)
+func (m *stageMode) Flags(*Env) (*pflag.FlagSet, string, string) {
+	fs := pflag.NewFlagSet("stage", pflag.ContinueOnError)
 	fs.BoolVar(&m.replace, "replace", false, "replace a staged release that has not finished rolling")
 	fs.StringVar(&m.listen, "listen", "0.0.0.0:0", "`address` to serve the artifact on")
 	fs.StringVar(&m.advertise, "advertise", "", "`host:port` the hosts reach the artifact at (default: this host's name and the bound port)")
-	fs.Var(&m.urls, "url", "another `URL` of the same artifact (a web seed); repeatable")
+	fs.StringArrayVar(&m.urls, "url", nil, "another `URL` of the same artifact (a web seed); repeatable")
 	fs.DurationVar(&m.timeout, "timeout", 30*time.Minute, "give up serving after this long")
 	fs.BoolVar(&m.detach, "detach", false, "write the manifest and exit without serving (needs --url)")
 	fs.StringVar(&m.torrentListen, "torrent-listen", "0.0.0.0:0", "`address` to seed the release over BitTorrent on (empty: HTTP only)")

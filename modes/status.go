@@ -3,13 +3,14 @@ package modes
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/dcroll/dcroll/roll"
 )
@@ -26,8 +27,8 @@ func (*statusMode) Synopsis() string {
 	return "show the fleet: per service and per host, online, offline, versions"
 }
 
-func (m *statusMode) Flags(*Env) (*flag.FlagSet, string, string) {
-	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+func (m *statusMode) Flags(*Env) (*pflag.FlagSet, string, string) {
+	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
 	fs.BoolVar(&m.json, "json", false, "print JSON (schema in the README; fields are only ever added)")
 	fs.BoolVar(&m.watch, "watch", false, "refresh until interrupted")
 	fs.DurationVar(&m.interval, "interval", 2*time.Second, "refresh interval with --watch")

@@ -2,10 +2,12 @@ package modes
 
 import (
 	"context"
-	"flag"
 	"fmt"
+	"io"
 	"runtime"
 	"runtime/debug"
+
+	"github.com/spf13/pflag"
 )
 
 // Stamped at build time: -ldflags "-X github.com/dcroll/dcroll/modes.Version=1.2.3 -X ...Commit=abc".
@@ -20,17 +22,22 @@ type versionMode struct{}
 
 func (*versionMode) Synopsis() string { return "print dcroll's version, commit and Go version" }
 
-func (*versionMode) Flags(*Env) (*flag.FlagSet, string, string) {
-	return flag.NewFlagSet("version", flag.ContinueOnError), "version", ""
+func (*versionMode) Flags(*Env) (*pflag.FlagSet, string, string) {
+	return pflag.NewFlagSet("version", pflag.ContinueOnError), "version", ""
 }
 
 func (*versionMode) Run(_ context.Context, env *Env, args []string) error {
 	if len(args) > 0 {
 		return usageErr("unexpected argument %q", args[0])
 	}
-	v, c := BuildVersion()
-	fmt.Fprintf(env.Stdout, "dcroll %s (commit %s, %s, %s/%s)\n", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	printVersion(env.Stdout)
 	return nil
+}
+
+// printVersion prints the line of `dcroll version` and `dcroll --version`.
+func printVersion(w io.Writer) {
+	v, c := BuildVersion()
+	fmt.Fprintf(w, "dcroll %s (commit %s, %s, %s/%s)\n", v, c, runtime.Version(), runtime.GOOS, runtime.GOARCH)
 }
 
 // BuildVersion returns the stamped version and commit, falling back to what
