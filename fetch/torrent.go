@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	g "github.com/anacrolix/generics"
 	"github.com/anacrolix/torrent"
@@ -39,7 +40,24 @@ type SwarmConfig struct {
 	// Logger receives the swarm's and the BitTorrent client's logs; nil
 	// discards them.
 	Logger hclog.Logger
+	// Resolver looks up the host names in peer addresses; nil is
+	// net.DefaultResolver.
+	Resolver Resolver
+	// PeerRefresh is how often a Fetch looks the peers' names up again and
+	// asks the client to dial the peers it is not connected to; 0 is
+	// DefaultPeerRefresh.
+	PeerRefresh time.Duration
 }
+
+// Resolver looks up the addresses of a host name, as net.Resolver does.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// DefaultPeerRefresh is how often a Fetch resolves its peers again by
+// default: a host whose address changed, or whose client was not up yet, is
+// reached within this long.
+const DefaultPeerRefresh = 15 * time.Second
 
 // Swarm is this host's BitTorrent client: it fetches releases from peers
 // named by the caller and seeds every release it has. Peers are only ever the
@@ -88,6 +106,12 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	logger := cfg.Logger
 	if logger == nil {
 		logger = hclog.NewNullLogger()
+	}
+	if cfg.Resolver == nil {
+		cfg.Resolver = net.DefaultResolver
+	}
+	if cfg.PeerRefresh <= 0 {
+		cfg.PeerRefresh = DefaultPeerRefresh
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("new swarm: %w", err)
@@ -228,7 +252,7 @@ func (s *Swarm) Seed(mi []byte, file string) error {
 	return s.seed(m, info, file, nil)
 }
 
-func (s *Swarm) seed(m *metainfo.MetaInfo, info *metainfo.Info, file string, peers []string) error {
+func (s *Swarm) seed(m *metainfo.MetaInfo, info *metainfo.Info, file string, peers []torrent.PeerInfo) error {
 	ih := m.HashInfoBytes()
 	fi, err := os.Stat(file)
 	if err != nil {
@@ -260,15 +284,17 @@ func (s *Swarm) seed(m *metainfo.MetaInfo, info *metainfo.Info, file string, pee
 	}
 	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: m.InfoBytes, Storage: st})
 	s.torrents[ih] = &swarmTorrent{t: t, seed: st, file: file}
-	t.AddPeers(peerInfos(peers))
+	t.AddPeers(peers)
 	s.log.Debug("seeding", "infohash", ih.HexString(), "file", file)
 	return nil
 }
 
-// Fetch downloads the release a described by mi from peers (host:port) into
-// DataDir, verifies its size and sha256 against a, moves it to dst and keeps
-// seeding it from there. An interrupted Fetch resumes, in this or a later
-// Swarm with the same DataDir, without fetching verified pieces again.
+// Fetch downloads the release a described by mi from peers (host:port, the
+// host a name or an address) into DataDir, verifies its size and sha256
+// against a, moves it to dst and keeps seeding it from there. An interrupted
+// Fetch resumes, in this or a later Swarm with the same DataDir, without
+// fetching verified pieces again. Peers named, none of which resolves, are
+// an ErrNoPeers.
 func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string, dst string, share Share) error {
 	if err := validateContent(a); err != nil {
 		return err
@@ -284,6 +310,10 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 	}
 	dir := downloadDir(s.cfg.DataDir, info, ih)
 	data := filepath.Join(dir, info.Name)
+	addrs, err := s.resolve(ctx, peers)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
 
 	s.mu.Lock()
 	if st, ok := s.torrents[ih]; ok {
@@ -304,10 +334,22 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 	s.torrents[ih] = st
 	s.mu.Unlock()
 
-	t.AddPeers(peerInfos(peers))
+	t.AddPeers(addrs)
 	t.DownloadAll()
 	spreadPieces(t, share)
-	s.log.Debug("fetching", "torrent", name, "peers", len(peers))
+	s.log.Debug("fetching", "torrent", name, "peers", len(peers), "addresses", len(addrs))
+	refreshCtx, stopRefresh := context.WithCancel(ctx)
+	refreshed := make(chan struct{})
+	go func() {
+		defer close(refreshed)
+		s.refreshPeers(refreshCtx, t, peers)
+	}()
+	// The refresh ends before Fetch returns, so it never adds peers to a
+	// torrent a later Fetch or Seed of the same release owns.
+	defer func() {
+		stopRefresh()
+		<-refreshed
+	}()
 
 	// Pieces are hash-checked, so a complete torrent differs from the
 	// artifact only if the metainfo does, or if the completion database
@@ -348,7 +390,7 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 	}
 	s.forgetPieces(ih, info.NumPieces())
 	os.Remove(dir)
-	if err := s.seed(m, info, dst, peers); err != nil {
+	if err := s.seed(m, info, dst, addrs); err != nil {
 		// dst holds the verified artifact, which is what the caller asked
 		// for; not seeding it only costs the other hosts some speed.
 		s.log.Warn("cannot seed fetched artifact", "torrent", name, "error", err)
@@ -485,12 +527,77 @@ func parseInfohash(s string) (metainfo.Hash, bool) {
 	return ih, ih.FromHexString(s) == nil
 }
 
-func peerInfos(addrs []string) []torrent.PeerInfo {
-	ps := make([]torrent.PeerInfo, 0, len(addrs))
-	for _, a := range addrs {
-		ps = append(ps, torrent.PeerInfo{Addr: torrent.StringAddr(a), Source: torrent.PeerSourceDirect})
+// ErrNoPeers means a Fetch was given peers but none of their names resolves.
+var ErrNoPeers = errors.New("fetch: no peer address resolves")
+
+// resolve turns peers (host:port) into the addresses the client dials: it
+// takes only IP addresses, and drops a peer named by a host name without a
+// word. A name that does not resolve is logged and skipped; when peers were
+// given and none resolves, the error, an ErrNoPeers, names them.
+func (s *Swarm) resolve(ctx context.Context, peers []string) ([]torrent.PeerInfo, error) {
+	var ps []torrent.PeerInfo
+	var errs []error
+	for _, p := range peers {
+		host, portStr, err := net.SplitHostPort(p)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		port, err := strconv.ParseUint(portStr, 10, 16)
+		if err != nil || port == 0 {
+			errs = append(errs, fmt.Errorf("%s: bad port", p))
+			continue
+		}
+		ips, err := s.lookup(ctx, host)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p, err))
+			continue
+		}
+		for _, ip := range ips {
+			ap := netip.AddrPortFrom(ip.Unmap(), uint16(port))
+			ps = append(ps, torrent.PeerInfo{Addr: torrent.StringAddr(ap.String()), Source: torrent.PeerSourceDirect})
+		}
 	}
-	return ps
+	err := errors.Join(errs...)
+	if err != nil && len(ps) == 0 {
+		return nil, fmt.Errorf("%w: %w", ErrNoPeers, err)
+	}
+	if err != nil {
+		s.log.Warn("some peers do not resolve", "error", err)
+	}
+	return ps, nil
+}
+
+// lookup returns the addresses of host, an IP address or a name.
+func (s *Swarm) lookup(ctx context.Context, host string) ([]netip.Addr, error) {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return []netip.Addr{ip}, nil
+	}
+	return s.cfg.Resolver.LookupNetIP(ctx, "ip", host)
+}
+
+// refreshPeers resolves peers again every PeerRefresh until ctx ends and
+// hands the addresses to t: a host whose name now points elsewhere is
+// dialed at its new address, and one that could not be dialed before is
+// tried again. The client skips peers it is connected to.
+func (s *Swarm) refreshPeers(ctx context.Context, t *torrent.Torrent, peers []string) {
+	if len(peers) == 0 {
+		return
+	}
+	tick := time.NewTicker(s.cfg.PeerRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if addrs, err := s.resolve(ctx, peers); err == nil {
+			t.AddPeers(addrs)
+		} else if ctx.Err() == nil {
+			s.log.Warn("no peer resolves", "error", err)
+		}
+	}
 }
 
 // validateContent is Artifact.Validate without the URL requirement: over

@@ -5,6 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -342,5 +345,121 @@ func TestShareLevel(t *testing.T) {
 				t.Errorf("n %d: piece %d on top for %d ranks, want 1", n, i, owners)
 			}
 		}
+	}
+}
+
+// TestIntegration_SwarmPeersByName fetches from peers named as dcroll names
+// them by default, by host name: the seeder and the fetchers are known to
+// each other only as localhost:PORT and as this machine's name.
+func TestIntegration_SwarmPeersByName(t *testing.T) {
+	const size = 2 << 20
+	path, a, mi, ih := release(t, size)
+	names := []string{"localhost"}
+	if h, err := os.Hostname(); err == nil && h != "localhost" {
+		if _, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip4", h); err == nil {
+			names = append(names, h)
+		} else {
+			t.Logf("this machine's name %s does not resolve; peers are named localhost only", h)
+		}
+	}
+	// byName is the address a swarm on 127.0.0.1 is known by to its peers.
+	byName := func(s *Swarm, i int) string {
+		_, port, err := net.SplitHostPort(s.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return net.JoinHostPort(names[i%len(names)], port)
+	}
+	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{UploadRate: 1 << 20})
+	if err := seeder.Seed(mi, path); err != nil {
+		t.Fatal(err)
+	}
+	fetchers := []*Swarm{
+		newTestSwarm(t, "fetcher0", "127.0.0.1:0", SwarmConfig{}),
+		newTestSwarm(t, "fetcher1", "127.0.0.1:0", SwarmConfig{}),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := t.TempDir()
+	errs := make([]error, len(fetchers))
+	var wg sync.WaitGroup
+	for i, f := range fetchers {
+		peers := []string{byName(seeder, 0), byName(fetchers[1-i], 1)}
+		t.Logf("fetcher %d: peers %v", i, peers)
+		wg.Go(func() {
+			errs[i] = f.Fetch(ctx, a, mi, peers, filepath.Join(out, fmt.Sprint(i)), Share{Rank: i, Hosts: len(fetchers)})
+		})
+	}
+	wg.Wait()
+	for i, f := range fetchers {
+		if errs[i] != nil {
+			t.Fatalf("fetcher %d: %v", i, errs[i])
+		}
+		if err := Verify(filepath.Join(out, fmt.Sprint(i)), a); err != nil {
+			t.Error(err)
+		}
+		if read, _, _ := f.Stats(ih); read < size/2 {
+			t.Errorf("fetcher %d read %d bytes from peers, want at least half the release (%d)", i, read, size/2)
+		}
+	}
+}
+
+// switchingResolver answers with one address until it has been asked
+// first times, then with another: a host that moved.
+type switchingResolver struct {
+	mu          sync.Mutex
+	asked       int
+	first       int
+	before, now netip.Addr
+}
+
+func (r *switchingResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if host != "origin.test" {
+		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+	}
+	r.asked++
+	if r.asked <= r.first {
+		return []netip.Addr{r.before}, nil
+	}
+	return []netip.Addr{r.now}, nil
+}
+
+func (r *switchingResolver) lookups() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.asked
+}
+
+// TestIntegration_SwarmResolvesAgain names the seeder by a name that first
+// points where nothing listens, then at the seeder: the fetch finds it by
+// looking the name up again, and a name that never resolves fails at once.
+func TestIntegration_SwarmResolvesAgain(t *testing.T) {
+	path, a, mi, _ := release(t, 512<<10)
+	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{})
+	if err := seeder.Seed(mi, path); err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(seeder.Addr())
+	r := &switchingResolver{first: 2, before: netip.MustParseAddr("127.0.0.3"), now: netip.MustParseAddr("127.0.0.1")}
+	fetcher := newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{Resolver: r, PeerRefresh: 50 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	dst := filepath.Join(t.TempDir(), "dst")
+	if err := fetcher.Fetch(ctx, a, mi, []string{net.JoinHostPort("origin.test", port)}, dst, Share{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(dst, a); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.lookups(); n <= r.first {
+		t.Errorf("the name was looked up %d times, want more than %d", n, r.first)
+	}
+
+	_, b, mi2, _ := release(t, 64<<10)
+	err := fetcher.Fetch(ctx, b, mi2, []string{"nowhere.test:" + port}, filepath.Join(t.TempDir(), "dst"), Share{})
+	if !errors.Is(err, ErrNoPeers) || !strings.Contains(err.Error(), "nowhere.test") {
+		t.Errorf("fetch from a name that does not resolve: got %v, want ErrNoPeers naming it", err)
 	}
 }
