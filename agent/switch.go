@@ -1,0 +1,168 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dcroll/dcroll/roll"
+	"github.com/dcroll/dcroll/state"
+)
+
+// switchVersion moves svc from one version to another while this host
+// holds the turn, and returns the failure if the new version did not
+// become healthy (the host is then back on from). The intent is written to
+// state.json first, so that a crash at any point is recovered at boot.
+//
+// A switch, once begun, runs to its end even if the agent is asked to stop
+// (bounded by the health deadline): stopping halfway would leave the host
+// on neither version, and would halt the deploy for no fault of the
+// release. systemd's stop timeout is the backstop; the boot recovers.
+func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from, to string) *roll.Failure {
+	ctx = context.WithoutCancel(ctx)
+	a.ops[svc].Lock()
+	defer a.ops[svc].Unlock()
+	policy := roll.Service{Health: roll.HealthPolicy{MinHealthy: roll.DefaultMinHealthy, Deadline: roll.DefaultDeadline}}
+	if services, err := store.Services(); err == nil {
+		if p, ok := services[svc]; ok {
+			policy = p
+		}
+	}
+	log := a.log.With("service", svc, "from", from, "to", to)
+	log.Info("taking the turn: switching")
+
+	a.mu.Lock()
+	a.switching[svc] = true
+	a.cache.Switch = &state.Switch{Service: svc, From: from, To: to, Started: time.Now().UTC()}
+	a.mu.Unlock()
+	a.saveCache()
+	defer func() {
+		a.mu.Lock()
+		a.switching[svc] = false
+		a.cache.Switch = nil
+		a.mu.Unlock()
+		a.saveCache()
+	}()
+
+	// Leave /current before stopping: the others count this host offline
+	// from here on.
+	if err := a.leaveCurrent(store, svc); err != nil {
+		// Nothing was stopped: release the turn and queue again later. The
+		// health loop puts the host back in /current.
+		log.Warn("cannot leave /current; not switching this time", "error", err)
+		return nil
+	}
+	reason := ""
+	if err := a.restartAs(ctx, svc, to); err != nil {
+		reason = err.Error()
+	} else if err := a.awaitHealthy(ctx, svc, policy.Health); err != nil {
+		reason = err.Error()
+	}
+	if reason == "" {
+		log.Info("healthy on the new version")
+		if err := a.enterCurrent(store, svc, to); err != nil {
+			log.Warn("cannot re-enter /current yet; the health loop will", "error", err)
+		}
+		return nil
+	}
+
+	log.Error("the new version failed; switching back", "reason", reason)
+	if err := a.restartAs(ctx, svc, from); err != nil {
+		log.Error("cannot start the old version again", "error", err)
+	} else if err := a.awaitHealthy(ctx, svc, policy.Health); err != nil {
+		log.Error("the old version is not healthy either", "error", err)
+	} else if err := a.enterCurrent(store, svc, from); err != nil {
+		log.Warn("cannot re-enter /current yet; the health loop will", "error", err)
+	}
+	return &roll.Failure{Host: a.host, Version: to, Reason: reason, At: time.Now().UTC()}
+}
+
+func (a *Agent) leaveCurrent(store *roll.Store, svc string) error {
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
+	a.mu.Lock()
+	a.desired[svc] = nil
+	a.mu.Unlock()
+	return store.ClearCurrent(svc, a.host)
+}
+
+func (a *Agent) enterCurrent(store *roll.Store, svc, version string) error {
+	c := &roll.Current{Version: version, Since: time.Now().UTC()}
+	a.pubMu.Lock()
+	defer a.pubMu.Unlock()
+	a.mu.Lock()
+	a.desired[svc] = c
+	a.mu.Unlock()
+	return store.SetCurrent(svc, a.host, *c)
+}
+
+// restartAs stops svc and starts version: the symlink swap is one rename.
+func (a *Agent) restartAs(ctx context.Context, svc, version string) error {
+	if err := a.units[svc].Stop(ctx); err != nil {
+		return fmt.Errorf("stop: %w", err)
+	}
+	if err := a.start(ctx, svc, version); err != nil {
+		return fmt.Errorf("start %s: %w", version, err)
+	}
+	return nil
+}
+
+// awaitHealthy checks svc every health interval until it has been healthy
+// for the policy's min_healthy, or fails once the deadline has passed.
+func (a *Agent) awaitHealthy(ctx context.Context, svc string, p roll.HealthPolicy) error {
+	u := a.units[svc]
+	deadline := time.Now().Add(time.Duration(p.Deadline))
+	var since time.Time
+	var last error
+	t := time.NewTicker(u.Interval())
+	defer t.Stop()
+	for {
+		err := u.Check(ctx)
+		switch {
+		case !u.Running():
+			return errors.New("the process exited")
+		case err != nil:
+			since, last = time.Time{}, err
+		case since.IsZero():
+			since = time.Now()
+		}
+		if !since.IsZero() && time.Since(since) >= time.Duration(p.MinHealthy) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if last == nil {
+				last = errors.New("not healthy for long enough")
+			}
+			return fmt.Errorf("not healthy for %s within %s: %v", p.MinHealthy, p.Deadline, last)
+		}
+		if !waitTick(ctx, t) {
+			return ctx.Err()
+		}
+	}
+}
+
+// recoverSwitch finishes, at boot, a switch that a crash interrupted: the
+// new version was never confirmed healthy, so the host goes back to the
+// old one, complete on disk, and will queue for its turn again.
+func (a *Agent) recoverSwitch() {
+	sw := a.cache.Switch
+	if sw == nil {
+		return
+	}
+	a.cache.Switch = nil
+	rel, ok := a.rels[sw.Service]
+	if !ok {
+		return
+	}
+	a.log.Warn("recovering an interrupted switch: back to the old version", "service", sw.Service, "from", sw.From, "to", sw.To)
+	if err := rel.Activate(sw.From); err != nil {
+		a.log.Error("cannot point the release back", "service", sw.Service, "version", sw.From, "error", err)
+	}
+	s := a.cacheService(sw.Service)
+	s.Running = sw.From
+	// The cache's fleet view may favour the new version; this boot starts
+	// the old one and the turn decides the rest.
+	a.recovered = sw
+	a.saveCache()
+}

@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+
+	"github.com/dcroll/dcroll/roll"
+)
+
+// rollLoop is this host's part of the rolling upgrade of svc for one
+// session: when a release is staged, get it, verify it and unpack it next
+// to the running one, join the ready queue, wait for the turn (roll decides
+// when), and switch.
+func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
+	backoff := time.Second
+	retry := func(err error, msg string) bool {
+		a.log.Warn(msg, "service", svc, "error", err, "retry_in", backoff)
+		ok := wait(ctx, backoff)
+		backoff = min(2*backoff, time.Minute)
+		return ok
+	}
+	select {
+	case <-ctx.Done():
+		return
+	case <-a.bootedCh[svc]:
+	}
+	for ctx.Err() == nil {
+		m, staged, changed, err := store.WatchManifest(svc)
+		if err != nil {
+			if !retry(err, "cannot read the staged release") {
+				return
+			}
+			continue
+		}
+		if !staged || m.Version == a.units[svc].Version() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-changed:
+			}
+			continue
+		}
+		if err := a.ensureRelease(ctx, store, svc, m.Version); err != nil {
+			if !retry(err, "cannot get the staged release") {
+				return
+			}
+			continue
+		}
+		ready, err := store.JoinReady(svc, a.host, m.Version)
+		if err != nil {
+			if !retry(err, "cannot join the ready queue") {
+				return
+			}
+			continue
+		}
+		a.log.Info("ready to upgrade, waiting for the turn", "service", svc, "to", m.Version)
+		from := a.units[svc].Version()
+		err = store.AwaitTurn(ctx, svc, a.host, ready, roll.Turn{From: from, To: m.Version, Started: time.Now().UTC()})
+		if err != nil {
+			// Leave the queue cleanly before trying again: after a
+			// connection loss the session, and the node, may live on,
+			// and a node left behind would stand in the queue for good.
+			a.untilDone(ctx, svc, "cannot leave the ready queue", func() error {
+				if err := store.Conn.Delete(ready, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+					return err
+				}
+				return nil
+			})
+			if errors.Is(err, roll.ErrLeftQueue) || ctx.Err() != nil {
+				continue
+			}
+			if !retry(err, "waiting for the turn failed") {
+				return
+			}
+			continue
+		}
+		backoff = time.Second
+		if err := a.checkArtifact(svc, m); err != nil {
+			// Refused at switch time: give the turn back and fetch again.
+			a.finishTurn(ctx, store, svc, nil)
+			continue
+		}
+		failure := a.switchVersion(ctx, store, svc, from, m.Version)
+		a.finishTurn(ctx, store, svc, failure)
+		if failure == nil {
+			a.prune(svc, m.Version, from)
+		}
+	}
+}
+
+// finishTurn releases the turn, recording failure if any, and retries until
+// ZooKeeper has it. A turn is an ephemeral node, but a connection lost for
+// less than the session timeout does not end the session: a turn not
+// released would hold its place in max_parallel, and keep the step from
+// finishing, for as long as this agent lives.
+func (a *Agent) finishTurn(ctx context.Context, store *roll.Store, svc string, failure *roll.Failure) {
+	a.untilDone(ctx, svc, "cannot finish the turn", func() error {
+		return store.FinishTurn(svc, a.host, failure)
+	})
+}
+
+// untilDone calls op until it succeeds or ctx ends (the agent stops, or the
+// session ended and took the ephemeral nodes with it), backing off between
+// tries.
+func (a *Agent) untilDone(ctx context.Context, svc, msg string, op func() error) {
+	backoff := 100 * time.Millisecond
+	for {
+		err := op()
+		if err == nil {
+			return
+		}
+		a.log.Warn(msg+"; retrying", "service", svc, "error", err, "retry_in", backoff)
+		if !wait(ctx, backoff) {
+			a.log.Error(msg+"; giving up, the session's end releases it", "service", svc, "error", err)
+			return
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// advanceLoop takes part, for this session, in electing the one agent that
+// advances the deploy queue when a step finishes without a turn ending it.
+func (a *Agent) advanceLoop(ctx context.Context, store *roll.Store) {
+	for ctx.Err() == nil {
+		err := store.RunAdvancer(ctx, a.host)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		a.log.Warn("advancing the deploy queue failed, retrying", "error", err)
+		if !wait(ctx, time.Second) {
+			return
+		}
+	}
+}
