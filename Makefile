@@ -9,8 +9,10 @@ LDFLAGS := -s -w -X github.com/dcroll/dcroll/modes.Version=$(VERSION) -X github.
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dcroll .
 
+# staticcheck is a tool of the module (go.mod's tool directive): no install.
 test:
 	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
 	$(GO) test -race -timeout 15m ./...
 
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
