@@ -73,6 +73,8 @@ type Swarm struct {
 
 	mu       sync.Mutex
 	torrents map[metainfo.Hash]*swarmTorrent
+
+	uploads *uploads // the peers each torrent's data went to
 }
 
 // swarmTorrent is the Swarm's record of one torrent in the client.
@@ -185,6 +187,8 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	// The upload cap is applied to the connections themselves (pace.go);
 	// the client's TCP is off and the swarm brings its own listener and
 	// dialer.
+	up := newUploads()
+	cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, up.add)
 	cc.DisableTCP = true
 	var upload *rate.Limiter
 	if cfg.UploadRate > 0 {
@@ -217,6 +221,7 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 		pc:       pc,
 		store:    store,
 		torrents: make(map[metainfo.Hash]*swarmTorrent),
+		uploads:  up,
 	}, nil
 }
 
@@ -480,6 +485,22 @@ func (s *Swarm) Stats(infohash string) (bytesRead, bytesWritten int64, peers int
 	return st.read + ts.BytesReadData.Int64(), st.written + ts.BytesWrittenData.Int64(), ts.ActivePeers
 }
 
+// UploadedTo returns how many distinct peers this swarm has sent data of
+// the torrent with the given hex infohash to, connected or not any more.
+func (s *Swarm) UploadedTo(infohash string) int {
+	ih, ok := parseInfohash(infohash)
+	if !ok {
+		return 0
+	}
+	s.mu.Lock()
+	st, ok := s.torrents[ih]
+	s.mu.Unlock()
+	if !ok {
+		return 0
+	}
+	return s.uploads.count(st.t)
+}
+
 // Drop stops fetching or seeding the torrent with the given hex infohash. The
 // data of a partial download stays in DataDir for a later Fetch to resume.
 func (s *Swarm) Drop(infohash string) {
@@ -494,6 +515,7 @@ func (s *Swarm) Drop(infohash string) {
 	if !ok {
 		return
 	}
+	s.uploads.forget(ih)
 	st.t.Drop()
 	if st.seed != nil {
 		st.seed.Close()

@@ -139,6 +139,15 @@ func TestIntegration_SwarmSharesAmongPeers(t *testing.T) {
 	if float64(uploaded) >= 0.75*float64(downloaded) {
 		t.Errorf("seeder uploaded %d of %d bytes downloaded; peers did not share", uploaded, downloaded)
 	}
+	// Two peers that both hold every piece drop their connection: the
+	// seeder ends connected to nobody, and still counts whom it sent to.
+	waitFor(t, 20*time.Second, "the seeder's connections to close", func() bool {
+		_, _, open := seeder.Stats(ih)
+		return open == 0
+	})
+	if n := seeder.UploadedTo(ih); n < 1 || n > fetchers {
+		t.Errorf("seeder uploaded to %d peers, want 1 to %d", n, fetchers)
+	}
 
 	// A fetcher now seeds from dst: a newcomer that only knows it gets the
 	// release, and it was moved, not left in DataDir.

@@ -218,8 +218,9 @@ func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc 
 		if swarm == nil {
 			return ""
 		}
-		_, written, peers := swarm.Stats(man.Infohash)
-		return fmt.Sprintf(", %s sent over BitTorrent to %d peers (%.1fx the release)", humanBytes(written), peers, float64(written)/float64(man.Size))
+		_, written, _ := swarm.Stats(man.Infohash)
+		peers := swarm.UploadedTo(man.Infohash)
+		return fmt.Sprintf(", %s sent over BitTorrent to %d %s (%.1fx the release)", humanBytes(written), peers, plural(peers, "peer", "peers"), float64(written)/float64(man.Size))
 	}
 	timeout := time.NewTimer(m.timeout)
 	defer timeout.Stop()
