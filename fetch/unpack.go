@@ -45,16 +45,6 @@ func Unpack(archive, dir string) (err error) {
 	}
 	defer f.Close()
 
-	br := bufio.NewReader(f)
-	var r io.Reader = br
-	var gz *gzip.Reader
-	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
-		if gz, err = gzip.NewReader(br); err != nil {
-			return fmt.Errorf("%w: %s: gzip: %v", ErrBadArchive, archive, err)
-		}
-		r = gz
-	}
-
 	parent := filepath.Dir(dir)
 	tmp, err := os.MkdirTemp(parent, "."+filepath.Base(dir)+".unpack-*")
 	if err != nil {
@@ -66,16 +56,15 @@ func Unpack(archive, dir string) (err error) {
 		}
 	}()
 
-	if err := extract(tar.NewReader(r), tmp, archive); err != nil {
+	root, err := os.OpenRoot(tmp)
+	if err != nil {
+		return fmt.Errorf("unpack %s: %w", archive, err)
+	}
+	defer root.Close()
+	if _, err := extract(f, diskTree{root}, archive); err != nil {
 		return err
 	}
-	if gz != nil {
-		// The tar end marker comes before the gzip trailer; read on so the
-		// CRC and length are checked. Only padding should remain.
-		if _, err := io.Copy(io.Discard, io.LimitReader(gz, 1<<20)); err != nil {
-			return fmt.Errorf("%w: %s: gzip: %v", ErrBadArchive, archive, err)
-		}
-	}
+	syncDir(tmp)
 
 	// Checked once more to narrow the window: rename(2) silently replaces an
 	// empty directory that appeared meanwhile.
@@ -89,16 +78,66 @@ func Unpack(archive, dir string) (err error) {
 	return nil
 }
 
-// extract writes the entries of tr beneath tmp. Every file operation goes
-// through an os.Root, and no entry may pass through a symlink, so neither a
-// crafted path nor a crafted link can write outside tmp.
-func extract(tr *tar.Reader, tmp, archive string) error {
-	root, err := os.OpenRoot(tmp)
+// CheckArchive reads the tar archive at path archive, gzip-compressed or
+// not, to its end without writing anything, and applies every rule Unpack
+// does: an archive it accepts unpacks, unless the disk fails. A truncated or
+// corrupt stream, a refused entry or an archive without entries is an
+// ErrBadArchive naming the file and the problem.
+func CheckArchive(archive string) error {
+	f, err := os.Open(archive)
 	if err != nil {
-		return fmt.Errorf("unpack %s: %w", archive, err)
+		return fmt.Errorf("check archive: %w", err)
 	}
-	defer root.Close()
+	defer f.Close()
+	n, err := extract(f, checkTree{".": fs.ModeDir}, archive)
+	if err != nil {
+		return err
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: %s: no entries (not a tar archive?)", ErrBadArchive, archive)
+	}
+	return nil
+}
 
+// extract reads the archive in f, gzip-compressed or not, to its end and
+// puts its entries into t, returning how many there were. Every file
+// operation goes through t, which for the disk is an os.Root, and no entry
+// may pass through a symlink, so neither a crafted path nor a crafted link
+// can write outside it.
+func extract(f io.Reader, t tree, archive string) (int, error) {
+	br := bufio.NewReader(f)
+	var r io.Reader = br
+	var gz *gzip.Reader
+	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
+		var err error
+		if gz, err = gzip.NewReader(br); err != nil {
+			return 0, fmt.Errorf("%w: %s: gzip: %v", ErrBadArchive, archive, err)
+		}
+		r = gz
+	}
+	n, err := extractTar(tar.NewReader(r), t, archive)
+	if err != nil {
+		return n, err
+	}
+	if gz != nil {
+		// The tar end marker comes before the gzip trailer; read on so the
+		// CRC and length are checked. Only padding should remain.
+		if _, err := io.Copy(io.Discard, io.LimitReader(gz, 1<<20)); err != nil {
+			return n, fmt.Errorf("%w: %s: gzip: %v", ErrBadArchive, archive, streamErr(err))
+		}
+	}
+	return n, nil
+}
+
+// streamErr says what an unexpected EOF means in an archive.
+func streamErr(err error) error {
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("truncated: %w", err)
+	}
+	return err
+}
+
+func extractTar(tr *tar.Reader, root tree, archive string) (int, error) {
 	bad := func(name, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: entry %q: %s", ErrBadArchive, archive, name, fmt.Sprintf(format, args...))
 	}
@@ -108,29 +147,30 @@ func extract(tr *tar.Reader, tmp, archive string) error {
 
 	dirModes := map[string]fs.FileMode{".": 0o755}
 	var total int64
-	for n := 0; ; n++ {
+	n := 0
+	for ; ; n++ {
 		hdr, err := tr.Next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			if hdr != nil {
-				return bad(hdr.Name, "%v", err)
+				return n, bad(hdr.Name, "%v", streamErr(err))
 			}
-			return fmt.Errorf("%w: %s: after %d entries: %v", ErrBadArchive, archive, n, err)
+			return n, fmt.Errorf("%w: %s: after %d entries: %v", ErrBadArchive, archive, n, streamErr(err))
 		}
 		if n >= MaxEntries {
-			return fmt.Errorf("%w: %s: more than %d entries", ErrBadArchive, archive, MaxEntries)
+			return n, fmt.Errorf("%w: %s: more than %d entries", ErrBadArchive, archive, MaxEntries)
 		}
 		name, err := entryName(hdr.Name)
 		if err != nil {
-			return bad(hdr.Name, "%v", err)
+			return n, bad(hdr.Name, "%v", err)
 		}
 		if name != "." {
 			if why, err := makeParents(root, name); err != nil {
-				return failed(hdr.Name, err)
+				return n, failed(hdr.Name, err)
 			} else if why != "" {
-				return bad(hdr.Name, "%s", why)
+				return n, bad(hdr.Name, "%s", why)
 			}
 		}
 		mode := fs.FileMode(hdr.Mode) & 0o777
@@ -140,12 +180,12 @@ func extract(tr *tar.Reader, tmp, archive string) error {
 			if name != "." {
 				err := root.Mkdir(name, 0o700)
 				if errors.Is(err, fs.ErrExist) {
-					fi, lerr := root.Lstat(name)
-					if lerr != nil || !fi.IsDir() {
-						return bad(hdr.Name, "directory over an existing non-directory")
+					kind, kerr := root.Kind(name)
+					if kerr != nil || !kind.IsDir() {
+						return n, bad(hdr.Name, "directory over an existing non-directory")
 					}
 				} else if err != nil {
-					return failed(hdr.Name, err)
+					return n, failed(hdr.Name, err)
 				}
 			}
 			// Applied at the end: a read-only directory must still take
@@ -154,46 +194,104 @@ func extract(tr *tar.Reader, tmp, archive string) error {
 
 		case tar.TypeReg:
 			if name == "." {
-				return bad(hdr.Name, "file at the archive root")
+				return n, bad(hdr.Name, "file at the archive root")
 			}
 			if hdr.Size > MaxUnpacked-total {
-				return bad(hdr.Name, "unpacked size exceeds %d bytes", MaxUnpacked)
+				return n, bad(hdr.Name, "unpacked size exceeds %d bytes", MaxUnpacked)
 			}
 			total += hdr.Size
 			src := &readErr{r: tr}
-			if err := writeFile(root, name, src, hdr.Size, mode); err != nil {
+			if err := root.WriteFile(name, src, hdr.Size, mode); err != nil {
 				switch {
 				case src.err != nil:
-					return bad(hdr.Name, "%v", src.err)
+					return n, bad(hdr.Name, "%v", streamErr(src.err))
 				case errors.Is(err, fs.ErrExist):
-					return bad(hdr.Name, "duplicate entry")
+					return n, bad(hdr.Name, "duplicate entry")
 				}
-				return failed(hdr.Name, err)
+				return n, failed(hdr.Name, err)
 			}
 
 		case tar.TypeSymlink:
 			if name == "." {
-				return bad(hdr.Name, "symlink at the archive root")
+				return n, bad(hdr.Name, "symlink at the archive root")
 			}
 			if err := checkLinkTarget(name, hdr.Linkname); err != nil {
-				return bad(hdr.Name, "%v", err)
+				return n, bad(hdr.Name, "%v", err)
 			}
 			if err := root.Symlink(hdr.Linkname, name); err != nil {
 				if errors.Is(err, fs.ErrExist) {
-					return bad(hdr.Name, "duplicate entry")
+					return n, bad(hdr.Name, "duplicate entry")
 				}
-				return failed(hdr.Name, err)
+				return n, failed(hdr.Name, err)
 			}
 
 		case tar.TypeLink:
-			return bad(hdr.Name, "hard link to %q not allowed", hdr.Linkname)
+			return n, bad(hdr.Name, "hard link to %q not allowed", hdr.Linkname)
 		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-			return bad(hdr.Name, "device or fifo not allowed")
+			return n, bad(hdr.Name, "device or fifo not allowed")
 		default:
-			return bad(hdr.Name, "unsupported entry type %q", hdr.Typeflag)
+			return n, bad(hdr.Name, "unsupported entry type %q", hdr.Typeflag)
 		}
 	}
 
+	if err := root.SetDirModes(dirModes); err != nil {
+		return n, fmt.Errorf("unpack %s: %w", archive, err)
+	}
+	return n, nil
+}
+
+// tree is where extract puts an archive's entries: diskTree writes them,
+// checkTree only records what would be there. Names are slash-separated and
+// local; a name already taken is an fs.ErrExist.
+type tree interface {
+	// Kind is the type bits of what is at name, fs.ErrNotExist if nothing.
+	Kind(name string) (fs.FileMode, error)
+	Mkdir(name string, perm fs.FileMode) error
+	WriteFile(name string, r io.Reader, size int64, mode fs.FileMode) error
+	Symlink(target, name string) error
+	// SetDirModes gives the directories their modes once every entry is in.
+	SetDirModes(modes map[string]fs.FileMode) error
+}
+
+// diskTree writes entries beneath an os.Root.
+type diskTree struct{ root *os.Root }
+
+func (d diskTree) Kind(name string) (fs.FileMode, error) {
+	fi, err := d.root.Lstat(name)
+	if err != nil {
+		return 0, err
+	}
+	return fi.Mode().Type(), nil
+}
+
+func (d diskTree) Mkdir(name string, perm fs.FileMode) error { return d.root.Mkdir(name, perm) }
+
+func (d diskTree) Symlink(target, name string) error { return d.root.Symlink(target, name) }
+
+func (d diskTree) WriteFile(name string, r io.Reader, size int64, mode fs.FileMode) (err error) {
+	f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	if _, err := io.CopyN(f, r, size); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return d.root.Chmod(name, mode)
+}
+
+func (d diskTree) SetDirModes(dirModes map[string]fs.FileMode) error {
+	root := d.root
 	// Deepest first, so a directory losing its x bit does not hide its
 	// children from chmod.
 	names := make([]string, 0, len(dirModes))
@@ -216,12 +314,44 @@ func extract(tr *tar.Reader, tmp, archive string) error {
 			syncRootDir(root, name)
 		}
 		if err := root.Chmod(name, dirModes[name]); err != nil {
-			return failed(name, err)
+			return fmt.Errorf("entry %q: %w", name, err)
 		}
 	}
-	syncDir(tmp)
 	return nil
 }
+
+// checkTree records the type of each entry and reads file bodies to their
+// end, writing nothing.
+type checkTree map[string]fs.FileMode
+
+func (c checkTree) Kind(name string) (fs.FileMode, error) {
+	if k, ok := c[name]; ok {
+		return k, nil
+	}
+	return 0, fs.ErrNotExist
+}
+
+func (c checkTree) add(name string, kind fs.FileMode) error {
+	if _, ok := c[name]; ok {
+		return fs.ErrExist
+	}
+	c[name] = kind
+	return nil
+}
+
+func (c checkTree) Mkdir(name string, _ fs.FileMode) error { return c.add(name, fs.ModeDir) }
+
+func (c checkTree) Symlink(_, name string) error { return c.add(name, fs.ModeSymlink) }
+
+func (c checkTree) WriteFile(name string, r io.Reader, size int64, _ fs.FileMode) error {
+	if err := c.add(name, 0); err != nil {
+		return err
+	}
+	_, err := io.CopyN(io.Discard, r, size)
+	return err
+}
+
+func (checkTree) SetDirModes(map[string]fs.FileMode) error { return nil }
 
 // entryName turns a tar entry name into a clean, slash-separated path local to
 // the archive root ("." for the root itself).
@@ -266,11 +396,11 @@ func checkLinkTarget(name, target string) error {
 // makeParents creates the missing parent directories of name. It refuses, by
 // returning why, a parent that is a symlink or not a directory: writing
 // through an in-tree symlink would defeat the lexical check on link targets.
-func makeParents(root *os.Root, name string) (why string, err error) {
+func makeParents(root tree, name string) (why string, err error) {
 	elems := strings.Split(name, "/")
 	for i := 1; i < len(elems); i++ {
 		p := strings.Join(elems[:i], "/")
-		fi, err := root.Lstat(p)
+		kind, err := root.Kind(p)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
 			if err := root.Mkdir(p, 0o755); err != nil {
@@ -278,35 +408,13 @@ func makeParents(root *os.Root, name string) (why string, err error) {
 			}
 		case err != nil:
 			return "", err
-		case fi.Mode()&fs.ModeSymlink != 0:
+		case kind&fs.ModeSymlink != 0:
 			return fmt.Sprintf("path goes through symlink %q", p), nil
-		case !fi.IsDir():
+		case !kind.IsDir():
 			return fmt.Sprintf("parent %q is not a directory", p), nil
 		}
 	}
 	return "", nil
-}
-
-func writeFile(root *os.Root, name string, r io.Reader, size int64, mode fs.FileMode) (err error) {
-	f, err := root.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-		}
-	}()
-	if _, err := io.CopyN(f, r, size); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return root.Chmod(name, mode)
 }
 
 // readErr remembers a read error, to tell a broken archive from a failing disk.

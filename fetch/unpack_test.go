@@ -9,6 +9,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -241,6 +242,9 @@ func TestUnpackRejects(t *testing.T) {
 			for _, gz := range []bool{false, true} {
 				archive, work, dir := unpackEnv(t)
 				writeTar(t, archive, gz, append([]tarEntry{file("ok", "fine")}, tc.entries...)...)
+				if err := CheckArchive(archive); !errors.Is(err, ErrBadArchive) {
+					t.Errorf("gzip=%v: CheckArchive = %v, want ErrBadArchive", gz, err)
+				}
 				err := Unpack(archive, dir)
 				if !errors.Is(err, ErrBadArchive) {
 					t.Fatalf("gzip=%v: Unpack = %v, want ErrBadArchive", gz, err)
@@ -305,6 +309,9 @@ func TestUnpackTruncated(t *testing.T) {
 		if err := os.WriteFile(archive, full[:cut], 0o644); err != nil {
 			t.Fatal(err)
 		}
+		if err := CheckArchive(archive); !errors.Is(err, ErrBadArchive) || !strings.Contains(err.Error(), archive) {
+			t.Errorf("cut at %d of %d: CheckArchive = %v, want ErrBadArchive naming the file", cut, len(full), err)
+		}
 		err := Unpack(archive, dir)
 		if err == nil {
 			t.Fatalf("cut at %d of %d: Unpack succeeded", cut, len(full))
@@ -314,6 +321,64 @@ func TestUnpackTruncated(t *testing.T) {
 		}
 		t.Logf("cut at %d of %d: %v", cut, len(full), err)
 		assertNothingLeft(t, work)
+	}
+}
+
+// TestCheckArchiveAgreesWithUnpack cuts an archive, plain and gzipped, at
+// many places: CheckArchive accepts exactly what Unpack unpacks, and never a
+// truncated gzip stream. (An empty file, which Unpack turns into an empty
+// directory, CheckArchive refuses: it holds no entries.)
+func TestCheckArchiveAgreesWithUnpack(t *testing.T) {
+	for _, gz := range []bool{false, true} {
+		archive, _, _ := unpackEnv(t)
+		writeTar(t, archive, gz,
+			tarEntry{hdr: tar.Header{Typeflag: tar.TypeDir, Name: "bin/", Mode: 0o755}},
+			file("bin/app", strings.Repeat("x", 3000)),
+			symlink("app", "bin/app"),
+			file("etc/conf", "k = 1\n"),
+		)
+		full, err := os.ReadFile(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckArchive(archive); err != nil {
+			t.Fatalf("gzip=%v: whole archive: %v", gz, err)
+		}
+		for cut := 1; cut < len(full); cut += 1 + cut%97 {
+			if err := os.WriteFile(archive, full[:cut], 0o644); err != nil {
+				t.Fatal(err)
+			}
+			checkErr := CheckArchive(archive)
+			if checkErr != nil && !errors.Is(checkErr, ErrBadArchive) {
+				t.Fatalf("gzip=%v cut %d: CheckArchive = %v, want ErrBadArchive", gz, cut, checkErr)
+			}
+			if gz && checkErr == nil {
+				t.Errorf("gzip cut at %d of %d: CheckArchive accepted it", cut, len(full))
+			}
+			dir := filepath.Join(t.TempDir(), "out")
+			if unpackErr := Unpack(archive, dir); (checkErr == nil) != (unpackErr == nil) {
+				t.Errorf("gzip=%v cut %d of %d: CheckArchive = %v, Unpack = %v", gz, cut, len(full), checkErr, unpackErr)
+			}
+		}
+	}
+}
+
+func TestCheckArchiveRejectsNonArchives(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{
+		"empty":  "",
+		"zeros":  strings.Repeat("\x00", 1024),
+		"text":   "this is not a tar archive, it is a note\n",
+		"gzjunk": "\x1f\x8b junk after the magic",
+	} {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		err := CheckArchive(path)
+		if !errors.Is(err, ErrBadArchive) || !strings.Contains(err.Error(), path) {
+			t.Errorf("%s: CheckArchive = %v, want ErrBadArchive naming the file", name, err)
+		}
 	}
 }
 
