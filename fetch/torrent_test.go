@@ -151,6 +151,10 @@ func TestIntegration_SwarmSharesAmongPeers(t *testing.T) {
 
 	// A fetcher now seeds from dst: a newcomer that only knows it gets the
 	// release, and it was moved, not left in DataDir.
+	// With a deadline of its own: on a loaded machine the first part may
+	// have used most of the one above.
+	ctx, cancel = context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
 	late := newTestSwarm(t, "late", "127.0.0.1:0", SwarmConfig{})
 	lateDst := filepath.Join(out, "late")
 	f := SwarmFetcher{Swarm: late, Source: func(context.Context, Artifact) ([]byte, []string, error) {

@@ -115,7 +115,7 @@ func extract(f io.Reader, t tree, archive string) (int, error) {
 		}
 		r = gz
 	}
-	n, err := extractTar(tar.NewReader(r), t, archive)
+	n, err := extractTar(tar.NewReader(r), t, archive, gz != nil)
 	if err != nil {
 		return n, err
 	}
@@ -137,7 +137,7 @@ func streamErr(err error) error {
 	return err
 }
 
-func extractTar(tr *tar.Reader, root tree, archive string) (int, error) {
+func extractTar(tr *tar.Reader, root tree, archive string, compressed bool) (int, error) {
 	bad := func(name, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: entry %q: %s", ErrBadArchive, archive, name, fmt.Sprintf(format, args...))
 	}
@@ -156,6 +156,9 @@ func extractTar(tr *tar.Reader, root tree, archive string) (int, error) {
 		if err != nil {
 			if hdr != nil {
 				return n, bad(hdr.Name, "%v", streamErr(err))
+			}
+			if n == 0 && !compressed {
+				return n, fmt.Errorf("%w: %s: neither a tar nor a tar.gz archive (%v)", ErrBadArchive, archive, err)
 			}
 			return n, fmt.Errorf("%w: %s: after %d entries: %v", ErrBadArchive, archive, n, streamErr(err))
 		}

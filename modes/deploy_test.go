@@ -195,6 +195,13 @@ func TestIntegration_Stage(t *testing.T) {
 		setMembers(t, store, "cache", "h1", "h2")
 		setCurrent(t, store, "cache", "3.0", "h1", "h2")
 		notArchive := writeFile(t, "notes.txt", "not an archive\n")
+		// Cut short, as by an interrupted copy: the gzip header and the
+		// first entry's header are there, the rest of the file is not.
+		whole, err := os.ReadFile(archive)
+		if err != nil {
+			t.Fatal(err)
+		}
+		truncated := writeFile(t, "truncated.tar.gz", string(whole[:len(whole)*2/3]))
 		before := dump(t, store.Conn, root)
 		for _, tt := range []struct {
 			args []string
@@ -203,7 +210,9 @@ func TestIntegration_Stage(t *testing.T) {
 		}{
 			{[]string{"nope", "2.0", archive}, 1, `service "nope" is not in the catalog (api, cache, db)`},
 			{[]string{"cache", "3.0", archive}, 1, "cache 3.0 already runs on every online host (2); nothing to stage"},
-			{[]string{"db", "2.0", notArchive}, 1, "is neither a tar nor a tar.gz archive nor a directory"},
+			{[]string{"db", "2.0", notArchive}, 1, "bad archive: " + notArchive + ": neither a tar nor a tar.gz archive"},
+			{[]string{"db", "2.0", truncated}, 1, "bad archive: " + truncated + ": "},
+			{[]string{"db", "2.0", truncated}, 1, "truncated: unexpected EOF; nothing was staged"},
 			{[]string{"db", "2.0", filepath.Join(t.TempDir(), "missing")}, 1, "no such file or directory"},
 			{[]string{"db", "bad/version", archive}, 2, `version "bad/version": use letters, digits`},
 			{[]string{"--detach", "db", "2.0", archive}, 2, "--detach needs at least one --url"},

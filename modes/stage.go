@@ -1,7 +1,6 @@
 package modes
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -55,7 +54,9 @@ func (m *stageMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs.Int64Var(&m.uploadRate, "upload-rate", 0, "cap on the seeder's upload in `bytes/s` (0: none)")
 	return fs, "stage [--replace] [--listen ADDR] [--advertise HOST:PORT] [--url URL]... [--timeout D] [--detach] SERVICE VERSION PATH", `
 PATH is a release archive (tar or tar.gz) or a directory, which is packed
-into one. Stage checks the service and version, computes the archive's size
+into one. Stage reads an archive to its end first and refuses one that is
+truncated, corrupt or holds entries the hosts would refuse to unpack. It
+checks the service and version, computes the archive's size
 and sha256, serves it over HTTP, writes the manifest under
 /staging/<SERVICE> and then shows how many online hosts of the service have
 the release verified on disk, until all of them do.
@@ -72,46 +73,112 @@ release.`
 }
 
 func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
-	if len(args) != 3 {
-		return usageErr("want SERVICE VERSION PATH, got %d arguments", len(args))
-	}
-	svc, version, src := args[0], args[1], args[2]
-	if !config.ValidName(svc) {
-		return usageErr("service %q is not a valid service name", svc)
-	}
-	if err := roll.ValidVersion(version); err != nil {
-		return usageErr("%v", err)
-	}
-	if m.detach && len(m.urls) == 0 {
-		return usageErr("--detach needs at least one --url: without stage serving it, the hosts need another origin")
-	}
-	for _, u := range m.urls {
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			return usageErr("--url %q: want an http:// or https:// URL", u)
-		}
-	}
-	if m.timeout <= 0 {
-		return usageErr("--timeout must be positive")
-	}
-	fi, err := os.Stat(src)
+	svc, version, src, err := m.parseArgs(args)
 	if err != nil {
 		return err
 	}
-	if !fi.IsDir() {
-		if err := checkArchive(src); err != nil {
-			return err
-		}
+	isDir, err := checkSource(src)
+	if err != nil {
+		return err
 	}
 	hostname, err := os.Hostname()
 	if err != nil {
 		return fmt.Errorf("hostname: %w", err)
 	}
-
 	store, _, err := env.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if err := checkStageable(store, svc, version); err != nil {
+		return err
+	}
+	// The artifact goes where a fetch.Server looks for it, in a directory
+	// of stage's own, removed when stage ends.
+	dir, err := os.MkdirTemp("", "dcroll-stage-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	artifact, err := m.placeArtifact(dir, svc, version, src, isDir)
+	if err != nil {
+		return err
+	}
+	size, sum, err := fetch.Describe(artifact)
+	if err != nil {
+		return err
+	}
+	man := roll.Manifest{Version: version, Size: size, SHA256: sum, Staged: time.Now().UTC(), By: hostname}
+	urls, stopHTTP, err := m.serveHTTP(dir, svc, version, hostname)
+	if err != nil {
+		return err
+	}
+	defer stopHTTP()
+	man.URLs = urls
+	swarm, err := m.seedTorrent(dir, artifact, svc, hostname, &man)
+	if err != nil {
+		return err
+	}
+	if swarm != nil {
+		defer swarm.Close()
+	}
+	if err := store.Stage(svc, man, m.replace); err != nil {
+		return err
+	}
+	printStaged(env, svc, man)
+	if m.detach {
+		fmt.Fprintf(env.Stdout, "not serving (--detach): the hosts fetch from the URLs above\n")
+		return nil
+	}
+	return m.serve(ctx, env, store, svc, man, swarm)
+}
+
+// parseArgs checks the arguments and the flags that need no other input.
+func (m *stageMode) parseArgs(args []string) (svc, version, src string, err error) {
+	if len(args) != 3 {
+		return "", "", "", usageErr("want SERVICE VERSION PATH, got %d arguments", len(args))
+	}
+	svc, version, src = args[0], args[1], args[2]
+	if !config.ValidName(svc) {
+		return "", "", "", usageErr("service %q is not a valid service name", svc)
+	}
+	if err := roll.ValidVersion(version); err != nil {
+		return "", "", "", usageErr("%v", err)
+	}
+	if m.detach && len(m.urls) == 0 {
+		return "", "", "", usageErr("--detach needs at least one --url: without stage serving it, the hosts need another origin")
+	}
+	for _, u := range m.urls {
+		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			return "", "", "", usageErr("--url %q: want an http:// or https:// URL", u)
+		}
+	}
+	if m.timeout <= 0 {
+		return "", "", "", usageErr("--timeout must be positive")
+	}
+	return svc, version, src, nil
+}
+
+// checkSource reports whether src is a directory, and otherwise reads the
+// archive to its end, so that a truncated or broken file fails here rather
+// than on every host.
+func checkSource(src string) (isDir bool, err error) {
+	fi, err := os.Stat(src)
+	if err != nil {
+		return false, err
+	}
+	if fi.IsDir() {
+		return true, nil
+	}
+	if err := fetch.CheckArchive(src); err != nil {
+		return false, fmt.Errorf("%w; nothing was staged (PATH must be a tar or tar.gz archive, or a directory)", err)
+	}
+	return false, nil
+}
+
+// checkStageable refuses a service the catalog lacks and a version that
+// already runs on every online host.
+func checkStageable(store *roll.Store, svc, version string) error {
 	services, err := store.Services()
 	if err != nil {
 		return err
@@ -126,89 +193,81 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	if runsEverywhere(cur, version) {
 		return fmt.Errorf("%s %s already runs on every online host (%d); nothing to stage", svc, version, len(cur))
 	}
+	return nil
+}
 
-	// The artifact goes where a fetch.Server looks for it, in a directory
-	// of stage's own, removed when stage ends.
-	dir, err := os.MkdirTemp("", "dcroll-stage-")
-	if err != nil {
-		return err
+// placeArtifact puts the release where stage serves it from, in dir, and
+// returns its path: a directory is packed, an archive linked or copied. With
+// --detach it is only hashed, so an archive stays where it is.
+func (m *stageMode) placeArtifact(dir, svc, version, src string, isDir bool) (string, error) {
+	if m.detach && !isDir {
+		return src, nil
 	}
-	defer os.RemoveAll(dir)
 	artifact := fetch.ArtifactPath(dir, svc, version)
 	if err := os.MkdirAll(filepath.Dir(artifact), 0o755); err != nil {
-		return err
+		return "", err
 	}
-	switch {
-	case fi.IsDir():
-		err = fetch.PackFile(src, artifact)
-	case m.detach:
-		artifact = src // only hashed, not served
-	default:
-		err = linkOrCopy(src, artifact)
+	if isDir {
+		return artifact, fetch.PackFile(src, artifact)
 	}
-	if err != nil {
-		return err
-	}
-	size, sum, err := fetch.Describe(artifact)
-	if err != nil {
-		return err
-	}
+	return artifact, linkOrCopy(src, artifact)
+}
 
-	var urls []string
-	var srv *http.Server
-	if !m.detach {
-		l, err := net.Listen("tcp", m.listen)
-		if err != nil {
-			return fmt.Errorf("listen on %s: %w", m.listen, err)
-		}
-		srv = &http.Server{Handler: fetch.NewServer(dir), ReadHeaderTimeout: 10 * time.Second}
-		go srv.Serve(l)
-		defer srv.Close()
-		urls = append(urls, fetch.PeerURL(advertiseAddr(m.advertise, l.Addr(), hostname), svc, version))
+// serveHTTP starts serving dir unless --detach, and returns the URLs the
+// hosts fetch from (stage's own first, then --url) and what stops serving.
+func (m *stageMode) serveHTTP(dir, svc, version, hostname string) (urls []string, stop func(), err error) {
+	if m.detach {
+		return m.urls, func() {}, nil
 	}
-	urls = append(urls, m.urls...)
+	l, err := net.Listen("tcp", m.listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen on %s: %w", m.listen, err)
+	}
+	srv := &http.Server{Handler: fetch.NewServer(dir), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	own := fetch.PeerURL(advertiseAddr(m.advertise, l.Addr(), hostname), svc, version)
+	return append([]string{own}, m.urls...), func() { srv.Close() }, nil
+}
 
-	man := roll.Manifest{Version: version, Size: size, SHA256: sum, URLs: urls, Staged: time.Now().UTC(), By: hostname}
-	var swarm *fetch.Swarm
-	// With --detach nobody seeds at first, so the hosts fetch over HTTP.
-	if m.torrentListen != "" && !m.detach {
-		mi, infohash, err := fetch.BuildMetainfo(artifact, svc+"-"+version, fetch.PieceLength(size))
-		if err != nil {
-			return err
-		}
-		man.Infohash, man.Metainfo = infohash, mi
-		{
-			// The first seeder: every host that gets a piece shares it on.
-			swarm, err = fetch.NewSwarm(fetch.SwarmConfig{DataDir: filepath.Join(dir, "torrent"), Listen: m.torrentListen, UploadRate: m.uploadRate})
-			if err != nil {
-				return fmt.Errorf("seed over BitTorrent: %w", err)
-			}
-			defer swarm.Close()
-			if err := swarm.Seed(mi, artifact); err != nil {
-				return err
-			}
-			bound, err := net.ResolveTCPAddr("tcp", swarm.Addr())
-			if err != nil {
-				return err
-			}
-			man.Seeders = []string{advertiseAddr(m.torrentAdvertise, bound, hostname)}
-		}
+// seedTorrent starts the first seeder of the release over BitTorrent and
+// records it in man; every host that gets a piece shares it on. Without
+// --torrent-listen, or with --detach (nobody seeds at first, so the hosts
+// fetch over HTTP), it returns a nil swarm.
+func (m *stageMode) seedTorrent(dir, artifact, svc, hostname string, man *roll.Manifest) (*fetch.Swarm, error) {
+	if m.torrentListen == "" || m.detach {
+		return nil, nil
 	}
-	if err := store.Stage(svc, man, m.replace); err != nil {
-		return err
+	mi, infohash, err := fetch.BuildMetainfo(artifact, svc+"-"+man.Version, fetch.PieceLength(man.Size))
+	if err != nil {
+		return nil, err
 	}
-	fmt.Fprintf(env.Stdout, "staged %s %s: %d bytes, sha256 %s\n", svc, version, size, sum)
-	for _, u := range urls {
+	swarm, err := fetch.NewSwarm(fetch.SwarmConfig{DataDir: filepath.Join(dir, "torrent"), Listen: m.torrentListen, UploadRate: m.uploadRate})
+	if err != nil {
+		return nil, fmt.Errorf("seed over BitTorrent: %w", err)
+	}
+	if err := swarm.Seed(mi, artifact); err != nil {
+		swarm.Close()
+		return nil, err
+	}
+	bound, err := net.ResolveTCPAddr("tcp", swarm.Addr())
+	if err != nil {
+		swarm.Close()
+		return nil, err
+	}
+	man.Infohash, man.Metainfo = infohash, mi
+	man.Seeders = []string{advertiseAddr(m.torrentAdvertise, bound, hostname)}
+	return swarm, nil
+}
+
+// printStaged says what was staged and where the hosts fetch it from.
+func printStaged(env *Env, svc string, man roll.Manifest) {
+	fmt.Fprintf(env.Stdout, "staged %s %s: %d bytes, sha256 %s\n", svc, man.Version, man.Size, man.SHA256)
+	for _, u := range man.URLs {
 		fmt.Fprintf(env.Stdout, "  %s\n", u)
 	}
 	for _, s := range man.Seeders {
 		fmt.Fprintf(env.Stdout, "  bittorrent %s (infohash %s)\n", s, man.Infohash)
 	}
-	if m.detach {
-		fmt.Fprintf(env.Stdout, "not serving (--detach): the hosts fetch from the URLs above\n")
-		return nil
-	}
-	return m.serve(ctx, env, store, svc, man, swarm)
 }
 
 // serve shows the hosts' progress until every online member of svc has the
@@ -372,26 +431,6 @@ func advertiseAddr(flagValue string, bound net.Addr, hostname string) string {
 		return tcp.String()
 	}
 	return net.JoinHostPort(hostname, fmt.Sprint(tcp.Port))
-}
-
-// checkArchive refuses a file that is neither gzip nor tar, so that a wrong
-// PATH fails here rather than on every host.
-func checkArchive(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	head := make([]byte, 262)
-	n, _ := io.ReadFull(bufio.NewReader(f), head)
-	head = head[:n]
-	if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-		return nil
-	}
-	if n >= 262 && string(head[257:262]) == "ustar" {
-		return nil
-	}
-	return fmt.Errorf("%s is neither a tar nor a tar.gz archive nor a directory", path)
 }
 
 // linkOrCopy puts src's bytes at dst: a hard link where the file system
