@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-zookeeper/zk"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dcroll/dcroll/config"
@@ -408,7 +407,7 @@ func (a *Agent) kickPublish() {
 // zkLoop keeps ZooKeeper in line with this host: on every new session it
 // registers the host and its memberships and starts the watches, and on
 // every health change it writes /current. Nothing here blocks the services.
-func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan zk.Event) {
+func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan roll.SessionEvent) {
 	var (
 		sess   = &session{}
 		retry  <-chan time.Time
@@ -435,14 +434,15 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan zk.
 	// the session is judged from the connection itself, on every event and
 	// every second.
 	check := func() {
-		if store.Conn.State() != zk.StateHasSession {
+		now := store.Session()
+		if !now.Up {
 			return
 		}
-		if id := store.Conn.SessionID(); id != sess.id {
+		if id := now.ID; id != sess.id {
 			if sess.id != 0 {
 				a.log.Info("new ZooKeeper session, registering again", "session", fmt.Sprintf("%#x", id))
 			} else {
-				a.log.Info("joined ZooKeeper", "server", store.Conn.Server(), "session", fmt.Sprintf("%#x", id))
+				a.log.Info("joined ZooKeeper", "server", now.Server, "session", fmt.Sprintf("%#x", id))
 			}
 			// Everything ephemeral of the old session is gone.
 			sess = &session{id: id, published: map[string]*roll.Current{}}
@@ -459,9 +459,9 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan zk.
 			return
 		case ev := <-events:
 			switch ev.State {
-			case zk.StateExpired:
+			case roll.SessionExpired:
 				a.log.Warn("ZooKeeper session expired; services keep running, registering again on reconnect")
-			case zk.StateDisconnected:
+			case roll.SessionDisconnected:
 				a.log.Warn("lost ZooKeeper; services keep running", "server", ev.Server)
 			}
 			check()

@@ -209,7 +209,7 @@ func seed(t testing.TB, s *roll.Store) {
 }
 
 // currentOf returns what /current/web/<host> says, with its owner session.
-func currentOf(s *roll.Store, host string) (roll.Current, int64, error) {
+func currentOf(t testing.TB, s *roll.Store, host string) (roll.Current, int64, error) {
 	cur, err := s.CurrentOf("web")
 	if err != nil {
 		return roll.Current{}, 0, err
@@ -218,15 +218,15 @@ func currentOf(s *roll.Store, host string) (roll.Current, int64, error) {
 	if !ok {
 		return c, 0, fmt.Errorf("%s is not in /current/web", host)
 	}
-	_, stat, err := s.Conn.Get(s.Tree.Current("web", host))
+	_, stat, err := rolltest.RawOf(t, s).Get(s.Tree.Current("web", host))
 	if err != nil {
 		return c, 0, err
 	}
 	return c, stat.EphemeralOwner, nil
 }
 
-func absent(s *roll.Store, path string) error {
-	ok, _, err := s.Conn.Exists(path)
+func absent(t testing.TB, s *roll.Store, path string) error {
+	ok, _, err := rolltest.RawOf(t, s).Exists(path)
 	if err != nil {
 		return err
 	}
@@ -244,7 +244,7 @@ func TestIntegration_AgentRegistersAndVanishesAfterKill9(t *testing.T) {
 	h.start()
 
 	testutil.Eventually(t, 30*time.Second, func() error {
-		c, _, err := currentOf(s, "h1")
+		c, _, err := currentOf(t, s, "h1")
 		if err != nil {
 			return err
 		}
@@ -257,7 +257,7 @@ func TestIntegration_AgentRegistersAndVanishesAfterKill9(t *testing.T) {
 		t.Fatalf("the service itself says %q, %v", v, err)
 	}
 	for _, p := range []string{s.Tree.Host("h1"), s.Tree.Member("web", "h1")} {
-		if ok, _, err := s.Conn.Exists(p); err != nil || !ok {
+		if ok, _, err := rolltest.RawOf(t, s).Exists(p); err != nil || !ok {
 			t.Fatalf("%s missing: %v", p, err)
 		}
 	}
@@ -268,10 +268,10 @@ func TestIntegration_AgentRegistersAndVanishesAfterKill9(t *testing.T) {
 	// ZooKeeper expires the session after the session timeout (plus up to
 	// one tick); the deadline leaves room for a slow machine.
 	testutil.Eventually(t, 3*sessionTimeout, func() error {
-		if err := absent(s, s.Tree.Current("web", "h1")); err != nil {
+		if err := absent(t, s, s.Tree.Current("web", "h1")); err != nil {
 			return err
 		}
-		return absent(s, s.Tree.Host("h1"))
+		return absent(t, s, s.Tree.Host("h1"))
 	})
 	t.Logf("/current/web/h1 gone %v after kill -9 (session timeout %v)", time.Since(killed).Round(time.Millisecond), sessionTimeout)
 	// The membership stays: h1 now counts as offline.
@@ -299,7 +299,7 @@ func TestIntegration_AgentRegistersAgainAfterSessionExpiry(t *testing.T) {
 	h.start()
 	var owner int64
 	testutil.Eventually(t, 30*time.Second, func() (err error) {
-		_, owner, err = currentOf(s, "h1")
+		_, owner, err = currentOf(t, s, "h1")
 		return err
 	})
 
@@ -307,7 +307,7 @@ func TestIntegration_AgentRegistersAgainAfterSessionExpiry(t *testing.T) {
 	// session and drops its ephemeral nodes.
 	h.signal(syscall.SIGSTOP)
 	testutil.Eventually(t, 3*sessionTimeout, func() error {
-		return absent(s, s.Tree.Current("web", "h1"))
+		return absent(t, s, s.Tree.Current("web", "h1"))
 	})
 	// The service itself kept serving all along.
 	if v, err := h.serving(); err != nil || v != "v1" {
@@ -315,7 +315,7 @@ func TestIntegration_AgentRegistersAgainAfterSessionExpiry(t *testing.T) {
 	}
 	h.signal(syscall.SIGCONT)
 	testutil.Eventually(t, 30*time.Second, func() error {
-		c, newOwner, err := currentOf(s, "h1")
+		c, newOwner, err := currentOf(t, s, "h1")
 		if err != nil {
 			return err
 		}
@@ -325,7 +325,7 @@ func TestIntegration_AgentRegistersAgainAfterSessionExpiry(t *testing.T) {
 		if c.Version != "v1" {
 			return fmt.Errorf("version %s", c.Version)
 		}
-		_, stat, err := s.Conn.Get(s.Tree.Host("h1"))
+		_, stat, err := rolltest.RawOf(t, s).Get(s.Tree.Host("h1"))
 		if err != nil {
 			return fmt.Errorf("/hosts/h1: %w", err)
 		}
@@ -370,7 +370,7 @@ func TestIntegration_AgentBootsFromCacheWithZooKeeperDown(t *testing.T) {
 	zkc.Start(0)
 	s = connect(t, zkc, "/dc")
 	testutil.Eventually(t, 30*time.Second, func() error {
-		c, _, err := currentOf(s, "h1")
+		c, _, err := currentOf(t, s, "h1")
 		if err != nil {
 			return err
 		}
@@ -412,7 +412,7 @@ func TestIntegration_NewHostJoinsTheFleetsVersion(t *testing.T) {
 	fresh := newHost(t, "fresh", zkc.ConnString(), "/dc", "v1", "v2")
 	fresh.start()
 	testutil.Eventually(t, 30*time.Second, func() error {
-		c, _, err := currentOf(s, "fresh")
+		c, _, err := currentOf(t, s, "fresh")
 		if err != nil {
 			return err
 		}
@@ -440,7 +440,7 @@ func TestIntegration_SIGTERMDeregistersAndExitsCleanly(t *testing.T) {
 	h := newHost(t, "h1", zkc.ConnString(), "/dc", "v1")
 	h.start()
 	testutil.Eventually(t, 30*time.Second, func() error {
-		_, _, err := currentOf(s, "h1")
+		_, _, err := currentOf(t, s, "h1")
 		return err
 	})
 	h.signal(syscall.SIGTERM)
@@ -450,10 +450,10 @@ func TestIntegration_SIGTERMDeregistersAndExitsCleanly(t *testing.T) {
 	// The session was closed on the way out: the nodes are gone now, not
 	// after the session timeout.
 	for _, p := range []string{s.Tree.Current("web", "h1"), s.Tree.Host("h1")} {
-		if _, err := s.Conn.Sync(p); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		if _, err := rolltest.RawOf(t, s).Sync(p); err != nil && !errors.Is(err, zk.ErrNoNode) {
 			t.Fatal(err)
 		}
-		if err := absent(s, p); err != nil {
+		if err := absent(t, s, p); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -198,12 +198,12 @@ func startMonitor(t *testing.T, zkc *zktest.Cluster, policies map[string]*policy
 				m.mu.Lock()
 				pol := *p
 				m.mu.Unlock()
-				online, _, err := s.Conn.Children(s.Tree.CurrentDir(svc))
+				online, err := s.OnlineHosts(svc)
 				if err != nil {
 					violate("monitor: %v", err)
 					return
 				}
-				turns, _, err := s.Conn.Children(s.Tree.Roll(svc) + "/turns")
+				turns, err := s.Turns(svc)
 				if err != nil {
 					violate("monitor: %v", err)
 					return
@@ -226,7 +226,7 @@ func startMonitor(t *testing.T, zkc *zktest.Cluster, policies map[string]*policy
 						violate("monitor: %v", err)
 						return
 					}
-					depTurns, _, _ := s.Conn.Children(s.Tree.Roll(dep) + "/turns")
+					depTurns, _ := s.Turns(dep)
 					for h, c := range cur {
 						if c.Version != policies[dep].target || len(depTurns) > 0 {
 							violate("%s: %v in turn while %s of %s runs %s (turns %v)", svc, turns, dep, h, c.Version, depTurns)

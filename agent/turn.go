@@ -5,8 +5,6 @@ import (
 	"errors"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/dcroll/dcroll/roll"
 )
 
@@ -64,10 +62,7 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			// connection loss the session, and the node, may live on,
 			// and a node left behind would stand in the queue for good.
 			a.untilDone(ctx, svc, "cannot leave the ready queue", func() error {
-				if err := store.Conn.Delete(ready, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
-					return err
-				}
-				return nil
+				return store.LeaveReady(ready)
 			})
 			if errors.Is(err, roll.ErrLeftQueue) || ctx.Err() != nil {
 				continue

@@ -24,7 +24,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-zookeeper/zk"
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dcroll/dcroll/config"
@@ -235,7 +234,7 @@ func (d *run) setup(ctx context.Context, java, classpath string) error {
 	}
 	d.store = store
 	if d.zk == nil {
-		exists, _, err := store.Conn.Exists(d.root)
+		exists, err := store.RootExists()
 		if err != nil {
 			return err
 		}
@@ -541,7 +540,7 @@ func (d *run) cleanup() {
 	}
 	if d.store != nil {
 		if d.ownRoot {
-			if err := deleteTree(d.store.Conn, d.root); err != nil {
+			if err := d.store.RemoveRoot(); err != nil {
 				d.printf("could not delete %s from ZooKeeper: %v\n", d.root, err)
 			}
 		}
@@ -567,26 +566,6 @@ func (d *run) cleanup() {
 		return
 	}
 	d.printf("%s; removed %s\n", what, d.dir)
-}
-
-// deleteTree deletes path and everything below it.
-func deleteTree(conn *roll.Conn, path string) error {
-	children, _, err := conn.Children(path)
-	if errors.Is(err, zk.ErrNoNode) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, c := range children {
-		if err := deleteTree(conn, path+"/"+c); err != nil {
-			return err
-		}
-	}
-	if err := conn.Delete(path, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return err
-	}
-	return nil
 }
 
 // event records something the demo did: printed at once as a line, or

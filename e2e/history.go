@@ -279,11 +279,10 @@ func (r *Recorder) read() (Sample, error) {
 		s.Steps = append(s.Steps, st.Services)
 	}
 	for _, svc := range r.services {
-		cur, _, err := r.store.Conn.Children(r.store.Tree.CurrentDir(svc))
+		cur, err := r.store.OnlineHosts(svc)
 		if err != nil {
 			return s, err
 		}
-		slices.Sort(cur)
 		s.Current[svc] = cur
 		c, err := r.store.Control(svc)
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/rolltest"
 	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/modes"
@@ -202,7 +203,7 @@ func TestIntegration_Stage(t *testing.T) {
 			t.Fatal(err)
 		}
 		truncated := writeFile(t, "truncated.tar.gz", string(whole[:len(whole)*2/3]))
-		before := dump(t, store.Conn, root)
+		before := dump(t, rolltest.RawOf(t, store), root)
 		for _, tt := range []struct {
 			args []string
 			code int
@@ -220,7 +221,7 @@ func TestIntegration_Stage(t *testing.T) {
 			r := dcroll(t, modeArgs(t, zkc, root, "stage", tt.args...)...)
 			wantRun(t, r, tt.code, tt.want)
 		}
-		if d := diffDumps(before, dump(t, store.Conn, root)); d != "" {
+		if d := diffDumps(before, dump(t, rolltest.RawOf(t, store), root)); d != "" {
 			t.Errorf("refused stages changed the tree:\n%s", d)
 		}
 	})
@@ -242,10 +243,10 @@ func TestIntegration_Stage(t *testing.T) {
 	t.Run("staging in progress", func(t *testing.T) {
 		setMembers(t, store, "db", "h1")
 		setCurrent(t, store, "db", "1.0", "h1")
-		before := dump(t, store.Conn, root)
+		before := dump(t, rolltest.RawOf(t, store), root)
 		r := dcroll(t, modeArgs(t, zkc, root, "stage", "--detach", "--url", "http://seed.example/db-2.1", "db", "2.1", archive)...)
 		wantRun(t, r, 1, "a staging is in progress: db 2.0 is staged and not yet running on every online host", "--replace")
-		if d := diffDumps(before, dump(t, store.Conn, root)); d != "" {
+		if d := diffDumps(before, dump(t, rolltest.RawOf(t, store), root)); d != "" {
 			t.Errorf("a refused stage changed the tree:\n%s", d)
 		}
 		if _, err := store.JoinReady("db", "h1", "2.0"); err != nil {
@@ -406,7 +407,7 @@ func TestIntegration_Order(t *testing.T) {
 	stage(t, store, "db", "2.0")
 	stage(t, store, "api", "2.0")
 	t.Run("refused, nothing written", func(t *testing.T) {
-		before := dump(t, store.Conn, root)
+		before := dump(t, rolltest.RawOf(t, store), root)
 		for _, tt := range []struct {
 			args []string
 			want string
@@ -419,7 +420,7 @@ func TestIntegration_Order(t *testing.T) {
 		} {
 			wantRun(t, order(tt.args...), 1, "dcroll order: roll: bad deploy order: "+tt.want)
 		}
-		if d := diffDumps(before, dump(t, store.Conn, root)); d != "" {
+		if d := diffDumps(before, dump(t, rolltest.RawOf(t, store), root)); d != "" {
 			t.Errorf("refused orders changed the tree:\n%s", d)
 		}
 	})
@@ -434,9 +435,9 @@ func TestIntegration_Order(t *testing.T) {
 
 	t.Run("already queued", func(t *testing.T) {
 		stage(t, store, "cache", "3.0")
-		before := dump(t, store.Conn, root)
+		before := dump(t, rolltest.RawOf(t, store), root)
 		wantRun(t, order("cache,db"), 1, `service "db" is already queued, in step 1 of 2`)
-		if d := diffDumps(before, dump(t, store.Conn, root)); d != "" {
+		if d := diffDumps(before, dump(t, rolltest.RawOf(t, store), root)); d != "" {
 			t.Errorf("a refused order changed the tree:\n%s", d)
 		}
 		wantRun(t, order("cache"), 0, "queued 1 step", "3. cache")
@@ -526,7 +527,7 @@ func TestIntegration_Control(t *testing.T) {
 		if staged, err := store.StagedServices(); err != nil || len(staged) != 0 {
 			t.Errorf("staged %q (%v) after abort, want none", staged, err)
 		}
-		if ok, _, err := store.Conn.Exists(root + "/staging/db/ready"); err != nil || ok {
+		if ok, _, err := rolltest.RawOf(t, store).Exists(root + "/staging/db/ready"); err != nil || ok {
 			t.Errorf("db's ready queue survived the abort (%v)", err)
 		}
 		if c := control("db"); c.Paused {
@@ -648,10 +649,10 @@ func TestIntegration_StatusDeploy(t *testing.T) {
 
 	t.Run("upgrading", func(t *testing.T) {
 		data, _ := json.Marshal(roll.Turn{From: "1.0", To: "2.0", Started: time.Now().UTC()})
-		if _, err := store.Conn.Create(store.Tree.Turn("db", "h3"), data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
+		if _, err := rolltest.RawOf(t, store).Create(store.Tree.Turn("db", "h3"), data, zk.FlagEphemeral, zk.WorldACL(zk.PermAll)); err != nil {
 			t.Fatal(err)
 		}
-		defer store.Conn.Delete(store.Tree.Turn("db", "h3"), -1)
+		defer rolltest.RawOf(t, store).Delete(store.Tree.Turn("db", "h3"), -1)
 		if got := sectionRow(status().stdout, "DEPLOY", "db"); !reflect.DeepEqual(got, strings.Fields("db 2.0 2/3 h3 max_parallel 1 reached")) {
 			t.Errorf("db's deploy row %q", got)
 		}

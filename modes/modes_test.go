@@ -113,7 +113,7 @@ func openStore(t testing.TB, zkc *zktest.Cluster, root string) *roll.Store {
 // dump lists every znode from p down with its data and the zxid of its last
 // change, so that two dumps are equal only if nothing was written in
 // between, not even the same bytes again. A missing p gives an empty dump.
-func dump(t testing.TB, conn *roll.Conn, p string) map[string]string {
+func dump(t testing.TB, conn *zk.Conn, p string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
 	var walk func(string)

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dcroll/dcroll/internal/rolltest"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/roll"
 )
@@ -109,7 +110,7 @@ func TestIntegration_Seed(t *testing.T) {
 	if !strings.HasSuffix(r.stdout, wantSummary) {
 		t.Errorf("seed --dry-run does not end with %q:\n%s", wantSummary, r)
 	}
-	if ok, _, err := store.Conn.Exists("/org"); err != nil || ok {
+	if ok, _, err := rolltest.RawOf(t, store).Exists("/org"); err != nil || ok {
 		t.Fatalf("after seed --dry-run, /org exists=%v (err %v): the dry run wrote", ok, err)
 	}
 
@@ -129,7 +130,7 @@ func TestIntegration_Seed(t *testing.T) {
 	if !strings.HasSuffix(r.stdout, wantSummary) {
 		t.Errorf("seed does not end with %q:\n%s", wantSummary, r)
 	}
-	tree := dump(t, store.Conn, "/org")
+	tree := dump(t, rolltest.RawOf(t, store), "/org")
 	for _, p := range wantNodes {
 		if _, ok := tree[p]; !ok {
 			t.Errorf("after seed, %s is missing", p)
@@ -155,7 +156,7 @@ func TestIntegration_Seed(t *testing.T) {
 	if r.stdout != wantOut {
 		t.Errorf("seed again printed\n%s\nwant\n%s", r.stdout, wantOut)
 	}
-	if d := diffDumps(tree, dump(t, store.Conn, "/org")); d != "" {
+	if d := diffDumps(tree, dump(t, rolltest.RawOf(t, store), "/org")); d != "" {
 		t.Errorf("seeding the same file again wrote:\n%s", d)
 	}
 
@@ -188,12 +189,12 @@ func TestIntegration_Seed(t *testing.T) {
 	}
 	r = dcroll(t, seedArgs(t, zkc, root, "--dry-run", v2)...)
 	checkUpdate("seed --dry-run after an edit", r, fmt.Sprintf("%s: 2 services, 1 nodes would change, %d unchanged", root, len(wantNodes)-1))
-	if d := diffDumps(tree, dump(t, store.Conn, "/org")); d != "" {
+	if d := diffDumps(tree, dump(t, rolltest.RawOf(t, store), "/org")); d != "" {
 		t.Errorf("seed --dry-run after an edit wrote:\n%s", d)
 	}
 	r = dcroll(t, seedArgs(t, zkc, root, v2)...)
 	checkUpdate("seed after an edit", r, fmt.Sprintf("%s: 2 services, 1 nodes changed, %d unchanged", root, len(wantNodes)-1))
-	after := dump(t, store.Conn, "/org")
+	after := dump(t, rolltest.RawOf(t, store), "/org")
 	if d := diffDumps(tree, after); strings.TrimSpace(d) == "" || strings.Count(strings.TrimSpace(d), "\n") != 0 ||
 		!strings.HasPrefix(d, "changed "+root+"/services/db:") {
 		t.Errorf("seed after an edit should change db's policy only, but:\n%s", d)
@@ -227,7 +228,7 @@ func TestIntegration_Seed(t *testing.T) {
 	if !strings.Contains(r.stdout, root+": 1 services, 0 nodes changed") {
 		t.Errorf("seed without api changed something:\n%s", r)
 	}
-	if d := diffDumps(after, dump(t, store.Conn, "/org")); d != "" {
+	if d := diffDumps(after, dump(t, rolltest.RawOf(t, store), "/org")); d != "" {
 		t.Errorf("seed without api wrote:\n%s", d)
 	}
 }
@@ -326,7 +327,7 @@ func TestIntegration_SeedBadFile(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			before := dump(t, store.Conn, root)
+			before := dump(t, rolltest.RawOf(t, store), root)
 			path := writeFile(t, "seed.toml", tt.file)
 			for _, dry := range []bool{true, false} {
 				args := []string{path}
@@ -350,7 +351,7 @@ func TestIntegration_SeedBadFile(t *testing.T) {
 					t.Logf("seed %q:\n%s", args, r)
 				}
 			}
-			if d := diffDumps(before, dump(t, store.Conn, root)); d != "" {
+			if d := diffDumps(before, dump(t, rolltest.RawOf(t, store), root)); d != "" {
 				t.Errorf("a bad seed file changed the tree:\n%s", d)
 			}
 		})

@@ -192,7 +192,7 @@ func (s *Store) PlanSeed(c Catalog) (*Plan, error) {
 	}
 	p := &Plan{}
 	want := func(path string, data []byte) error {
-		old, stat, err := s.Conn.Get(path)
+		old, stat, err := s.conn.Get(path)
 		switch {
 		case errors.Is(err, zk.ErrNoNode):
 			p.Changes = append(p.Changes, Change{Op: "create", Path: path, New: string(data)})
@@ -237,7 +237,7 @@ func (s *Store) PlanSeed(c Catalog) (*Plan, error) {
 			}
 		}
 	}
-	existing, _, err := s.Conn.Children(s.Tree.Services())
+	existing, _, err := s.conn.Children(s.Tree.Services())
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Services(), err)
 	}
@@ -268,12 +268,12 @@ func (s *Store) ApplySeed(p *Plan) error {
 			if ch.New != "" {
 				data = []byte(ch.New)
 			}
-			ops = append(ops, &zk.CreateRequest{Path: ch.Path, Data: data, Acl: s.ACL})
+			ops = append(ops, &zk.CreateRequest{Path: ch.Path, Data: data, Acl: s.acl})
 		case "update":
 			ops = append(ops, &zk.SetDataRequest{Path: ch.Path, Data: []byte(ch.New), Version: ch.version})
 		}
 	}
-	_, err := s.Conn.Multi(ops...)
+	_, err := s.conn.Multi(ops...)
 	if errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNoNode) {
 		return ErrConcurrentChange
 	}

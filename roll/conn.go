@@ -19,31 +19,121 @@ import (
 var ErrNotSeeded = errors.New("roll: data center not seeded")
 
 // Store reads and writes one data center's tree. Every znode it creates gets
-// its ACL. It holds no state of its own beyond the connection.
+// its ACL. It holds no state of its own beyond the connection; no
+// ZooKeeper type leaves this package.
 type Store struct {
-	Conn *Conn
 	Tree Tree
-	ACL  []zk.ACL
+
+	conn    conn     // every request of the protocol goes through it
+	session *zk.Conn // the session itself: its state, auth, close
+	ops     *countingConn
+	acl     []zk.ACL
 
 	// auth is the digest credential, sent once connected.
 	auth []byte
 }
 
+// conn is the seam between the protocol and ZooKeeper: the requests roll
+// makes. A real connection implements it (counting what it sends), and so
+// does a test double that injects faults.
+type conn interface {
+	Get(path string) ([]byte, *zk.Stat, error)
+	GetW(path string) ([]byte, *zk.Stat, <-chan zk.Event, error)
+	Children(path string) ([]string, *zk.Stat, error)
+	ChildrenW(path string) ([]string, *zk.Stat, <-chan zk.Event, error)
+	Exists(path string) (bool, *zk.Stat, error)
+	ExistsW(path string) (bool, *zk.Stat, <-chan zk.Event, error)
+	Create(path string, data []byte, flags int32, acl []zk.ACL) (string, error)
+	CreateProtectedEphemeralSequential(path string, data []byte, acl []zk.ACL) (string, error)
+	Set(path string, data []byte, version int32) (*zk.Stat, error)
+	Delete(path string, version int32) error
+	Multi(ops ...any) ([]zk.MultiResponse, error)
+	SessionID() int64
+}
+
+// SessionState is what happened to a store's ZooKeeper session.
+type SessionState int
+
+// The session changes a store reports.
+const (
+	// SessionUp: connected with a session, perhaps a new one (compare IDs).
+	SessionUp SessionState = iota + 1
+	// SessionDisconnected: the server was lost; the session may live on.
+	SessionDisconnected
+	// SessionExpired: the session ended, and its ephemeral nodes with it.
+	SessionExpired
+	// SessionAuthFailed: the ensemble refused the credential.
+	SessionAuthFailed
+)
+
+// SessionEvent reports a change of the store's session. Events may be
+// dropped when nobody reads them in time; Store.Session is the truth.
+type SessionEvent struct {
+	State  SessionState
+	Server string // the server concerned, when known
+}
+
+// Session is the store's session as it stands.
+type Session struct {
+	Up     bool   // connected, with a session
+	ID     int64  // the session's ID, when Up
+	Server string // the server connected to, when Up
+}
+
+// Session says whether the store holds a session now, and which.
+func (s *Store) Session() Session {
+	if s.session.State() != zk.StateHasSession {
+		return Session{}
+	}
+	return Session{Up: true, ID: s.session.SessionID(), Server: s.session.Server()}
+}
+
 // Dial starts connecting to the ensemble named in cfg and returns at once:
 // go-zookeeper connects, and reconnects after a loss or a session expiry, in
-// the background. The events channel reports every state change and must be
-// drained.
-func Dial(cfg config.ZooKeeper, log hclog.Logger) (*Store, <-chan zk.Event, error) {
+// the background. The events channel reports session changes; reading it is
+// optional (events nobody reads are dropped).
+func Dial(cfg config.ZooKeeper, log hclog.Logger) (*Store, <-chan SessionEvent, error) {
 	acl, auth, err := aclFor(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	zlog := log.Named("zk").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug})
-	conn, events, err := zk.Connect(cfg.Servers, cfg.SessionTimeout, zk.WithLogger(zlog), zk.WithLogInfo(false))
+	zc, zevents, err := zk.Connect(cfg.Servers, cfg.SessionTimeout, zk.WithLogger(zlog), zk.WithLogInfo(false))
 	if err != nil {
 		return nil, nil, fmt.Errorf("roll: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
 	}
-	return &Store{Conn: &Conn{Conn: conn}, Tree: Tree{Root: cfg.Root}, ACL: acl, auth: auth}, events, nil
+	counting := &countingConn{Conn: zc}
+	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, ops: counting, acl: acl, auth: auth}
+	return s, sessionEvents(zevents), nil
+}
+
+// sessionEvents translates go-zookeeper's events into SessionEvents until
+// its channel closes (the store closed). It never blocks go-zookeeper.
+func sessionEvents(in <-chan zk.Event) <-chan SessionEvent {
+	out := make(chan SessionEvent, 16)
+	go func() {
+		defer close(out)
+		for ev := range in {
+			var st SessionState
+			switch ev.State {
+			case zk.StateHasSession:
+				st = SessionUp
+			case zk.StateDisconnected:
+				st = SessionDisconnected
+			case zk.StateExpired:
+				st = SessionExpired
+			case zk.StateAuthFailed:
+				st = SessionAuthFailed
+			default:
+				continue
+			}
+			select {
+			case out <- SessionEvent{State: st, Server: ev.Server}:
+			default:
+			}
+		}
+	}()
+	return out
 }
 
 // Authenticate sends the digest credential, if any. It blocks until the
@@ -53,7 +143,7 @@ func (s *Store) Authenticate() error {
 	if s.auth == nil {
 		return nil
 	}
-	if err := s.Conn.AddAuth("digest", s.auth); err != nil {
+	if err := s.session.AddAuth("digest", s.auth); err != nil {
 		return fmt.Errorf("roll: authenticate: %w", err)
 	}
 	s.auth = nil
@@ -61,7 +151,11 @@ func (s *Store) Authenticate() error {
 }
 
 // Close ends the session: every ephemeral node of this store goes at once.
-func (s *Store) Close() { s.Conn.Close() }
+func (s *Store) Close() { s.session.Close() }
+
+// Ops is the number of requests this store has sent so far, so that tests
+// and benchmarks can show what a protocol step costs.
+func (s *Store) Ops() int64 { return s.ops.ops.Load() }
 
 func aclFor(cfg config.ZooKeeper) ([]zk.ACL, []byte, error) {
 	var password string
@@ -94,23 +188,18 @@ func aclFor(cfg config.ZooKeeper) ([]zk.ACL, []byte, error) {
 // ErrNoSession means ZooKeeper did not give a session in time.
 var ErrNoSession = errors.New("roll: no ZooKeeper session")
 
-// AwaitSession waits for the first session on events, for at most timeout.
+// awaitSession waits for the first session on events, for at most timeout.
 // Operator commands use it; the agent never waits.
-func AwaitSession(ctx context.Context, events <-chan zk.Event, timeout time.Duration) error {
+func awaitSession(ctx context.Context, events <-chan SessionEvent, timeout time.Duration) error {
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	for {
 		select {
 		case ev := <-events:
-			if ev.State == zk.StateHasSession {
-				// Keep draining, so go-zookeeper never blocks on the channel.
-				go func() {
-					for range events {
-					}
-				}()
+			switch ev.State {
+			case SessionUp:
 				return nil
-			}
-			if ev.State == zk.StateAuthFailed {
+			case SessionAuthFailed:
 				return fmt.Errorf("%w: authentication failed", ErrNoSession)
 			}
 		case <-t.C:
@@ -129,7 +218,7 @@ func Open(ctx context.Context, cfg config.ZooKeeper, log hclog.Logger, wait time
 	if err != nil {
 		return nil, err
 	}
-	if err := AwaitSession(ctx, events, wait); err != nil {
+	if err := awaitSession(ctx, events, wait); err != nil {
 		store.Close()
 		return nil, fmt.Errorf("%w (servers %s)", err, strings.Join(cfg.Servers, ","))
 	}
@@ -140,70 +229,78 @@ func Open(ctx context.Context, cfg config.ZooKeeper, log hclog.Logger, wait time
 	return store, nil
 }
 
-// Conn is a ZooKeeper connection that counts the requests dcroll makes, so
-// that tests and benchmarks can show what a protocol step costs.
-type Conn struct {
+// watch turns a ZooKeeper watch into a channel that is closed when it
+// fires, so that no zk type leaves the package.
+func watch(ch <-chan zk.Event) <-chan struct{} {
+	out := make(chan struct{})
+	go func() {
+		<-ch
+		close(out)
+	}()
+	return out
+}
+
+// countingConn is a ZooKeeper connection that counts the requests dcroll
+// makes.
+type countingConn struct {
 	*zk.Conn
 	ops atomic.Int64
 }
 
-// Ops is the number of requests sent so far.
-func (c *Conn) Ops() int64 { return c.ops.Load() }
-
-func (c *Conn) Get(path string) ([]byte, *zk.Stat, error) {
+func (c *countingConn) Get(path string) ([]byte, *zk.Stat, error) {
 	c.ops.Add(1)
 	return c.Conn.Get(path)
 }
 
-func (c *Conn) GetW(path string) ([]byte, *zk.Stat, <-chan zk.Event, error) {
+func (c *countingConn) GetW(path string) ([]byte, *zk.Stat, <-chan zk.Event, error) {
 	c.ops.Add(1)
 	return c.Conn.GetW(path)
 }
 
-func (c *Conn) Children(path string) ([]string, *zk.Stat, error) {
+func (c *countingConn) Children(path string) ([]string, *zk.Stat, error) {
 	c.ops.Add(1)
 	return c.Conn.Children(path)
 }
 
-func (c *Conn) ChildrenW(path string) ([]string, *zk.Stat, <-chan zk.Event, error) {
+func (c *countingConn) ChildrenW(path string) ([]string, *zk.Stat, <-chan zk.Event, error) {
 	c.ops.Add(1)
 	return c.Conn.ChildrenW(path)
 }
 
-func (c *Conn) Exists(path string) (bool, *zk.Stat, error) {
+func (c *countingConn) Exists(path string) (bool, *zk.Stat, error) {
 	c.ops.Add(1)
 	return c.Conn.Exists(path)
 }
 
-func (c *Conn) ExistsW(path string) (bool, *zk.Stat, <-chan zk.Event, error) {
+func (c *countingConn) ExistsW(path string) (bool, *zk.Stat, <-chan zk.Event, error) {
 	c.ops.Add(1)
 	return c.Conn.ExistsW(path)
 }
 
-func (c *Conn) Create(path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
+func (c *countingConn) Create(path string, data []byte, flags int32, acl []zk.ACL) (string, error) {
 	c.ops.Add(1)
 	return c.Conn.Create(path, data, flags, acl)
 }
 
 // CreateProtectedEphemeralSequential counts one request; go-zookeeper may
 // retry it after a connection loss.
-func (c *Conn) CreateProtectedEphemeralSequential(path string, data []byte, acl []zk.ACL) (string, error) {
+func (c *countingConn) CreateProtectedEphemeralSequential(path string, data []byte, acl []zk.ACL) (string, error) {
 	c.ops.Add(1)
 	return c.Conn.CreateProtectedEphemeralSequential(path, data, acl)
 }
 
-func (c *Conn) Set(path string, data []byte, version int32) (*zk.Stat, error) {
+func (c *countingConn) Set(path string, data []byte, version int32) (*zk.Stat, error) {
 	c.ops.Add(1)
 	return c.Conn.Set(path, data, version)
 }
 
-func (c *Conn) Delete(path string, version int32) error {
+func (c *countingConn) Delete(path string, version int32) error {
 	c.ops.Add(1)
 	return c.Conn.Delete(path, version)
 }
 
 // Multi counts one request: the transaction is one round trip.
-func (c *Conn) Multi(ops ...any) ([]zk.MultiResponse, error) {
+func (c *countingConn) Multi(ops ...any) ([]zk.MultiResponse, error) {
 	c.ops.Add(1)
 	return c.Conn.Multi(ops...)
 }

@@ -147,7 +147,7 @@ func (t Tree) Turn(svc, host string) string { return t.join("roll", svc, "turns"
 
 // getOptional reads a node whose absence or empty data means its zero value.
 func (s *Store) getOptional(path string, v node) (*zk.Stat, error) {
-	data, stat, err := s.Conn.Get(path)
+	data, stat, err := s.conn.Get(path)
 	if err != nil {
 		return nil, fmt.Errorf("roll: get %s: %w", path, err)
 	}
@@ -169,17 +169,25 @@ func (s *Store) Manifest(svc string) (Manifest, error) {
 
 // WatchManifest reads svc's staged release and leaves a watch on it; ok is
 // false when nothing is staged (the watch then fires on creation).
-func (s *Store) WatchManifest(svc string) (m Manifest, ok bool, ch <-chan zk.Event, err error) {
+func (s *Store) WatchManifest(svc string) (m Manifest, ok bool, ch <-chan struct{}, err error) {
+	m, ok, zch, err := s.watchManifest(svc)
+	if zch == nil {
+		return m, ok, nil, err
+	}
+	return m, ok, watch(zch), err
+}
+
+func (s *Store) watchManifest(svc string) (m Manifest, ok bool, ch <-chan zk.Event, err error) {
 	path := s.Tree.Staging(svc)
-	data, _, ch, err := s.Conn.GetW(path)
+	data, _, ch, err := s.conn.GetW(path)
 	if errors.Is(err, zk.ErrNoNode) {
 		var exists bool
-		exists, _, ch, err = s.Conn.ExistsW(path)
+		exists, _, ch, err = s.conn.ExistsW(path)
 		if err != nil {
 			return m, false, nil, fmt.Errorf("roll: watch %s: %w", path, err)
 		}
 		if exists {
-			return s.WatchManifest(svc)
+			return s.watchManifest(svc)
 		}
 		return m, false, ch, nil
 	}
@@ -202,11 +210,11 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 		return err
 	}
 	path := s.Tree.Staging(svc)
-	old, stat, err := s.Conn.Get(path)
+	old, stat, err := s.conn.Get(path)
 	if errors.Is(err, zk.ErrNoNode) {
-		_, err := s.Conn.Multi(
-			&zk.CreateRequest{Path: path, Data: data, Acl: s.ACL},
-			&zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.ACL},
+		_, err := s.conn.Multi(
+			&zk.CreateRequest{Path: path, Data: data, Acl: s.acl},
+			&zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acl},
 		)
 		if err != nil {
 			return fmt.Errorf("roll: stage %s: %w", svc, err)
@@ -228,7 +236,7 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 			}
 		}
 	}
-	ready, _, err := s.Conn.Children(s.Tree.readyDir(svc))
+	ready, _, err := s.conn.Children(s.Tree.readyDir(svc))
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return fmt.Errorf("roll: list %s: %w", s.Tree.readyDir(svc), err)
 	}
@@ -237,9 +245,9 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyDir(svc) + "/" + r, Version: -1})
 	}
 	if errors.Is(err, zk.ErrNoNode) {
-		ops = append(ops, &zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.ACL})
+		ops = append(ops, &zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acl})
 	}
-	if _, err := s.Conn.Multi(ops...); err != nil {
+	if _, err := s.conn.Multi(ops...); err != nil {
 		return fmt.Errorf("roll: stage %s (the ready queue or manifest changed meanwhile; try again): %w", svc, err)
 	}
 	return nil
@@ -265,7 +273,7 @@ func (s *Store) rolledOut(svc, version string) (bool, error) {
 
 // Unstage removes svc's manifest and its ready queue.
 func (s *Store) Unstage(svc string) error {
-	ready, _, err := s.Conn.Children(s.Tree.readyDir(svc))
+	ready, _, err := s.conn.Children(s.Tree.readyDir(svc))
 	if errors.Is(err, zk.ErrNoNode) {
 		return s.deleteIfPresent(s.Tree.Staging(svc))
 	}
@@ -279,7 +287,7 @@ func (s *Store) Unstage(svc string) error {
 	ops = append(ops,
 		&zk.DeleteRequest{Path: s.Tree.readyDir(svc), Version: -1},
 		&zk.DeleteRequest{Path: s.Tree.Staging(svc), Version: -1})
-	if _, err := s.Conn.Multi(ops...); err != nil {
+	if _, err := s.conn.Multi(ops...); err != nil {
 		return fmt.Errorf("roll: unstage %s (try again): %w", svc, err)
 	}
 	return nil
@@ -287,7 +295,7 @@ func (s *Store) Unstage(svc string) error {
 
 // StagedServices lists the services with a staged release.
 func (s *Store) StagedServices() ([]string, error) {
-	names, _, err := s.Conn.Children(s.Tree.join("staging"))
+	names, _, err := s.conn.Children(s.Tree.join("staging"))
 	if err != nil {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.join("staging"), err)
 	}
@@ -313,16 +321,21 @@ func (s *Store) JoinReady(svc, host, version string) (string, error) {
 		if e.Host != host {
 			continue
 		}
-		if err := s.Conn.Delete(s.Tree.readyDir(svc)+"/"+e.Name, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		if err := s.conn.Delete(s.Tree.readyDir(svc)+"/"+e.Name, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
 			return "", fmt.Errorf("roll: join the ready queue of %s: remove the earlier node %s: %w", svc, e.Name, err)
 		}
 	}
-	path, err := s.Conn.CreateProtectedEphemeralSequential(s.Tree.readyDir(svc)+"/"+host+"-", data, s.ACL)
+	path, err := s.conn.CreateProtectedEphemeralSequential(s.Tree.readyDir(svc)+"/"+host+"-", data, s.acl)
 	if err != nil {
 		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
 	}
 	return path, nil
 }
+
+// LeaveReady removes a ready node that JoinReady returned, if it is still
+// there: a host that gives up waiting leaves the queue cleanly, since after
+// a connection loss its session, and the node, may live on.
+func (s *Store) LeaveReady(ready string) error { return s.deleteIfPresent(ready) }
 
 // parseReady reads the host and sequence from a ready node's name,
 // "_c_<guid>-<host>-<seq>".
@@ -346,7 +359,7 @@ func parseReady(name string) (ReadyEntry, bool) {
 // ReadyQueue lists svc's ready queue in arrival order. Nodes whose names
 // are not dcroll's are skipped.
 func (s *Store) ReadyQueue(svc string) ([]ReadyEntry, error) {
-	names, _, err := s.Conn.Children(s.Tree.readyDir(svc))
+	names, _, err := s.conn.Children(s.Tree.readyDir(svc))
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, nil
 	}
@@ -421,9 +434,9 @@ func (s *Store) AppendSteps(steps [][]string) error {
 		if err != nil {
 			return err
 		}
-		ops = append(ops, &zk.CreateRequest{Path: s.Tree.Deploy() + "/step-", Data: data, Acl: s.ACL, Flags: zk.FlagSequence})
+		ops = append(ops, &zk.CreateRequest{Path: s.Tree.Deploy() + "/step-", Data: data, Acl: s.acl, Flags: zk.FlagSequence})
 	}
-	if _, err := s.Conn.Multi(ops...); err != nil {
+	if _, err := s.conn.Multi(ops...); err != nil {
 		return fmt.Errorf("roll: append to %s: %w", s.Tree.Deploy(), err)
 	}
 	return nil
@@ -465,7 +478,7 @@ func (s *Store) UpdateControl(svc string, f func(*Control)) error {
 		if err != nil {
 			return err
 		}
-		_, err = s.Conn.Set(path, data, stat.Version)
+		_, err = s.conn.Set(path, data, stat.Version)
 		if errors.Is(err, zk.ErrBadVersion) {
 			continue
 		}
@@ -489,7 +502,7 @@ func (s *Store) SetDeployPaused(paused bool) error {
 	if err != nil {
 		return err
 	}
-	if _, err := s.Conn.Set(s.Tree.Deploy(), data, -1); err != nil {
+	if _, err := s.conn.Set(s.Tree.Deploy(), data, -1); err != nil {
 		return fmt.Errorf("roll: set %s: %w", s.Tree.Deploy(), err)
 	}
 	return nil
@@ -497,7 +510,7 @@ func (s *Store) SetDeployPaused(paused bool) error {
 
 // Turns reads who holds a turn for svc.
 func (s *Store) Turns(svc string) (map[string]Turn, error) {
-	hosts, _, err := s.Conn.Children(s.Tree.turnsDir(svc))
+	hosts, _, err := s.conn.Children(s.Tree.turnsDir(svc))
 	if errors.Is(err, zk.ErrNoNode) {
 		return map[string]Turn{}, nil
 	}

@@ -44,7 +44,7 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		names, _, err := s.Conn.Children(dir)
+		names, _, err := s.conn.Children(dir)
 		if errors.Is(err, zk.ErrNoNode) {
 			return ErrLeftQueue
 		}
@@ -57,7 +57,7 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 			return ErrLeftQueue
 		}
 		if idx > 0 {
-			ok, _, ch, err := s.Conn.ExistsW(dir + "/" + queue[idx-1].Name)
+			ok, _, ch, err := s.conn.ExistsW(dir + "/" + queue[idx-1].Name)
 			if err != nil {
 				return fmt.Errorf("roll: watch the predecessor: %w", err)
 			}
@@ -74,7 +74,7 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 			return err
 		}
 		if !Decide(st).Go {
-			ok, _, ch, err := s.Conn.ExistsW(readyPath)
+			ok, _, ch, err := s.conn.ExistsW(readyPath)
 			if err != nil {
 				return fmt.Errorf("roll: watch %s: %w", readyPath, err)
 			}
@@ -110,11 +110,11 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 		return err
 	}
 	turn := s.Tree.Turn(svc, host)
-	_, err = s.Conn.Multi(
+	_, err = s.conn.Multi(
 		&zk.CheckVersionRequest{Path: s.Tree.Roll(svc), Version: st.controlVersion},
 		&zk.CheckVersionRequest{Path: s.Tree.Deploy(), Version: st.deployVersion},
 		&zk.DeleteRequest{Path: readyPath, Version: -1},
-		&zk.CreateRequest{Path: turn, Data: data, Acl: s.ACL, Flags: zk.FlagEphemeral},
+		&zk.CreateRequest{Path: turn, Data: data, Acl: s.acl, Flags: zk.FlagEphemeral},
 	)
 	switch {
 	case err == nil:
@@ -129,9 +129,9 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 		// expired), or one of this session whose take committed but whose
 		// answer a connection loss swallowed. Release it, and take the
 		// turn afresh, with this decision's checks.
-		_, stat, gerr := s.Conn.Get(turn)
+		_, stat, gerr := s.conn.Get(turn)
 		if gerr == nil {
-			if derr := s.Conn.Delete(turn, stat.Version); derr != nil && !errors.Is(derr, zk.ErrNoNode) {
+			if derr := s.conn.Delete(turn, stat.Version); derr != nil && !errors.Is(derr, zk.ErrNoNode) {
 				return fmt.Errorf("roll: replace stale %s: %w", turn, derr)
 			}
 		}
@@ -193,7 +193,7 @@ func (s *Store) AdvanceSteps() (int, error) {
 				return removed, err
 			}
 		}
-		err = s.Conn.Delete(s.Tree.Deploy()+"/"+head.Name, head.version)
+		err = s.conn.Delete(s.Tree.Deploy()+"/"+head.Name, head.version)
 		if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
 			return removed, fmt.Errorf("roll: remove %s: %w", head.Name, err)
 		}
@@ -216,7 +216,7 @@ func (s *Store) serviceDone(svc string) (bool, error) {
 	if err != nil || len(queue) > 0 {
 		return false, err
 	}
-	turns, _, err := s.Conn.Children(s.Tree.turnsDir(svc))
+	turns, _, err := s.conn.Children(s.Tree.turnsDir(svc))
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return false, fmt.Errorf("roll: list %s: %w", s.Tree.turnsDir(svc), err)
 	}
@@ -336,9 +336,9 @@ func (s *Store) getW(p string, watch bool) ([]byte, *zk.Stat, <-chan zk.Event, e
 	var ch <-chan zk.Event
 	var err error
 	if watch {
-		data, stat, ch, err = s.Conn.GetW(p)
+		data, stat, ch, err = s.conn.GetW(p)
 	} else {
-		data, stat, err = s.Conn.Get(p)
+		data, stat, err = s.conn.Get(p)
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("roll: get %s: %w", p, err)
@@ -353,13 +353,13 @@ func (s *Store) childrenW(p string, watch bool) ([]string, <-chan zk.Event, erro
 	var ch <-chan zk.Event
 	var err error
 	if watch {
-		names, _, ch, err = s.Conn.ChildrenW(p)
+		names, _, ch, err = s.conn.ChildrenW(p)
 	} else {
-		names, _, err = s.Conn.Children(p)
+		names, _, err = s.conn.Children(p)
 	}
 	if errors.Is(err, zk.ErrNoNode) {
 		if watch {
-			_, _, ch, err = s.Conn.ExistsW(p)
+			_, _, ch, err = s.conn.ExistsW(p)
 			if err != nil {
 				return nil, nil, fmt.Errorf("roll: watch %s: %w", p, err)
 			}
@@ -398,16 +398,16 @@ func (t Tree) advancerPath() string { return t.join("roll", "_advancer") }
 // new version by itself. It returns when ctx ends or the session fails.
 func (s *Store) RunAdvancer(ctx context.Context, host string) error {
 	for {
-		_, err := s.Conn.Create(s.Tree.advancerPath(), []byte(host), zk.FlagEphemeral, s.ACL)
+		_, err := s.conn.Create(s.Tree.advancerPath(), []byte(host), zk.FlagEphemeral, s.acl)
 		switch {
 		case err == nil:
 			return s.advance(ctx)
 		case errors.Is(err, zk.ErrNodeExists):
-			ok, stat, ch, err := s.Conn.ExistsW(s.Tree.advancerPath())
+			ok, stat, ch, err := s.conn.ExistsW(s.Tree.advancerPath())
 			if err != nil {
 				return fmt.Errorf("roll: watch %s: %w", s.Tree.advancerPath(), err)
 			}
-			if ok && stat.EphemeralOwner == s.Conn.SessionID() {
+			if ok && stat.EphemeralOwner == s.conn.SessionID() {
 				// Elected earlier in this session (a retry after an error).
 				return s.advance(ctx)
 			}
@@ -426,8 +426,8 @@ func (s *Store) advance(ctx context.Context) error {
 	defer func() {
 		// Step down, unless the session already ended and another host holds
 		// the node now.
-		if _, stat, err := s.Conn.Get(s.Tree.advancerPath()); err == nil && stat.EphemeralOwner == s.Conn.SessionID() {
-			_ = s.Conn.Delete(s.Tree.advancerPath(), stat.Version)
+		if _, stat, err := s.conn.Get(s.Tree.advancerPath()); err == nil && stat.EphemeralOwner == s.conn.SessionID() {
+			_ = s.conn.Delete(s.Tree.advancerPath(), stat.Version)
 		}
 	}()
 	for {

@@ -26,7 +26,7 @@ type simHost struct {
 // turn runs one full turn of h for svc from version "v1" to to, and
 // returns the requests it cost.
 func (h *simHost) turn(ctx context.Context, svc, to string) (int64, error) {
-	before := h.store.Conn.Ops()
+	before := h.store.Ops()
 	ready, err := h.store.JoinReady(svc, h.name, to)
 	if err != nil {
 		return 0, err
@@ -43,7 +43,7 @@ func (h *simHost) turn(ctx context.Context, svc, to string) (int64, error) {
 	if err := h.store.FinishTurn(svc, h.name, nil); err != nil {
 		return 0, err
 	}
-	return h.store.Conn.Ops() - before, nil
+	return h.store.Ops() - before, nil
 }
 
 // rollout seeds a fleet of n hosts of db (quorum, max_parallel), stages v2,
@@ -88,8 +88,8 @@ func rollout(t *testing.T, zkc *zktest.Cluster, root string, n int, quorum strin
 	go func() {
 		defer close(done)
 		for !stop.Load() {
-			online, _, err1 := monitor.Conn.Children(monitor.Tree.CurrentDir("db"))
-			turns, _, err2 := monitor.Conn.Children(monitor.Tree.turnsDir("db"))
+			online, _, err1 := monitor.conn.Children(monitor.Tree.CurrentDir("db"))
+			turns, _, err2 := monitor.conn.Children(monitor.Tree.turnsDir("db"))
 			if err1 != nil || err2 != nil {
 				violations = append(violations, fmt.Sprintf("monitor: %v %v", err1, err2))
 				return
@@ -376,7 +376,7 @@ func TestIntegration_TakeTurnReplacesATurnTheHostHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Conn.Create(s.Tree.Turn("db", "a"), data, zk.FlagEphemeral, s.ACL); err != nil {
+	if _, err := s.conn.Create(s.Tree.Turn("db", "a"), data, zk.FlagEphemeral, s.acl); err != nil {
 		t.Fatal(err)
 	}
 	ready, err := s.JoinReady("db", "a", "v2")

@@ -35,7 +35,7 @@ func dump(t testing.TB, s *Store, root string) map[string]string {
 	out := map[string]string{}
 	var walk func(string)
 	walk = func(p string) {
-		data, _, err := s.Conn.Get(p)
+		data, _, err := s.conn.Get(p)
 		if errors.Is(err, zk.ErrNoNode) {
 			return
 		}
@@ -43,7 +43,7 @@ func dump(t testing.TB, s *Store, root string) map[string]string {
 			t.Fatal(err)
 		}
 		out[p] = string(data)
-		kids, _, err := s.Conn.Children(p)
+		kids, _, err := s.conn.Children(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -201,7 +201,7 @@ func TestIntegration_SeedIsAtomicUnderConcurrentChange(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Someone creates one of the planned nodes in between.
-	if _, err := s.Conn.Create("/dc3", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
+	if _, err := s.conn.Create("/dc3", nil, 0, zk.WorldACL(zk.PermAll)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.ApplySeed(p); !errors.Is(err, ErrConcurrentChange) {
@@ -236,21 +236,21 @@ func TestIntegration_MalformedZnodesNameThePath(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			_, stat, err := s.Conn.Get(tc.path)
+			_, stat, err := s.conn.Get(tc.path)
 			switch {
 			case errors.Is(err, zk.ErrNoNode):
-				if _, err := s.Conn.Create(tc.path, []byte(tc.data), 0, acl); err != nil {
+				if _, err := s.conn.Create(tc.path, []byte(tc.data), 0, acl); err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { _ = s.Conn.Delete(tc.path, -1) })
+				t.Cleanup(func() { _ = s.conn.Delete(tc.path, -1) })
 			case err != nil:
 				t.Fatal(err)
 			default:
-				old, _, _ := s.Conn.Get(tc.path)
-				if _, err := s.Conn.Set(tc.path, []byte(tc.data), stat.Version); err != nil {
+				old, _, _ := s.conn.Get(tc.path)
+				if _, err := s.conn.Set(tc.path, []byte(tc.data), stat.Version); err != nil {
 					t.Fatal(err)
 				}
-				t.Cleanup(func() { _, _ = s.Conn.Set(tc.path, old, -1) })
+				t.Cleanup(func() { _, _ = s.conn.Set(tc.path, old, -1) })
 			}
 			err = tc.read()
 			var ne *NodeError
@@ -290,8 +290,8 @@ func TestIntegration_EphemeralsAndStatus(t *testing.T) {
 	if err := s.SetCurrent("db", "h1", Current{Version: "v2", Since: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	_, stat, err := s.Conn.Get("/dc5/current/db/h1")
-	if err != nil || stat.EphemeralOwner != s.Conn.SessionID() {
+	_, stat, err := s.conn.Get("/dc5/current/db/h1")
+	if err != nil || stat.EphemeralOwner != s.conn.SessionID() {
 		t.Fatalf("stale ephemeral not taken over: %v", err)
 	}
 	st, err := s.Status()
@@ -343,7 +343,7 @@ func TestIntegration_DigestACL(t *testing.T) {
 	if _, err := anon.Services(); err != nil {
 		t.Fatalf("digest+read should let anyone read: %v", err)
 	}
-	if _, err := anon.Conn.Set("/secure/services/db", []byte("{}"), -1); !errors.Is(err, zk.ErrNoAuth) {
+	if _, err := anon.conn.Set("/secure/services/db", []byte("{}"), -1); !errors.Is(err, zk.ErrNoAuth) {
 		t.Fatalf("an anonymous write should be refused, got %v", err)
 	}
 }

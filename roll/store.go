@@ -3,6 +3,7 @@ package roll
 import (
 	"errors"
 	"fmt"
+	"path"
 	"sort"
 	"sync"
 
@@ -11,7 +12,7 @@ import (
 
 // get reads and decodes one node.
 func (s *Store) get(path string, v node) (*zk.Stat, error) {
-	data, stat, err := s.Conn.Get(path)
+	data, stat, err := s.conn.Get(path)
 	if err != nil {
 		return nil, fmt.Errorf("roll: get %s: %w", path, err)
 	}
@@ -20,7 +21,7 @@ func (s *Store) get(path string, v node) (*zk.Stat, error) {
 
 // CheckSeeded returns ErrNotSeeded, with what to do, when the root is missing.
 func (s *Store) CheckSeeded() error {
-	ok, _, err := s.Conn.Exists(s.Tree.Services())
+	ok, _, err := s.conn.Exists(s.Tree.Services())
 	if err != nil {
 		return fmt.Errorf("roll: read %s: %w", s.Tree.Services(), err)
 	}
@@ -32,7 +33,7 @@ func (s *Store) CheckSeeded() error {
 
 // Services reads every service's policy.
 func (s *Store) Services() (map[string]Service, error) {
-	names, _, err := s.Conn.Children(s.Tree.Services())
+	names, _, err := s.conn.Children(s.Tree.Services())
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, s.CheckSeeded()
 	}
@@ -52,7 +53,7 @@ func (s *Store) Services() (map[string]Service, error) {
 
 // Members lists the hosts known to run svc.
 func (s *Store) Members(svc string) ([]string, error) {
-	hosts, _, err := s.Conn.Children(s.Tree.Members(svc))
+	hosts, _, err := s.conn.Children(s.Tree.Members(svc))
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, nil
 	}
@@ -71,7 +72,7 @@ func (s *Store) EnsureMember(svc, host string, m Member) error {
 		return err
 	}
 	path := s.Tree.Member(svc, host)
-	_, err = s.Conn.Create(path, data, 0, s.ACL)
+	_, err = s.conn.Create(path, data, 0, s.acl)
 	switch {
 	case err == nil, errors.Is(err, zk.ErrNodeExists):
 		return nil
@@ -114,7 +115,7 @@ func (s *Store) Deregister(host string) error {
 }
 
 func (s *Store) deleteIfPresent(path string) error {
-	err := s.Conn.Delete(path, -1)
+	err := s.conn.Delete(path, -1)
 	if err == nil || errors.Is(err, zk.ErrNoNode) {
 		return nil
 	}
@@ -128,29 +129,29 @@ func (s *Store) deleteIfPresent(path string) error {
 // looking offline for a whole session timeout.
 func (s *Store) ensureEphemeral(path string, data []byte) error {
 	for attempt := 0; attempt < 3; attempt++ {
-		_, err := s.Conn.Create(path, data, zk.FlagEphemeral, s.ACL)
+		_, err := s.conn.Create(path, data, zk.FlagEphemeral, s.acl)
 		if err == nil {
 			return nil
 		}
 		if !errors.Is(err, zk.ErrNodeExists) {
 			return fmt.Errorf("roll: create %s: %w", path, err)
 		}
-		_, stat, err := s.Conn.Get(path)
+		_, stat, err := s.conn.Get(path)
 		if errors.Is(err, zk.ErrNoNode) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("roll: get %s: %w", path, err)
 		}
-		if stat.EphemeralOwner == s.Conn.SessionID() {
-			if _, err := s.Conn.Set(path, data, stat.Version); err != nil && !errors.Is(err, zk.ErrBadVersion) {
+		if stat.EphemeralOwner == s.conn.SessionID() {
+			if _, err := s.conn.Set(path, data, stat.Version); err != nil && !errors.Is(err, zk.ErrBadVersion) {
 				return fmt.Errorf("roll: set %s: %w", path, err)
 			} else if err == nil {
 				return nil
 			}
 			continue
 		}
-		if err := s.Conn.Delete(path, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
+		if err := s.conn.Delete(path, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
 			return fmt.Errorf("roll: replace stale %s: %w", path, err)
 		}
 	}
@@ -167,8 +168,12 @@ func (s *Store) CurrentOf(svc string) (map[string]Current, error) {
 
 // WatchCurrent reads svc's current set and leaves a watch that fires on the
 // next change of its membership.
-func (s *Store) WatchCurrent(svc string) (map[string]Current, <-chan zk.Event, error) {
-	return s.currentOf(svc, true)
+func (s *Store) WatchCurrent(svc string) (map[string]Current, <-chan struct{}, error) {
+	cur, ch, err := s.currentOf(svc, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cur, watch(ch), nil
 }
 
 func (s *Store) currentOf(svc string, watch bool) (map[string]Current, <-chan zk.Event, error) {
@@ -177,9 +182,9 @@ func (s *Store) currentOf(svc string, watch bool) (map[string]Current, <-chan zk
 	var ch <-chan zk.Event
 	var err error
 	if watch {
-		hosts, _, ch, err = s.Conn.ChildrenW(dir)
+		hosts, _, ch, err = s.conn.ChildrenW(dir)
 	} else {
-		hosts, _, err = s.Conn.Children(dir)
+		hosts, _, err = s.conn.Children(dir)
 	}
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, nil, fmt.Errorf("roll: service %q is not in the catalog (%s is missing)", svc, dir)
@@ -216,7 +221,7 @@ func (s *Store) currentOf(svc string, watch bool) (map[string]Current, <-chan zk
 
 // Hosts reads every registered agent's presence node.
 func (s *Store) Hosts() (map[string]Host, error) {
-	names, _, err := s.Conn.Children(s.Tree.Hosts())
+	names, _, err := s.conn.Children(s.Tree.Hosts())
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, s.CheckSeeded()
 	}
@@ -236,4 +241,49 @@ func (s *Store) Hosts() (map[string]Host, error) {
 		out[name] = h
 	}
 	return out, nil
+}
+
+// OnlineHosts lists the hosts in svc's current set, without reading what
+// each serves: one request.
+func (s *Store) OnlineHosts(svc string) ([]string, error) {
+	hosts, _, err := s.conn.Children(s.Tree.CurrentDir(svc))
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, fmt.Errorf("roll: service %q is not in the catalog (%s is missing)", svc, s.Tree.CurrentDir(svc))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.CurrentDir(svc), err)
+	}
+	sort.Strings(hosts)
+	return hosts, nil
+}
+
+// RootExists reports whether the data center's root node exists, seeded or
+// not.
+func (s *Store) RootExists() (bool, error) {
+	ok, _, err := s.conn.Exists(s.Tree.Root)
+	if err != nil {
+		return false, fmt.Errorf("roll: read %s: %w", s.Tree.Root, err)
+	}
+	return ok, nil
+}
+
+// RemoveRoot deletes the data center's root and everything below it: for a
+// throwaway data center, such as the demo's. Nodes that vanish meanwhile
+// are no error; a node created meanwhile makes it fail (try again).
+func (s *Store) RemoveRoot() error { return s.removeTree(s.Tree.Root) }
+
+func (s *Store) removeTree(p string) error {
+	children, _, err := s.conn.Children(p)
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("roll: list %s: %w", p, err)
+	}
+	for _, c := range children {
+		if err := s.removeTree(path.Join(p, c)); err != nil {
+			return err
+		}
+	}
+	return s.deleteIfPresent(p)
 }
