@@ -30,7 +30,7 @@ const MaxFileSize = 1 << 20
 type File struct {
 	Services map[string]*Service `json:"services"`         // by service name
 	Switch   *Switch             `json:"switch,omitempty"` // a version switch in progress (intent), nil when none
-	Updated  time.Time           `json:"updated"`
+	Updated  time.Time           `json:"updated"`          // when Save wrote the file
 }
 
 // Service is what the host knows about one service.
@@ -120,9 +120,15 @@ func Decode(data []byte) (*File, error) {
 // moment leaves either the old or the new file, complete: the content goes to
 // a temp file that is synced, renamed over state.json, and then the directory
 // is synced so that the rename itself survives a power loss. Save refuses a
-// File that Load would refuse.
+// File that Load would refuse. A zero f.Updated is written as the time of
+// the Save; f itself is not changed.
 func Save(dir string, f *File) error {
 	path := filepath.Join(dir, FileName)
+	if f != nil && f.Updated.IsZero() {
+		g := *f
+		g.Updated = time.Now().UTC()
+		f = &g
+	}
 	data, err := encode(f)
 	if err != nil {
 		return fmt.Errorf("save %s: %w", path, err)

@@ -101,6 +101,35 @@ func TestSaveNilServices(t *testing.T) {
 	}
 }
 
+// TestSaveStampsTheTime checks that a File saved without a time is written
+// with the time of the Save, not as 0001-01-01T00:00:00Z.
+func TestSaveStampsTheTime(t *testing.T) {
+	dir := t.TempDir()
+	f := &File{Services: map[string]*Service{"web": {Running: "1"}}}
+	before := time.Now().UTC()
+	if err := Save(dir, f); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().UTC()
+	if !f.Updated.IsZero() {
+		t.Errorf("Save changed the caller's File: Updated = %v", f.Updated)
+	}
+	got, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Updated.Before(before) || got.Updated.After(after) {
+		t.Errorf("updated = %v, want the time of the Save, between %v and %v", got.Updated, before, after)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(data), "0001-01-01") {
+		t.Errorf("state.json holds a zero time:\n%s", data)
+	}
+}
+
 func TestLoadMissingIsEmpty(t *testing.T) {
 	f, err := Load(filepath.Join(t.TempDir(), "nothing-here"))
 	if err != nil {
@@ -296,7 +325,7 @@ func TestSaveReplacesAndCleansUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	next := &File{Services: map[string]*Service{"web": {Running: "2.0"}}}
+	next := &File{Services: map[string]*Service{"web": {Running: "2.0"}}, Updated: time.Date(2024, 5, 2, 0, 0, 0, 0, time.UTC)}
 	if err := Save(dir, next); err != nil {
 		t.Fatal(err)
 	}
