@@ -3,6 +3,7 @@ package modes
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -109,25 +110,22 @@ func (m *pauseMode) Run(ctx context.Context, env *Env, args []string) error {
 	return nil
 }
 
-// clearControl lifts svc's pause and halt, writing only if one is set, and
-// says what it lifted.
+// clearControl lifts svc's pause and halt, and says what it lifted.
 func clearControl(store *roll.Store, svc string) ([]string, error) {
-	c, err := store.Control(svc)
-	if err != nil || (!c.Paused && c.Halted == nil) {
-		return nil, err
-	}
+	c, err := store.LiftControl(svc)
+	return lifted(svc, c), err
+}
+
+// lifted says what lifting c's pause and halt did.
+func lifted(svc string, c roll.Control) []string {
 	var did []string
-	err = store.UpdateControl(svc, func(c *roll.Control) {
-		did = did[:0]
-		if c.Paused {
-			did = append(did, "resumed "+svc)
-		}
-		if c.Halted != nil {
-			did = append(did, fmt.Sprintf("cleared the halt of %s (%s)", svc, c.Halted))
-		}
-		c.Paused, c.Halted = false, nil
-	})
-	return did, err
+	if c.Paused {
+		did = append(did, "resumed "+svc)
+	}
+	if c.Halted != nil {
+		did = append(did, fmt.Sprintf("cleared the halt of %s (%s)", svc, c.Halted))
+	}
+	return did
 }
 
 type abortMode struct{}
@@ -153,45 +151,23 @@ func (*abortMode) Run(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	services, err := store.Services()
-	if err != nil {
-		return err
+	a, err := store.Abort()
+	if a.Cleared {
+		fmt.Fprintf(env.Stdout, "cleared the deploy queue (%d %s)\n", a.Steps, plural(a.Steps, "step", "steps"))
 	}
-	steps, err := store.Steps()
-	if err != nil {
-		return err
+	for _, svc := range slices.Sorted(maps.Keys(a.Unstaged)) {
+		fmt.Fprintf(env.Stdout, "unstaged %s %s\n", svc, a.Unstaged[svc])
 	}
-	if err := store.ClearSteps(); err != nil {
-		return err
-	}
-	fmt.Fprintf(env.Stdout, "cleared the deploy queue (%d %s)\n", len(steps), plural(len(steps), "step", "steps"))
-	staged, err := store.StagedServices()
-	if err != nil {
-		return err
-	}
-	for _, svc := range staged {
-		m, err := store.Manifest(svc)
-		if err != nil {
-			m.Version = "?" // unstage it all the same
+	for _, svc := range slices.Sorted(maps.Keys(a.Lifted)) {
+		for _, l := range lifted(svc, a.Lifted[svc]) {
+			fmt.Fprintln(env.Stdout, l)
 		}
-		if err := store.Unstage(svc); err != nil {
-			return err
-		}
-		fmt.Fprintf(env.Stdout, "unstaged %s %s\n", svc, m.Version)
+	}
+	if err != nil {
+		return err
 	}
 	var upgrading []string
-	for _, svc := range roll.Catalog(services).Names() {
-		changes, err := clearControl(store, svc)
-		if err != nil {
-			return err
-		}
-		for _, c := range changes {
-			fmt.Fprintln(env.Stdout, c)
-		}
-		turns, err := store.Turns(svc)
-		if err != nil {
-			return err
-		}
+	for svc, turns := range a.Upgrading {
 		for h, t := range turns {
 			upgrading = append(upgrading, fmt.Sprintf("%s %s (to %s)", svc, h, t.To))
 		}
@@ -200,7 +176,7 @@ func (*abortMode) Run(ctx context.Context, env *Env, args []string) error {
 		slices.Sort(upgrading)
 		fmt.Fprintf(env.Stdout, "mid-upgrade, finishing their switch: %s\n", strings.Join(upgrading, ", "))
 	}
-	if dc, err := store.DeployControl(); err == nil && dc.Paused {
+	if a.DeployPaused {
 		fmt.Fprintln(env.Stdout, "note: the deploy stays paused; `dcroll resume` lifts it")
 	}
 	fmt.Fprintln(env.Stdout, "hosts keep the versions they run now")

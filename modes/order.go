@@ -61,65 +61,20 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	services, err := store.Services()
-	if err != nil {
-		return err
-	}
-	catalog := roll.Catalog(services)
-	stagedList, err := store.StagedServices()
-	if err != nil {
-		return err
-	}
-	staged := map[string]bool{}
-	for _, s := range stagedList {
-		staged[s] = true
-	}
-	queue, err := store.Steps()
-	if err != nil {
-		return err
-	}
-	queuedIn := map[string]int{} // service -> its step's position, from 1
-	for i, st := range queue {
-		for _, s := range st.Services {
-			queuedIn[s] = i + 1
-		}
-	}
-
 	if m.auto {
-		var todo []string
-		for _, s := range stagedList {
-			if _, ok := queuedIn[s]; !ok {
-				todo = append(todo, s)
-			}
-		}
-		if len(stagedList) == 0 {
-			return errors.New("nothing is staged; run `dcroll stage SERVICE VERSION PATH` first")
-		}
-		if len(todo) == 0 {
-			fmt.Fprintln(env.Stdout, "every staged service is queued already; nothing to add")
-			printQueue(env.Stdout, queue)
-			return nil
-		}
-		if steps, err = catalog.AutoSteps(todo); err != nil {
+		steps = nil // every staged service not yet queued
+	}
+	steps, err = store.Order(steps)
+	if errors.Is(err, roll.ErrAllQueued) {
+		fmt.Fprintln(env.Stdout, "every staged service is queued already; nothing to add")
+		queue, err := store.Steps()
+		if err != nil {
 			return err
 		}
+		printQueue(env.Stdout, queue)
+		return nil
 	}
-	if err := catalog.ValidateSteps(steps, staged); err != nil {
-		return err
-	}
-	if err := store.CheckUnqueuedDependencies(catalog, steps); err != nil {
-		return err
-	}
-	for _, step := range steps {
-		for _, s := range step {
-			if i, ok := queuedIn[s]; ok {
-				return fmt.Errorf("%w: service %q is already queued, in step %d of %d (%s); `dcroll abort` clears the queue",
-					roll.ErrBadOrder, s, i, len(queue), queue[i-1].Name)
-			}
-		}
-	}
-
-	if err := store.AppendSteps(steps); err != nil {
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "queued %d %s\n", len(steps), plural(len(steps), "step", "steps"))
@@ -133,7 +88,8 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) error {
 	} else if n > 0 {
 		fmt.Fprintf(env.Stdout, "%d %s done already, removed\n", n, plural(n, "step was", "steps were"))
 	}
-	if queue, err = store.Steps(); err != nil {
+	queue, err := store.Steps()
+	if err != nil {
 		fmt.Fprintf(env.Stderr, "dcroll: note: cannot read the queue back; `dcroll status` shows it: %v\n", err)
 		return nil
 	}

@@ -1,6 +1,7 @@
 package roll
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"net"
@@ -69,6 +70,9 @@ func (m Manifest) validate() error {
 type Step struct {
 	Services []string  `json:"services"`
 	Ordered  time.Time `json:"ordered"`
+	// Order names the order that queued the step, so that an order whose
+	// answer a connection loss swallowed can find out that it committed.
+	Order string `json:"order,omitempty"`
 }
 
 func (s Step) validate() error {
@@ -139,8 +143,10 @@ var ErrNotStaged = errors.New("roll: nothing staged")
 // ErrStagingInProgress means a staged release has not finished rolling.
 var ErrStagingInProgress = errors.New("roll: a staging is in progress")
 
-func (t Tree) readyDir(svc string) string { return t.join("staging", svc, "ready") }
-func (t Tree) turnsDir(svc string) string { return t.join("roll", svc, "turns") }
+func (t Tree) step(name string) string           { return t.join("deploy", name) }
+func (t Tree) readyNode(svc, name string) string { return t.join("staging", svc, "ready", name) }
+func (t Tree) readyDir(svc string) string        { return t.join("staging", svc, "ready") }
+func (t Tree) turnsDir(svc string) string        { return t.join("roll", svc, "turns") }
 
 // Turn is host's turn node for svc.
 func (t Tree) Turn(svc, host string) string { return t.join("roll", svc, "turns", host) }
@@ -242,7 +248,7 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 	}
 	ops := []any{&zk.SetDataRequest{Path: path, Data: data, Version: stat.Version}}
 	for _, r := range ready {
-		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyDir(svc) + "/" + r, Version: -1})
+		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyNode(svc, r), Version: -1})
 	}
 	if errors.Is(err, zk.ErrNoNode) {
 		ops = append(ops, &zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acl})
@@ -282,7 +288,7 @@ func (s *Store) Unstage(svc string) error {
 	}
 	var ops []any
 	for _, r := range ready {
-		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyDir(svc) + "/" + r, Version: -1})
+		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyNode(svc, r), Version: -1})
 	}
 	ops = append(ops,
 		&zk.DeleteRequest{Path: s.Tree.readyDir(svc), Version: -1},
@@ -321,11 +327,11 @@ func (s *Store) JoinReady(svc, host, version string) (string, error) {
 		if e.Host != host {
 			continue
 		}
-		if err := s.conn.Delete(s.Tree.readyDir(svc)+"/"+e.Name, -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		if err := s.conn.Delete(s.Tree.readyNode(svc, e.Name), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
 			return "", fmt.Errorf("roll: join the ready queue of %s: remove the earlier node %s: %w", svc, e.Name, err)
 		}
 	}
-	path, err := s.conn.CreateProtectedEphemeralSequential(s.Tree.readyDir(svc)+"/"+host+"-", data, s.acl)
+	path, err := s.conn.CreateProtectedEphemeralSequential(s.Tree.readyNode(svc, host+"-"), data, s.acl)
 	if err != nil {
 		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
 	}
@@ -404,7 +410,7 @@ func (s *Store) stepsW(watch bool) ([]StepEntry, <-chan zk.Event, error) {
 	out := make([]StepEntry, 0, len(names))
 	for _, n := range names {
 		var st Step
-		stat, err := s.get(s.Tree.Deploy()+"/"+n, &st)
+		stat, err := s.get(s.Tree.step(n), &st)
 		if errors.Is(err, zk.ErrNoNode) {
 			continue
 		}
@@ -426,34 +432,38 @@ func (s *Store) headStep(watch bool) (StepEntry, bool, <-chan zk.Event, error) {
 	return steps[0], true, ch, nil
 }
 
-// AppendSteps adds steps to the end of the deploy queue in one transaction.
+// AppendSteps adds steps to the end of the deploy queue in one transaction,
+// without Order's checks: for tests and tools that build a deploy by hand.
 func (s *Store) AppendSteps(steps [][]string) error {
-	var ops []any
-	for _, svcs := range steps {
-		data, err := encode(Step{Services: svcs, Ordered: time.Now().UTC()})
-		if err != nil {
-			return err
-		}
-		ops = append(ops, &zk.CreateRequest{Path: s.Tree.Deploy() + "/step-", Data: data, Acl: s.acl, Flags: zk.FlagSequence})
-	}
-	if _, err := s.conn.Multi(ops...); err != nil {
-		return fmt.Errorf("roll: append to %s: %w", s.Tree.Deploy(), err)
-	}
-	return nil
+	_, err := s.appendSteps(steps, rand.Text())
+	return err
 }
 
-// ClearSteps empties the deploy queue.
-func (s *Store) ClearSteps() error {
-	steps, err := s.Steps()
-	if err != nil {
-		return err
-	}
-	for _, st := range steps {
-		if err := s.deleteIfPresent(s.Tree.Deploy() + "/" + st.Name); err != nil {
-			return err
+// ClearSteps empties the deploy queue in one transaction that also bumps
+// the queue's version, so that an order checked against the old queue
+// fails and checks again.
+func (s *Store) ClearSteps() (int, error) {
+	for {
+		steps, err := s.Steps()
+		if err != nil {
+			return 0, err
 		}
+		ops, err := s.bumpDeploy()
+		if err != nil {
+			return 0, err
+		}
+		for _, st := range steps {
+			ops = append(ops, &zk.DeleteRequest{Path: s.Tree.step(st.Name), Version: -1})
+		}
+		_, err = s.conn.Multi(ops...)
+		if errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNoNode) {
+			continue // queued, advanced or paused meanwhile: look again
+		}
+		if err != nil {
+			return 0, fmt.Errorf("roll: clear %s: %w", s.Tree.Deploy(), err)
+		}
+		return len(steps), nil
 	}
-	return nil
 }
 
 // Control reads svc's deploy control; a node without data is the default.
@@ -570,4 +580,85 @@ func (s *Store) CheckUnqueuedDependencies(c Catalog, steps [][]string) error {
 		}
 	}
 	return nil
+}
+
+// LiftControl lifts svc's pause and halt, writing only if one is set, and
+// returns what it lifted: the control as it was.
+func (s *Store) LiftControl(svc string) (Control, error) {
+	c, err := s.Control(svc)
+	if err != nil || (!c.Paused && c.Halted == nil) {
+		return Control{}, err
+	}
+	var was Control
+	err = s.UpdateControl(svc, func(c *Control) {
+		was = *c
+		c.Paused, c.Halted = false, nil
+	})
+	if err != nil {
+		return Control{}, err
+	}
+	return was, nil
+}
+
+// Aborted is what Abort did.
+type Aborted struct {
+	Cleared  bool               // the deploy queue was emptied
+	Steps    int                // steps removed from it
+	Unstaged map[string]string  // service -> the version unstaged ("?": unreadable)
+	Lifted   map[string]Control // service -> the pause and halt lifted
+	// Upgrading are the hosts mid-switch, by service: they finish it.
+	Upgrading map[string]map[string]Turn
+	// DeployPaused: the deploy's own pause stays until a resume.
+	DeployPaused bool
+}
+
+// Abort drops the deploy: it empties the deploy queue (first, so that no
+// step starts meanwhile), unstages every release with its ready queue, and
+// lifts every service's pause and halt. Hosts keep what they run; a host
+// mid-switch finishes it. The deploy's own pause stays. On an error it
+// returns what it did so far; running it again finishes the job.
+func (s *Store) Abort() (Aborted, error) {
+	a := Aborted{Unstaged: map[string]string{}, Lifted: map[string]Control{}, Upgrading: map[string]map[string]Turn{}}
+	services, err := s.Services()
+	if err != nil {
+		return a, err
+	}
+	if a.Steps, err = s.ClearSteps(); err != nil {
+		return a, err
+	}
+	a.Cleared = true
+	staged, err := s.StagedServices()
+	if err != nil {
+		return a, err
+	}
+	for _, svc := range staged {
+		m, err := s.Manifest(svc)
+		if err != nil {
+			m.Version = "?" // unstage it all the same
+		}
+		if err := s.Unstage(svc); err != nil {
+			return a, err
+		}
+		a.Unstaged[svc] = m.Version
+	}
+	for _, svc := range Catalog(services).Names() {
+		lifted, err := s.LiftControl(svc)
+		if err != nil {
+			return a, err
+		}
+		if lifted.Paused || lifted.Halted != nil {
+			a.Lifted[svc] = lifted
+		}
+		turns, err := s.Turns(svc)
+		if err != nil {
+			return a, err
+		}
+		if len(turns) > 0 {
+			a.Upgrading[svc] = turns
+		}
+	}
+	if dc, err := s.DeployControl(); err == nil {
+		a.DeployPaused = dc.Paused
+	}
+	return a, nil
 }

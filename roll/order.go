@@ -1,10 +1,15 @@
 package roll
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"time"
+
+	"github.com/go-zookeeper/zk"
 )
 
 // ErrBadOrder is wrapped by every error about a deploy order.
@@ -160,4 +165,175 @@ func quoteAll(names []string) string {
 		q[i] = fmt.Sprintf("%q", n)
 	}
 	return strings.Join(q, ", ")
+}
+
+// ErrNothingStaged means an order found no staged release to queue.
+var ErrNothingStaged = errors.New("roll: nothing is staged")
+
+// ErrAllQueued means an order derived from the dependencies found every
+// staged service queued already.
+var ErrAllQueued = errors.New("roll: every staged service is queued already")
+
+// ErrOrderUnknown means an order's transaction was sent but its answer was
+// lost, and reading the queue back failed too: it may or may not be queued.
+var ErrOrderUnknown = errors.New("roll: the order may or may not be queued")
+
+// orderAttempts bounds how often Order checks again after another order,
+// an abort or a pause changed the queue between its check and its write.
+const orderAttempts = 10
+
+// Order checks steps against the catalog, the staged releases and the
+// deploy queue, and appends them to the queue; nil steps means every staged
+// service not yet queued, in steps derived from the dependencies. It returns
+// the steps it queued. The check and the append are one transaction that
+// carries the queue's version, so of two orders at the same instant only
+// one can pass the "already queued" check: the other checks again and is
+// refused. An order whose answer a connection loss swallowed is looked up,
+// not sent twice.
+func (s *Store) Order(steps [][]string) ([][]string, error) {
+	for attempt := 1; ; attempt++ {
+		queued, ops, err := s.checkOrder(steps)
+		if err != nil {
+			return nil, err
+		}
+		id := rand.Text()
+		err = s.commitSteps(queued, id, ops)
+		if errors.Is(err, zk.ErrBadVersion) && attempt < orderAttempts {
+			continue
+		}
+		return queued, err
+	}
+}
+
+// checkOrder reads what an order is checked against and checks it. It
+// returns the steps to queue and the version check of the queue that their
+// append must carry.
+func (s *Store) checkOrder(steps [][]string) ([][]string, []any, error) {
+	// The queue's version first: whatever changes the queue after this read
+	// makes the append fail.
+	ops, err := s.bumpDeploy()
+	if err != nil {
+		return nil, nil, err
+	}
+	services, err := s.Services()
+	if err != nil {
+		return nil, nil, err
+	}
+	catalog := Catalog(services)
+	stagedList, err := s.StagedServices()
+	if err != nil {
+		return nil, nil, err
+	}
+	staged := map[string]bool{}
+	for _, svc := range stagedList {
+		staged[svc] = true
+	}
+	queue, err := s.Steps()
+	if err != nil {
+		return nil, nil, err
+	}
+	queuedIn := map[string]int{} // service -> its step's position, from 1
+	for i, st := range queue {
+		for _, svc := range st.Services {
+			queuedIn[svc] = i + 1
+		}
+	}
+	if steps == nil {
+		if len(stagedList) == 0 {
+			return nil, nil, fmt.Errorf("%w; run `dcroll stage SERVICE VERSION PATH` first", ErrNothingStaged)
+		}
+		var todo []string
+		for _, svc := range stagedList {
+			if _, ok := queuedIn[svc]; !ok {
+				todo = append(todo, svc)
+			}
+		}
+		if len(todo) == 0 {
+			return nil, nil, ErrAllQueued
+		}
+		if steps, err = catalog.AutoSteps(todo); err != nil {
+			return nil, nil, err
+		}
+	}
+	if err := catalog.ValidateSteps(steps, staged); err != nil {
+		return nil, nil, err
+	}
+	if err := s.CheckUnqueuedDependencies(catalog, steps); err != nil {
+		return nil, nil, err
+	}
+	for _, step := range steps {
+		for _, svc := range step {
+			if i, ok := queuedIn[svc]; ok {
+				return nil, nil, fmt.Errorf("%w: service %q is already queued, in step %d of %d (%s); `dcroll abort` clears the queue",
+					ErrBadOrder, svc, i, len(queue), queue[i-1].Name)
+			}
+		}
+	}
+	return steps, ops, nil
+}
+
+// bumpDeploy returns the operation that rewrites the deploy queue's node
+// with what it holds now, over the version just read: in a transaction it
+// makes the transaction fail if anything that goes through it (an order,
+// an abort, a pause) changed the queue since.
+func (s *Store) bumpDeploy() ([]any, error) {
+	data, stat, err := s.conn.Get(s.Tree.Deploy())
+	if errors.Is(err, zk.ErrNoNode) {
+		return nil, s.CheckSeeded()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("roll: get %s: %w", s.Tree.Deploy(), err)
+	}
+	return []any{&zk.SetDataRequest{Path: s.Tree.Deploy(), Data: data, Version: stat.Version}}, nil
+}
+
+// appendSteps appends steps, over the queue's version as it is now.
+func (s *Store) appendSteps(steps [][]string, id string) ([][]string, error) {
+	for {
+		ops, err := s.bumpDeploy()
+		if err != nil {
+			return nil, err
+		}
+		err = s.commitSteps(steps, id, ops)
+		if errors.Is(err, zk.ErrBadVersion) {
+			continue
+		}
+		return steps, err
+	}
+}
+
+// commitSteps appends steps, tagged with the order id, in one transaction
+// with ops. When the answer is lost to a connection loss, the queue is read
+// back: the order may have committed.
+func (s *Store) commitSteps(steps [][]string, id string, ops []any) error {
+	for _, svcs := range steps {
+		data, err := encode(Step{Services: svcs, Ordered: time.Now().UTC(), Order: id})
+		if err != nil {
+			return err
+		}
+		ops = append(ops, &zk.CreateRequest{Path: s.Tree.step("step-"), Data: data, Acl: s.acl, Flags: zk.FlagSequence})
+	}
+	_, err := s.conn.Multi(ops...)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, zk.ErrBadVersion):
+		return err
+	case !lostAnswer(err):
+		return fmt.Errorf("roll: append to %s: %w", s.Tree.Deploy(), err)
+	}
+	queue, rerr := s.Steps()
+	if rerr != nil {
+		return fmt.Errorf("%w (%v, then %v): `dcroll status` shows the queue", ErrOrderUnknown, err, rerr)
+	}
+	if slices.ContainsFunc(queue, func(e StepEntry) bool { return e.Order == id }) {
+		return nil
+	}
+	return fmt.Errorf("roll: append to %s: %w", s.Tree.Deploy(), err)
+}
+
+// lostAnswer reports whether err leaves it open whether the request took
+// effect: the connection went while the request was under way.
+func lostAnswer(err error) bool {
+	return errors.Is(err, zk.ErrConnectionClosed) || errors.Is(err, zk.ErrSessionMoved) || errors.Is(err, zk.ErrClosing)
 }

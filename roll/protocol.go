@@ -57,7 +57,7 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 			return ErrLeftQueue
 		}
 		if idx > 0 {
-			ok, _, ch, err := s.conn.ExistsW(dir + "/" + queue[idx-1].Name)
+			ok, _, ch, err := s.conn.ExistsW(s.Tree.readyNode(svc, queue[idx-1].Name))
 			if err != nil {
 				return fmt.Errorf("roll: watch the predecessor: %w", err)
 			}
@@ -193,7 +193,7 @@ func (s *Store) AdvanceSteps() (int, error) {
 				return removed, err
 			}
 		}
-		err = s.conn.Delete(s.Tree.Deploy()+"/"+head.Name, head.version)
+		err = s.conn.Delete(s.Tree.step(head.Name), head.version)
 		if err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
 			return removed, fmt.Errorf("roll: remove %s: %w", head.Name, err)
 		}

@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
-
 	"github.com/dcroll/dcroll/internal/zktest"
 )
 
@@ -361,39 +359,5 @@ func TestIntegration_FailureOfAReplacedReleaseDoesNotHalt(t *testing.T) {
 	}
 	if c, err := s.Control("db"); err != nil || c.Halted == nil || c.Halted.Host != "c" {
 		t.Errorf("control after a failure of v3: %+v, %v; want halted by c", c, err)
-	}
-}
-
-// A take whose transaction committed but whose answer a connection loss
-// swallowed leaves the host holding a turn it does not know of. It queues
-// again; at the front it must take its turn, not spin on the turn it holds
-// while the hosts behind it wait for good. Found by the chaos harness (a
-// ZooKeeper quorum loss mid-rollout).
-func TestIntegration_TakeTurnReplacesATurnTheHostHolds(t *testing.T) {
-	s := rollingFleet(t, "a", "b")
-	// The lost take: a's turn exists, owned by a's own session.
-	data, err := encode(Turn{From: "v1", To: "v2", Started: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.conn.Create(s.Tree.Turn("db", "a"), data, zk.FlagEphemeral, s.acl); err != nil {
-		t.Fatal(err)
-	}
-	ready, err := s.JoinReady("db", "a", "v2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	started := time.Now()
-	if err := s.AwaitTurn(ctx, "db", "a", ready, Turn{From: "v1", To: "v2", Started: started}); err != nil {
-		t.Fatalf("AwaitTurn with a turn of this session left over: %v", err)
-	}
-	turns, err := s.Turns("db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tu, ok := turns["a"]; len(turns) != 1 || !ok || !tu.Started.Equal(started) {
-		t.Errorf("turns %+v: want a's new turn only, started %s", turns, started)
 	}
 }

@@ -32,14 +32,9 @@ func Open(t testing.TB, zkc *zktest.Cluster, root string) *roll.Store {
 	}
 	t.Cleanup(store.Close)
 	mu.Lock()
+	defer mu.Unlock()
 	clusters[store] = zkc
-	mu.Unlock()
-	t.Cleanup(func() {
-		mu.Lock()
-		delete(clusters, store)
-		delete(raws, store)
-		mu.Unlock()
-	})
+	t.Cleanup(func() { mu.Lock(); delete(clusters, store); mu.Unlock() })
 	return store
 }
 

@@ -1,0 +1,108 @@
+package roll
+
+import (
+	"sync"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// faultConn is the test double of the seam to ZooKeeper: it passes every
+// request to a real connection, and injects the faults a test asks for.
+type faultConn struct {
+	conn
+	mu sync.Mutex
+	// fail, if set, is asked before each request; an error fails the
+	// request without sending it.
+	fail func(op, path string) error
+	// lose, if set, is asked after each request that succeeded; true
+	// loses its answer, as a connection loss does: the request took
+	// effect, the caller gets zk.ErrConnectionClosed.
+	lose func(op, path string) bool
+}
+
+// withFaults puts a faultConn between s and its connection.
+func withFaults(s *Store) *faultConn {
+	f := &faultConn{conn: s.conn}
+	s.conn = f
+	return f
+}
+
+// set installs the fault hooks.
+func (f *faultConn) set(fail func(op, path string) error, lose func(op, path string) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail, f.lose = fail, lose
+}
+
+func (f *faultConn) before(op, path string) error {
+	f.mu.Lock()
+	fail := f.fail
+	f.mu.Unlock()
+	if fail == nil {
+		return nil
+	}
+	return fail(op, path)
+}
+
+func (f *faultConn) after(op, path string, err error) error {
+	f.mu.Lock()
+	lose := f.lose
+	f.mu.Unlock()
+	if err == nil && lose != nil && lose(op, path) {
+		return zk.ErrConnectionClosed
+	}
+	return err
+}
+
+func (f *faultConn) Get(path string) ([]byte, *zk.Stat, error) {
+	if err := f.before("get", path); err != nil {
+		return nil, nil, err
+	}
+	data, stat, err := f.conn.Get(path)
+	if err = f.after("get", path, err); err != nil {
+		return nil, nil, err
+	}
+	return data, stat, nil
+}
+
+func (f *faultConn) Children(path string) ([]string, *zk.Stat, error) {
+	if err := f.before("children", path); err != nil {
+		return nil, nil, err
+	}
+	kids, stat, err := f.conn.Children(path)
+	if err = f.after("children", path, err); err != nil {
+		return nil, nil, err
+	}
+	return kids, stat, nil
+}
+
+func (f *faultConn) Multi(ops ...any) ([]zk.MultiResponse, error) {
+	path := multiPath(ops)
+	if err := f.before("multi", path); err != nil {
+		return nil, err
+	}
+	res, err := f.conn.Multi(ops...)
+	if err = f.after("multi", path, err); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// multiPath names a transaction by the path of its last operation: the
+// one that says what it is for (a turn, a step).
+func multiPath(ops []any) string {
+	if len(ops) == 0 {
+		return ""
+	}
+	switch r := ops[len(ops)-1].(type) {
+	case *zk.CreateRequest:
+		return r.Path
+	case *zk.DeleteRequest:
+		return r.Path
+	case *zk.SetDataRequest:
+		return r.Path
+	case *zk.CheckVersionRequest:
+		return r.Path
+	}
+	return ""
+}
