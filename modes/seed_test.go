@@ -320,6 +320,14 @@ func TestIntegration_SeedBadFile(t *testing.T) {
 			want: []string{"lists no services"},
 		},
 		{
+			// Every problem at once, so that one edit fixes the file.
+			name: "every error",
+			file: dbEdited + "[services.a]\nmax_parallel = 1\n" + "[services.b]\nquorum = 1\nmax_parallel = -1\n" +
+				"[services.c]\nquorum = 1\ndepends_on = [\"nope\"]\n" + "[services.d]\nquorum = \"150%\"\ndepends_on = [\"a\"]\n",
+			want: []string{`service "a": quorum is missing`, `service "b": max_parallel -1`,
+				`service "c" depends on "nope"`, `service "d"`, "150%"},
+		},
+		{
 			name: "not TOML",
 			file: "[services.db\nquorum = 1\n",
 			want: []string{"roll: bad catalog"},

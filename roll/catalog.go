@@ -56,22 +56,48 @@ func ParseCatalog(name string, r io.Reader) (Catalog, error) {
 	if len(f.Services) == 0 {
 		return nil, fmt.Errorf("%w: %s lists no services; add a [services.NAME] table", ErrBadCatalog, name)
 	}
+	// Every problem is reported, not just the first, so that one edit
+	// fixes the file.
 	c := Catalog{}
-	for svcName, raw := range f.Services {
+	var errs []error
+	for _, svcName := range slices.Sorted(maps.Keys(f.Services)) {
+		raw := f.Services[svcName]
 		svc := Service{DependsOn: raw.DependsOn, MaxParallel: raw.MaxParallel, Health: raw.Health}
+		c[svcName] = svc // for the dependency checks, even when bad
+		var err error
 		if raw.Quorum == nil {
-			return nil, fmt.Errorf("%w: %s: service %q: quorum is missing (a count like 2 or a percentage like \"60%%\")", ErrBadCatalog, name, svcName)
+			err = fmt.Errorf(`service %q: quorum is missing (a count like 2 or a percentage like "60%%")`, svcName)
+		} else if err = svc.Quorum.UnmarshalTOML(raw.Quorum); err != nil {
+			err = fmt.Errorf("service %q: %v", svcName, err)
+		} else {
+			svc.applyDefaults()
+			c[svcName] = svc
+			err = c.validateService(svcName)
 		}
-		if err := svc.Quorum.UnmarshalTOML(raw.Quorum); err != nil {
-			return nil, fmt.Errorf("%w: %s: service %q: %v", ErrBadCatalog, name, svcName, err)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: %s: %v", ErrBadCatalog, name, err))
 		}
-		svc.applyDefaults()
-		c[svcName] = svc
 	}
-	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	if err := c.validateGraph(); err != nil {
+		errs = append(errs, prefixEach(name, err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// prefixEach puts "name: " before each error err joins.
+func prefixEach(name string, err error) error {
+	joined, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var errs []error
+	for _, e := range joined.Unwrap() {
+		errs = append(errs, fmt.Errorf("%s: %w", name, e))
+	}
+	return errors.Join(errs...)
 }
 
 func strictKeys(e *toml.StrictMissingError) []string {
@@ -85,27 +111,43 @@ func strictKeys(e *toml.StrictMissingError) []string {
 // Validate checks every policy, that every dependency is a service of the
 // catalog and that the dependencies have no cycle.
 func (c Catalog) Validate() error {
+	var errs []error
 	for _, name := range c.Names() {
-		if !config.ValidName(name) {
-			return fmt.Errorf("%w: service name %q: use letters, digits, '.', '_', '-'", ErrBadCatalog, name)
-		}
-		svc := c[name]
-		if err := svc.validate(); err != nil {
-			return fmt.Errorf("%w: service %q: %v", ErrBadCatalog, name, err)
-		}
-		for _, d := range svc.DependsOn {
-			if d == name {
-				return fmt.Errorf("%w: service %q depends on itself", ErrBadCatalog, name)
-			}
-			if _, ok := c[d]; !ok {
-				return fmt.Errorf("%w: service %q depends on %q, which is not in the catalog", ErrBadCatalog, name, d)
-			}
+		if err := c.validateService(name); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %v", ErrBadCatalog, err))
 		}
 	}
-	if cycle := c.cycle(); cycle != nil {
-		return fmt.Errorf("%w: dependency cycle: %s", ErrBadCatalog, strings.Join(cycle, " -> "))
+	return errors.Join(append(errs, c.validateGraph())...)
+}
+
+// validateService checks the name and policy of one service.
+func (c Catalog) validateService(name string) error {
+	if !config.ValidName(name) {
+		return fmt.Errorf("service name %q: use letters, digits, '.', '_', '-'", name)
+	}
+	if err := c[name].validate(); err != nil {
+		return fmt.Errorf("service %q: %v", name, err)
 	}
 	return nil
+}
+
+// validateGraph checks that every dependency is another service of the
+// catalog and that the dependencies have no cycle.
+func (c Catalog) validateGraph() error {
+	var errs []error
+	for _, name := range c.Names() {
+		for _, d := range c[name].DependsOn {
+			if d == name {
+				errs = append(errs, fmt.Errorf("%w: service %q depends on itself", ErrBadCatalog, name))
+			} else if _, ok := c[d]; !ok {
+				errs = append(errs, fmt.Errorf("%w: service %q depends on %q, which is not in the catalog", ErrBadCatalog, name, d))
+			}
+		}
+	}
+	if cycle := c.cycle(); len(cycle) > 2 { // a service on itself is reported above
+		errs = append(errs, fmt.Errorf("%w: dependency cycle: %s", ErrBadCatalog, strings.Join(cycle, " -> ")))
+	}
+	return errors.Join(errs...)
 }
 
 // Names lists the services in name order.
