@@ -270,9 +270,9 @@ func TestIntegration_SeedBadFile(t *testing.T) {
 			want: []string{`service "api" depends on "cache"`, "not in the catalog"},
 		},
 		{
-			name: "quorum 0",
-			file: "[services.db]\nquorum = 0\n",
-			want: []string{`service "db"`, "quorum 0 is below 1"},
+			name: "quorum -1",
+			file: "[services.db]\nquorum = -1\n",
+			want: []string{`service "db"`, "quorum -1 is below 0"},
 		},
 		{
 			name: "quorum 0%",

@@ -100,8 +100,12 @@ func printStatus(w io.Writer, st *roll.FleetStatus) {
 		if offline == "" {
 			offline = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%d (%s)\t%d\t%s\t%s\t%s\n", s.Name, len(s.Online), len(s.Members),
-			s.QuorumHosts, s.Policy.Quorum, s.Policy.MaxParallel, deps, versions(s.Versions), offline)
+		quorum := fmt.Sprintf("%d (%s)", s.QuorumHosts, s.Policy.Quorum)
+		if s.Policy.Quorum.Zero() {
+			quorum = "0 (may be fully down)"
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", s.Name, len(s.Online), len(s.Members),
+			quorum, s.Policy.MaxParallel, deps, versions(s.Versions), offline)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)

@@ -102,11 +102,23 @@ func (d *Duration) UnmarshalText(b []byte) error {
 }
 
 // Quorum is how many members of a service must stay online: a count, or a
-// percentage of the members (rounded up). JSON and TOML: 3 or "60%".
+// percentage of the members (rounded up). JSON and TOML: 3 or "60%". A
+// count of 0 means the service may be fully down during a turn (a
+// single-instance service); it must be given explicitly, so a policy that
+// lacks a quorum is never taken for one that allows an outage.
 type Quorum struct {
 	Count   int
 	Percent int
+
+	zero bool // an explicit 0 was given
 }
+
+// NoQuorum is the explicit quorum 0: the service may be fully down during
+// a turn.
+var NoQuorum = Quorum{zero: true}
+
+// Zero reports whether the quorum is the explicit 0.
+func (q Quorum) Zero() bool { return q.zero && q.Count == 0 && q.Percent == 0 }
 
 // Need is the number of members that must stay online out of members.
 func (q Quorum) Need(members int) int {
@@ -125,8 +137,10 @@ func (q Quorum) String() string {
 
 func (q Quorum) validate() error {
 	switch {
-	case q.Percent == 0 && q.Count < 1:
-		return fmt.Errorf("quorum %d is below 1", q.Count)
+	case q.Percent == 0 && q.Count < 0:
+		return fmt.Errorf("quorum %d is below 0", q.Count)
+	case q.Percent == 0 && q.Count == 0 && !q.zero:
+		return errors.New("quorum: missing (a count like 2, or 0 for a service that may be fully down during a turn, or a percentage like \"60%\")")
 	case q.Percent < 0 || q.Percent > 100:
 		return fmt.Errorf("quorum %d%% is outside 1%%..100%%", q.Percent)
 	}
@@ -145,7 +159,7 @@ func (q Quorum) MarshalJSON() ([]byte, error) {
 func (q *Quorum) UnmarshalJSON(b []byte) error {
 	var n int
 	if err := json.Unmarshal(b, &n); err == nil {
-		*q = Quorum{Count: n}
+		*q = Quorum{Count: n, zero: n == 0}
 		return nil
 	}
 	var s string
@@ -159,7 +173,7 @@ func (q *Quorum) UnmarshalJSON(b []byte) error {
 func (q *Quorum) UnmarshalTOML(v any) error {
 	switch x := v.(type) {
 	case int64:
-		*q = Quorum{Count: int(x)}
+		*q = Quorum{Count: int(x), zero: x == 0}
 		return nil
 	case string:
 		return q.parse(x)
@@ -174,7 +188,7 @@ func (q *Quorum) parse(s string) error {
 		return fmt.Errorf("quorum %q: want a count like 2 or a percentage like \"60%%\"", s)
 	}
 	if !ok {
-		*q = Quorum{Count: n}
+		*q = Quorum{Count: n, zero: n == 0}
 		return nil
 	}
 	if n < 1 {

@@ -361,3 +361,69 @@ func TestIntegration_FailureOfAReplacedReleaseDoesNotHalt(t *testing.T) {
 		t.Errorf("control after a failure of v3: %+v, %v; want halted by c", c, err)
 	}
 }
+
+// A single-instance service upgrades when seeded with quorum 0: its one
+// host takes its turn, though the service is fully down meanwhile. With
+// quorum 1 the same host waits, and the verdict says why waiting cannot
+// help.
+func TestIntegration_SingleHostQuorumZeroUpgrades(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	for _, tc := range []struct {
+		quorum string
+		wait   string // "" : the turn goes
+	}{
+		{"0", ""},
+		{"1", "waiting for quorum: 1 online of 1 members, quorum 1; it cannot be met while a member upgrades"},
+	} {
+		t.Run("quorum "+tc.quorum, func(t *testing.T) {
+			root := "/single" + tc.quorum
+			admin := connect(t, zkc, root)
+			seed(t, admin, parse(t, "[services.db]\nquorum = "+tc.quorum+"\n"))
+			services, err := admin.Services()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q := services["db"].Quorum; q.Zero() != (tc.quorum == "0") || q.String() != tc.quorum {
+				t.Fatalf("db's quorum reads back as %v (zero %v)", q, q.Zero())
+			}
+			h := &simHost{name: "solo", store: connect(t, zkc, root)}
+			if err := h.store.EnsureMember("db", h.name, Member{Joined: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.store.SetCurrent("db", h.name, Current{Version: "v1", Since: time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("d", 64)}, false); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := admin.Order([][]string{{"db"}}); err != nil {
+				t.Fatal(err)
+			}
+			st, err := admin.TurnStateOf("db", h.name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v := Decide(st); v.Go != (tc.wait == "") || !strings.HasPrefix(v.Wait, tc.wait) {
+				t.Fatalf("verdict for the single host: %+v, want wait %q", v, tc.wait)
+			}
+			if tc.wait != "" {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if _, err := h.turn(ctx, "db", "v2"); err != nil {
+				t.Fatalf("the single host's turn: %v", err)
+			}
+			cur, err := admin.CurrentOf("db")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cur[h.name].Version != "v2" {
+				t.Errorf("solo serves %+v after its turn, want v2", cur[h.name])
+			}
+			if steps, err := admin.Steps(); err != nil || len(steps) != 0 {
+				t.Errorf("deploy queue %v (%v) after the only host upgraded, want it empty", steps, err)
+			}
+		})
+	}
+}

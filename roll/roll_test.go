@@ -152,8 +152,7 @@ func TestIntegration_SeedRejectsBadFilesAndChangesNothing(t *testing.T) {
 		{"unknown dependency", "[services.a]\nquorum = 1\ndepends_on = [\"ghost\"]", `"a" depends on "ghost", which is not in the catalog`},
 		{"cycle", "[services.a]\nquorum = 1\ndepends_on = [\"c\"]\n[services.b]\nquorum = 1\ndepends_on = [\"a\"]\n[services.c]\nquorum = 1\ndepends_on = [\"b\"]", "dependency cycle: a -> c -> b -> a"},
 		{"self dependency", "[services.a]\nquorum = 1\ndepends_on = [\"a\"]", `"a" depends on itself`},
-		{"quorum zero", "[services.a]\nquorum = 0", "quorum 0 is below 1"},
-		{"quorum negative", "[services.a]\nquorum = -2", "below 1"},
+		{"quorum negative", "[services.a]\nquorum = -2", "quorum -2 is below 0"},
 		{"quorum zero percent", "[services.a]\nquorum = \"0%\"", "below 1%"},
 		{"quorum over 100%", "[services.a]\nquorum = \"150%\"", "outside"},
 		{"quorum word", "[services.a]\nquorum = \"most\"", "quorum \"most\""},
@@ -224,7 +223,8 @@ func TestIntegration_MalformedZnodesNameThePath(t *testing.T) {
 		want             string
 	}{
 		{"service not json", "/dc4/services/db", "{nope", func() error { _, err := s.Services(); return err }, "invalid JSON"},
-		{"service quorum zero", "/dc4/services/db", `{"quorum":0,"max_parallel":1,"health":{"min_healthy":"1s","deadline":"1m"}}`, func() error { _, err := s.Services(); return err }, "quorum 0"},
+		{"service quorum negative", "/dc4/services/db", `{"quorum":-1,"max_parallel":1,"health":{"min_healthy":"1s","deadline":"1m"}}`, func() error { _, err := s.Services(); return err }, "quorum -1 is below 0"},
+		{"service quorum missing", "/dc4/services/db", `{"max_parallel":1,"health":{"min_healthy":"1s","deadline":"1m"}}`, func() error { _, err := s.Services(); return err }, "quorum: missing"},
 		{"service wrong type", "/dc4/services/db", `{"quorum":1,"max_parallel":"many"}`, func() error { _, err := s.Services(); return err }, "invalid JSON"},
 		{"service empty", "/dc4/services/db", ``, func() error { _, err := s.Services(); return err }, "empty"},
 		{"service oversized", "/dc4/services/db", `{"x":"` + strings.Repeat("a", MaxNodeData) + `"}`, func() error { _, err := s.Services(); return err }, "more than"},

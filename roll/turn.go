@@ -33,8 +33,8 @@ type Verdict struct {
 // service is neither paused nor halted, its step heads the deploy queue,
 // its dependencies are done, the host is at the front of the ready queue,
 // fewer than max_parallel hosts are in turn, and after the host leaves at
-// least quorum other members stay online. Wait gives the first unmet
-// condition, in that order.
+// least quorum other members stay online (quorum 0: the service may be
+// fully down). Wait gives the first unmet condition, in that order.
 func Decide(s TurnState) Verdict {
 	switch {
 	case s.Paused:
@@ -81,7 +81,12 @@ func Decide(s TurnState) Verdict {
 	}
 	need := s.Policy.Quorum.Need(len(members))
 	if stay < need {
-		return Verdict{Wait: fmt.Sprintf("waiting for quorum: %d online of %d members, quorum %d", len(online), len(members), need)}
+		wait := fmt.Sprintf("waiting for quorum: %d online of %d members, quorum %d", len(online), len(members), need)
+		if members[s.Host] && need >= len(members) {
+			// Waiting cannot help: the host itself leaves during its turn.
+			wait += "; it cannot be met while a member upgrades: lower it, or seed quorum = 0 if the service may be fully down during a turn"
+		}
+		return Verdict{Wait: wait}
 	}
 	return Verdict{Go: true}
 }

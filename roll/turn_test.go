@@ -8,6 +8,8 @@ import (
 	"pgregory.net/rapid"
 )
 
+const neverMet = "it cannot be met while a member upgrades: lower it, or seed quorum = 0 if the service may be fully down during a turn"
+
 func TestDecide(t *testing.T) {
 	five := []string{"h1", "h2", "h3", "h4", "h5"}
 	// base may go: 5 of 5 online, quorum 3, nobody in turn.
@@ -52,7 +54,16 @@ func TestDecide(t *testing.T) {
 		{"count: nobody online", func(s *TurnState) { s.Online = nil }, Verdict{Wait: "waiting for quorum: 0 online of 5 members, quorum 3"}},
 		{"count: quorum of every other member", func(s *TurnState) { s.Policy.Quorum = Quorum{Count: 4} }, Verdict{Go: true}},
 		{"count: quorum of every member never goes", func(s *TurnState) { s.Policy.Quorum = Quorum{Count: 5} },
-			Verdict{Wait: "waiting for quorum: 5 online of 5 members, quorum 5"}},
+			Verdict{Wait: "waiting for quorum: 5 online of 5 members, quorum 5; " + neverMet}},
+		{"single member, quorum 1, waits saying why", func(s *TurnState) {
+			s.Members, s.Online, s.Policy.Quorum = []string{"h1"}, []string{"h1"}, Quorum{Count: 1}
+		}, Verdict{Wait: "waiting for quorum: 1 online of 1 members, quorum 1; " + neverMet}},
+		{"single member, quorum 0, goes", func(s *TurnState) {
+			s.Members, s.Online, s.Policy.Quorum = []string{"h1"}, []string{"h1"}, NoQuorum
+		}, Verdict{Go: true}},
+		{"quorum 0, everyone else offline, goes", func(s *TurnState) { s.Online, s.Policy.Quorum = []string{"h1"}, NoQuorum }, Verdict{Go: true}},
+		{"quorum 0 keeps max_parallel", func(s *TurnState) { s.Policy.Quorum = NoQuorum; s.InTurn = []string{"h2"} },
+			Verdict{Wait: "max_parallel 1 reached"}},
 		{"in turn but still in current is not online", func(s *TurnState) {
 			s.Policy.MaxParallel = 2
 			s.InTurn = []string{"h2"}
@@ -89,7 +100,7 @@ func TestDecide(t *testing.T) {
 			s.Online = []string{"h1", "h2", "h3", "h4", "x1", "x2"}
 		}, Verdict{Wait: "waiting for quorum: 4 online of 8 members, quorum 4"}},
 		{"percent: 100% never goes", func(s *TurnState) { s.Policy.Quorum = Quorum{Percent: 100} },
-			Verdict{Wait: "waiting for quorum: 5 online of 5 members, quorum 5"}},
+			Verdict{Wait: "waiting for quorum: 5 online of 5 members, quorum 5; " + neverMet}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := base()
@@ -135,13 +146,17 @@ func drawTurnModel(t *rapid.T) *turnModel {
 	n := rapid.IntRange(1, 2).Draw(t, "services")
 	for i := range n {
 		name := string(rune('a' + i))
-		size := rapid.IntRange(3, 10).Draw(t, name+".members")
+		size := rapid.IntRange(1, 10).Draw(t, name+".members")
 		svc := &modelService{name: name}
-		if rapid.Bool().Draw(t, name+".percent") {
+		switch {
+		case size < 3 || rapid.IntRange(0, 9).Draw(t, name+".no quorum") == 0:
+			// A service that may be fully down during a turn.
+			svc.policy.Quorum = NoQuorum
+		case rapid.Bool().Draw(t, name+".percent"):
 			// The largest percentage that still leaves one member free.
 			p := rapid.IntRange(1, 100*(size-1)/size).Draw(t, name+".quorum")
 			svc.policy.Quorum = Quorum{Percent: p}
-		} else {
+		default:
 			svc.policy.Quorum = Quorum{Count: rapid.IntRange(1, size-1).Draw(t, name+".quorum")}
 		}
 		svc.policy.MaxParallel = rapid.IntRange(1, 3).Draw(t, name+".max_parallel")
