@@ -30,7 +30,7 @@ type Model struct {
 	Detection time.Duration
 }
 
-// Check replays h and returns every moment an invariant of DESIGN.md did
+// Check replays h and returns every moment an invariant of docs/PROTOCOL.md did
 // not hold. The services' own answers are the truth about who serves:
 //
 //   - A host that does not serve while no fault touches it was taken out of

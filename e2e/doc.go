@@ -6,7 +6,7 @@
 // ZooKeeper leader or two servers, slows transfers and stages releases that
 // fail, on randomized schedules derived from a printed seed. A checker
 // replays what ZooKeeper and the services themselves said and reports every
-// moment an invariant of DESIGN.md did not hold.
+// moment an invariant of docs/PROTOCOL.md did not hold.
 //
 // It needs root; elsewhere its tests skip.
 package e2e
