@@ -194,7 +194,8 @@ func TestIntegration_Status(t *testing.T) {
 			if r.code != 1 {
 				t.Errorf("status %q of an unseeded root: exit code %d, want 1", extra, r.code)
 			}
-			for _, w := range []string{"dcroll status: ", "/nowhere/services does not exist", "run `dcroll seed"} {
+			for _, w := range []string{"dcroll status: ", "/nowhere/services does not exist", "run `dcroll seed",
+				"seeded roots: ", "--root " + root} {
 				if !strings.Contains(r.stderr, w) {
 					t.Errorf("status %q of an unseeded root does not say %q", extra, w)
 				}

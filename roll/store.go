@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/go-zookeeper/zk"
@@ -26,9 +28,29 @@ func (s *Store) CheckSeeded() error {
 		return fmt.Errorf("roll: read %s: %w", s.Tree.Services(), err)
 	}
 	if !ok {
-		return fmt.Errorf("%w: %s does not exist; run `dcroll seed FILE` first", ErrNotSeeded, s.Tree.Services())
+		return fmt.Errorf("%w: %s does not exist; run `dcroll seed FILE` first%s", ErrNotSeeded, s.Tree.Services(), s.seededRoots())
 	}
 	return nil
+}
+
+// seededRoots names the top-level roots of the ensemble that are seeded, for
+// an operator who mistyped --root. It reads the top level once, and only
+// when the root is missing.
+func (s *Store) seededRoots() string {
+	names, _, err := s.conn.Children("/")
+	if err != nil {
+		return ""
+	}
+	var roots []string
+	for _, n := range slices.Sorted(slices.Values(names)) {
+		if ok, _, err := s.conn.Exists(path.Join("/", n, "services")); err == nil && ok {
+			roots = append(roots, "/"+n)
+		}
+	}
+	if len(roots) == 0 {
+		return "; no root of this ensemble is seeded"
+	}
+	return ", or use one of the seeded roots: --root " + strings.Join(roots, ", --root ")
 }
 
 // Services reads every service's policy.
