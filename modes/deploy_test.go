@@ -391,13 +391,16 @@ func TestIntegration_Order(t *testing.T) {
 		wantRun(t, order("--auto"), 1, "nothing is staged")
 	})
 
-	t.Run("a step done already leaves at once", func(t *testing.T) {
+	t.Run("a release rolled out already: nothing to order", func(t *testing.T) {
 		setMembers(t, store, "cache", "h1")
 		setCurrent(t, store, "cache", "2.0", "h1")
 		stage(t, store, "cache", "2.0")
-		wantRun(t, order("cache"), 0, "queued 1 step", "1 step was done already", "deploy queue: empty")
-		if got := stepsOf(t, store); len(got) != 0 {
-			t.Errorf("queue %q, want it empty", got)
+		before := dump(t, rolltest.RawOf(t, store), root)
+		for _, args := range [][]string{{"cache"}, {"--auto"}} {
+			wantRun(t, order(args...), 1, "dcroll order: roll: nothing to order: the staged release of cache runs on every online host already")
+		}
+		if d := diffDumps(before, dump(t, rolltest.RawOf(t, store), root)); d != "" {
+			t.Errorf("an order with nothing to do changed the tree:\n%s", d)
 		}
 		if err := store.Unstage("cache"); err != nil {
 			t.Fatal(err)

@@ -174,6 +174,10 @@ var ErrNothingStaged = errors.New("roll: nothing is staged")
 // staged service queued already.
 var ErrAllQueued = errors.New("roll: every staged service is queued already")
 
+// ErrNothingToOrder means every service of an order has rolled out already:
+// queuing it would do nothing.
+var ErrNothingToOrder = errors.New("roll: nothing to order")
+
 // ErrOrderUnknown means an order's transaction was sent but its answer was
 // lost, and reading the queue back failed too: it may or may not be queued.
 var ErrOrderUnknown = errors.New("roll: the order may or may not be queued")
@@ -269,7 +273,27 @@ func (s *Store) checkOrder(steps [][]string) ([][]string, []any, error) {
 			}
 		}
 	}
+	if err := s.checkNotAllDone(steps); err != nil {
+		return nil, nil, err
+	}
 	return steps, ops, nil
+}
+
+// checkNotAllDone refuses an order whose every service runs its staged
+// release on every online host already: its steps would leave the queue as
+// soon as they entered it.
+func (s *Store) checkNotAllDone(steps [][]string) error {
+	var names []string
+	for _, step := range steps {
+		for _, svc := range step {
+			done, err := s.serviceDone(svc)
+			if err != nil || !done {
+				return err
+			}
+			names = append(names, svc)
+		}
+	}
+	return fmt.Errorf("%w: the staged release of %s runs on every online host already", ErrNothingToOrder, strings.Join(names, ", "))
 }
 
 // bumpDeploy returns the operation that rewrites the deploy queue's node
