@@ -283,7 +283,9 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 		if !ok {
 			continue
 		}
-		args := []string{"stage", "--listen", BridgeAddr.String() + ":0", "--torrent-listen", BridgeAddr.String() + ":0", "--timeout", "5m"}
+		// Listening on every address and advertising this machine's name,
+		// stage's defaults: the hosts resolve the name to the bridge.
+		args := []string{"stage", "--timeout", "5m"}
 		if replace {
 			args = append(args, "--replace")
 		}

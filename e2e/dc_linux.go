@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -71,6 +72,7 @@ type DC struct {
 
 	opConfig string // the operator's config file
 	zkAddrs  []string
+	zkNames  []string // zkAddrs as the hosts know them, by name
 }
 
 // Host is one machine of the data center.
@@ -123,6 +125,20 @@ func NewDC(t testing.TB, exe string, n int) *DC {
 		dc.zkAddrs = append(dc.zkAddrs, node.Addr.String())
 	}
 	dc.ZK = zktest.EnsembleAt(t, dc.zkAddrs, func(i int, argv []string) []string { return zkNodes[i].Wrap(argv) })
+	// The agents reach the ensemble by name; the operator and the test, in
+	// the root namespace whose /etc/hosts is not the lab's, by address.
+	for _, s := range dc.ZK.Servers() {
+		host, port, err := net.SplitHostPort(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range zkNodes {
+			if n.Addr.String() == host {
+				host = n.Name
+			}
+		}
+		dc.zkNames = append(dc.zkNames, net.JoinHostPort(host, port))
+	}
 
 	dc.opConfig = filepath.Join(dc.Dir, "operator.toml")
 	if err := os.WriteFile(dc.opConfig, []byte(fmt.Sprintf("[zookeeper]\nservers = [%s]\nroot = %q\nsession_timeout = \"10s\"\n\n[log]\nlevel = \"warn\"\n",
@@ -197,9 +213,11 @@ func (h *Host) layout() error {
 		Comment:        "dcroll e2e: the agent config of " + h.Name + ".",
 		Name:           h.Name,
 		StateDir:       h.Dir,
-		ZooKeeper:      h.dc.ZK.Servers(),
+		ZooKeeper:      h.dc.zkNames,
 		Root:           Root,
 		SessionTimeout: SessionTimeout,
+		// Listening on the host's address, advertised by the agent's
+		// default: the host's name, which the other hosts resolve.
 		Transfer:       a + ":7434",
 		Torrent:        a + ":6881",
 		LogLevel:       "debug",

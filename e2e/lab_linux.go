@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -21,6 +22,10 @@ const (
 	linkPrefix = "dce-"        // links in the root namespace
 	bridgeName = linkPrefix + "br"
 	lockPath   = "/run/dcroll-e2e.lock"
+	// netnsEtc holds a namespace's own files: `ip netns exec NS` mounts
+	// netnsEtc/NS/hosts over /etc/hosts, which is how the lab names its
+	// nodes.
+	netnsEtc = "/etc/netns"
 )
 
 // Subnet is the lab's network: part of 198.18.0.0/15, the range set aside
@@ -36,6 +41,16 @@ var (
 // network namespace with one address, joined to the bridge by a veth pair.
 type Lab struct {
 	lock *os.File
+	// hosts names every address of the lab, in the order added; each node
+	// resolves these names through its own hosts file.
+	hosts []hostEntry
+	nodes []*Node
+}
+
+// hostEntry is one line of a node's hosts file.
+type hostEntry struct {
+	addr netip.Addr
+	name string
 }
 
 // Node is one network namespace of the lab.
@@ -91,6 +106,11 @@ func NewLab(logf func(format string, args ...any)) (*Lab, error) {
 		return nil, fmt.Errorf("lab lock %s: another run of the harness holds it: %w", lockPath, err)
 	}
 	l := &Lab{lock: lock}
+	// The root namespace, where the operator runs, is known to the nodes
+	// by this machine's name, as a data center's DNS would know it.
+	if name, err := os.Hostname(); err == nil && name != "" {
+		l.hosts = append(l.hosts, hostEntry{BridgeAddr, name})
+	}
 	if err := l.sweep(logf); err != nil {
 		l.Close()
 		return nil, err
@@ -166,7 +186,33 @@ func (l *Lab) AddNode(name string, addr netip.Addr) (*Node, error) {
 			return nil, fmt.Errorf("node %s: %w", name, err)
 		}
 	}
+	l.nodes = append(l.nodes, n)
+	l.hosts = append(l.hosts, hostEntry{addr, name})
+	if err := l.writeHosts(); err != nil {
+		return nil, fmt.Errorf("node %s: %w", name, err)
+	}
 	return n, nil
+}
+
+// writeHosts gives every node a hosts file naming every address of the lab.
+// The files are rewritten in place: a process already running in a node
+// sees the mount of the file it started with, and so the new names.
+func (l *Lab) writeHosts() error {
+	var b strings.Builder
+	b.WriteString("# written by the dcroll e2e harness; removed when it ends\n127.0.0.1\tlocalhost\n::1\tlocalhost\n")
+	for _, h := range l.hosts {
+		fmt.Fprintf(&b, "%s\t%s\n", h.addr, h.name)
+	}
+	for _, n := range l.nodes {
+		dir := filepath.Join(netnsEtc, n.NS)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(b.String()), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Wrap returns argv as a command line that runs it inside the node's
@@ -200,7 +246,7 @@ func (n *Node) Unslow() error {
 }
 
 // Close kills every process left in the lab's namespaces, removes the
-// namespaces, links and bridge, and releases the lock.
+// namespaces, their hosts files, links and bridge, and releases the lock.
 func (l *Lab) Close() error {
 	err := l.sweep(nil)
 	if l.lock != nil {
@@ -232,6 +278,18 @@ func (l *Lab) sweep(logf func(format string, args ...any)) error {
 			logf("lab: removed namespace %s left by an earlier run", ns)
 		}
 	}
+	// Hosts files of the lab's namespaces, whether or not the namespace
+	// is still there.
+	dirs, err := filepath.Glob(filepath.Join(netnsEtc, nsPrefix+"*"))
+	if err != nil {
+		return err
+	}
+	for _, d := range dirs {
+		if err := os.RemoveAll(d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	_ = os.Remove(netnsEtc) // only if empty: it may hold others' files
 	out, err = exec.Command("ip", "-o", "link", "show").Output()
 	if err != nil {
 		return fmt.Errorf("ip link show: %w", err)

@@ -19,9 +19,12 @@ type Host struct {
 	Root      string
 	// SessionTimeout is the agent's ZooKeeper session timeout.
 	SessionTimeout time.Duration
-	// Transfer and Torrent are host:port, listened on and advertised: the
-	// peer artifact server and the BitTorrent client.
+	// Transfer and Torrent are the host:port the peer artifact server and
+	// the BitTorrent client listen on.
 	Transfer, Torrent string
+	// TransferAdvertise and TorrentAdvertise are the host:port the peers
+	// use; empty leaves the agent's default, the host's Name and the port.
+	TransferAdvertise, TorrentAdvertise string
 	LogLevel          string
 	// Exe is the dcroll binary that plays every service.
 	Exe      string
@@ -51,14 +54,12 @@ state_dir = %q
 
 [transfer]
 listen = %q
-advertise = %q
 torrent_listen = %q
-torrent_advertise = %q
-
+%s
 [log]
 level = %q
 `, h.Comment, QuoteList(h.ZooKeeper), h.Root, h.SessionTimeout.String(), h.Name, h.StateDir,
-		h.Transfer, h.Transfer, h.Torrent, h.Torrent, h.LogLevel)
+		h.Transfer, h.Torrent, h.advertised(), h.LogLevel)
 	for _, s := range h.Services {
 		fmt.Fprintf(&b, `
 [services.%s]
@@ -69,6 +70,18 @@ http = %q
 interval = %q
 timeout = "1s"
 `, s.Name, "exec "+ShellQuote(h.Exe)+" _serve --addr "+s.Addr, s.Name, "http://"+s.Addr+"/healthz", h.HealthInterval.String())
+	}
+	return b.String()
+}
+
+// advertised is the [transfer] lines of the addresses given for peers.
+func (h Host) advertised() string {
+	var b strings.Builder
+	if h.TransferAdvertise != "" {
+		fmt.Fprintf(&b, "advertise = %q\n", h.TransferAdvertise)
+	}
+	if h.TorrentAdvertise != "" {
+		fmt.Fprintf(&b, "torrent_advertise = %q\n", h.TorrentAdvertise)
 	}
 	return b.String()
 }

@@ -32,7 +32,7 @@ func TestTOMLLoads(t *testing.T) {
 	h := Host{
 		Comment: "test host", Name: "h1", StateDir: dir,
 		ZooKeeper: []string{"127.0.0.1:2181", "127.0.0.1:2182"}, Root: "/dc", SessionTimeout: 3 * time.Second,
-		Transfer: "127.0.0.1:7434", Torrent: "127.0.0.1:6881", LogLevel: "debug",
+		Transfer: "127.0.0.1:7434", Torrent: "127.0.0.1:6881", TransferAdvertise: "localhost:7434", LogLevel: "debug",
 		Exe: "/tmp/it's/dcroll", Services: []Service{{Name: "db", Addr: "127.0.0.1:8001"}, {Name: "web", Addr: "127.0.0.1:8002"}},
 		HealthInterval: 200 * time.Millisecond,
 	}
@@ -45,7 +45,7 @@ func TestTOMLLoads(t *testing.T) {
 		t.Fatalf("%v\n%s", err, h.TOML())
 	}
 	if cfg.Host.Name != "h1" || cfg.ZooKeeper.Root != "/dc" || len(cfg.ZooKeeper.Servers) != 2 ||
-		cfg.Transfer.TorrentAdvertise != "127.0.0.1:6881" || len(cfg.Services) != 2 ||
+		cfg.Transfer.Advertise != "localhost:7434" || cfg.Transfer.TorrentAdvertise != "h1:6881" || len(cfg.Services) != 2 ||
 		cfg.Services["web"].Health.HTTP != "http://127.0.0.1:8002/healthz" {
 		t.Errorf("loaded %+v", cfg)
 	}
