@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -35,6 +36,9 @@ type fleet struct {
 	// payload is the size of a random file that stage adds to a release,
 	// to make its transfer take a while.
 	payload int
+	// httpOnly makes stage write manifests without BitTorrent metainfo,
+	// as `dcroll stage --detach` does.
+	httpOnly bool
 }
 
 func newFleet(t *testing.T, catalog string, services []string, n int) *fleet {
@@ -116,17 +120,19 @@ func (f *fleet) stage(svc, version string, unhealthy bool) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	mi, infohash, err := fetch.BuildMetainfo(path, svc+"-"+version, 16<<10)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	if err := f.seeder.Seed(mi, path); err != nil {
-		f.t.Fatal(err)
-	}
 	m := roll.Manifest{
 		Version: version, Size: size, SHA256: sum, Staged: time.Now().UTC(),
-		URLs:     []string{f.origin.URL + "/artifacts/" + svc + "/" + version},
-		Infohash: infohash, Metainfo: mi, Seeders: []string{f.seeder.Addr()},
+		URLs: []string{f.origin.URL + "/artifacts/" + svc + "/" + version},
+	}
+	if !f.httpOnly {
+		mi, infohash, err := fetch.BuildMetainfo(path, svc+"-"+version, 16<<10)
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		if err := f.seeder.Seed(mi, path); err != nil {
+			f.t.Fatal(err)
+		}
+		m.Infohash, m.Metainfo, m.Seeders = infohash, mi, []string{f.seeder.Addr()}
 	}
 	if err := f.admin.Stage(svc, m, true); err != nil {
 		f.t.Fatal(err)
@@ -665,7 +671,7 @@ func TestIntegration_DownloadProgressHotFilesAndResume(t *testing.T) {
 		if !ok || p.Bytes < m.Size/4 {
 			return fmt.Errorf("progress %+v (ok %v)", p, ok)
 		}
-		if p.Version != "v2" || p.Size != m.Size || p.Peers < 1 {
+		if p.Version != "v2" || p.Size != m.Size || p.Peers < 1 || p.Via != roll.ViaBitTorrent || p.Why != "" {
 			return fmt.Errorf("progress %+v", p)
 		}
 		return nil
@@ -704,6 +710,60 @@ func TestIntegration_DownloadProgressHotFilesAndResume(t *testing.T) {
 		}
 		if p, ok := hosts[h.name].Fetching["web"]; ok {
 			return fmt.Errorf("progress still shown: %+v", p)
+		}
+		return nil
+	})
+}
+
+// A release staged without BitTorrent comes over HTTP, and while it does
+// the host says so in /hosts, and why: status and stage show it.
+func TestIntegration_DownloadNotOverBitTorrentSaysWhy(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "30s"), []string{"web"}, 1)
+	h := f.hosts[0]
+	f.startAll()
+	// The origin holds every request until the test has seen the host
+	// report the download.
+	gate := make(chan struct{})
+	var open sync.Once
+	files := fetch.NewServer(f.artDir)
+	f.origin = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+		files.ServeHTTP(w, r)
+	}))
+	t.Cleanup(func() {
+		open.Do(func() { close(gate) })
+		f.origin.Close()
+	})
+	f.httpOnly = true
+	f.stage("web", "v2", false)
+
+	testutil.Eventually(t, time.Minute, func() error {
+		hosts, err := f.admin.Hosts()
+		if err != nil {
+			return err
+		}
+		p, ok := hosts[h.name].Fetching["web"]
+		if !ok || p.Version != "v2" || p.Via != roll.ViaHTTP || !strings.Contains(p.Why, "staged without BitTorrent") {
+			return fmt.Errorf("progress %+v (ok %v), want v2 over HTTP saying it was staged without BitTorrent", p, ok)
+		}
+		return nil
+	})
+	open.Do(func() { close(gate) })
+	testutil.Eventually(t, time.Minute, func() error {
+		queue, err := f.admin.ReadyQueue("web")
+		if err != nil {
+			return err
+		}
+		hosts, err := f.admin.Hosts()
+		if err != nil {
+			return err
+		}
+		if p, ok := hosts[h.name].Fetching["web"]; len(queue) != 1 || ok {
+			return fmt.Errorf("ready queue %v, download shown %+v", queue, p)
 		}
 		return nil
 	})

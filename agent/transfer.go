@@ -11,6 +11,7 @@ import (
 	"slices"
 	"sort"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dcroll/dcroll/fetch"
 	"github.com/dcroll/dcroll/roll"
@@ -92,7 +93,13 @@ func (a *Agent) checkArtifact(svc string, m roll.Manifest) error {
 }
 
 func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string, m roll.Manifest, art fetch.Artifact, path string) error {
-	if a.swarm != nil && len(m.Metainfo) > 0 {
+	var why string
+	switch {
+	case a.swarm == nil:
+		why = "BitTorrent is off on this host (transfer.torrent_listen is empty)"
+	case len(m.Metainfo) == 0:
+		why = "the release was staged without BitTorrent (stage --detach or --torrent-listen \"\")"
+	default:
 		peers := append(slices.Clone(m.Seeders), a.torrentPeers(store)...)
 		a.log.Info("fetching over BitTorrent", "service", svc, "version", m.Version, "size", m.Size, "peers", len(peers))
 		err := a.fetchTorrent(ctx, art, m, peers, a.torrentShare(store, svc), path)
@@ -103,13 +110,30 @@ func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string
 			return err
 		}
 		a.log.Warn("BitTorrent fetch failed; trying HTTP", "service", svc, "version", m.Version, "error", err)
+		why = "BitTorrent failed: " + err.Error()
 	}
 	art.URLs = append(a.peerURLs(store, svc, m.Version), m.URLs...)
 	if len(art.URLs) == 0 {
-		return fmt.Errorf("no HTTP origin for %s %s", svc, m.Version)
+		return fmt.Errorf("no HTTP origin for %s %s (%s)", svc, m.Version, why)
 	}
-	a.log.Info("fetching over HTTP", "service", svc, "version", m.Version, "size", m.Size, "origins", len(art.URLs))
+	a.log.Info("fetching over HTTP", "service", svc, "version", m.Version, "size", m.Size, "origins", len(art.URLs), "why", why)
+	// The bytes are not counted over HTTP; what the host shows is that the
+	// download bypasses BitTorrent, and why.
+	a.setFetching(svc, &roll.Fetch{Version: m.Version, Size: m.Size, Via: roll.ViaHTTP, Why: truncate(why, roll.MaxFetchWhy)})
+	defer a.setFetching(svc, nil)
 	return a.fetcher.Fetch(ctx, art, path)
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	s = s[:n-len("…")]
+	for !utf8.ValidString(s) {
+		s = s[:len(s)-1]
+	}
+	return s + "…"
 }
 
 // seed shares a verified artifact with the other hosts while it is staged.
@@ -303,7 +327,7 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 			case <-t.C:
 			}
 			read, _, peers := a.swarm.Stats(m.Infohash)
-			a.setFetching(art.Service, &roll.Fetch{Version: m.Version, Bytes: read, Size: m.Size, Peers: peers})
+			a.setFetching(art.Service, &roll.Fetch{Version: m.Version, Bytes: read, Size: m.Size, Peers: peers, Via: roll.ViaBitTorrent})
 			if read != last {
 				last, lastChange = read, time.Now()
 			} else if time.Since(lastChange) > torrentStall {
@@ -327,7 +351,7 @@ func (a *Agent) setFetching(svc string, f *roll.Fetch) {
 	switch {
 	case f == nil:
 		delete(a.fetching, svc)
-	case had && f.Bytes-old.Bytes < max(f.Size/50, 1) && f.Peers == old.Peers:
+	case had && f.Bytes-old.Bytes < max(f.Size/50, 1) && f.Peers == old.Peers && f.Via == old.Via:
 		a.mu.Unlock()
 		return // publish every 2% or so, not every tick
 	default:

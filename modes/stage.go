@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -315,6 +317,14 @@ func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc 
 			} else if !shown || p.ready != last.ready || p.online != last.online {
 				fmt.Fprintf(env.Stdout, "%s %s: %d/%d hosts ready%s\n", svc, man.Version, p.ready, p.online, sent())
 			}
+			for _, h := range slices.Sorted(maps.Keys(p.overHTTP)) {
+				if why := p.overHTTP[h]; last.overHTTP[h] != why || !shown {
+					if bar != nil {
+						bar.Clear()
+					}
+					fmt.Fprintf(env.Stdout, "%s %s: %s fetches over HTTP, not BitTorrent: %s\n", svc, man.Version, h, why)
+				}
+			}
 			last, shown = p, true
 			if p.online > 0 && p.ready == p.online {
 				if bar != nil {
@@ -351,6 +361,9 @@ func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc 
 type stageProgress struct {
 	online, ready int
 	notReady      []string
+	// overHTTP is why each host not yet ready fetches over HTTP rather
+	// than BitTorrent, if it says so.
+	overHTTP map[string]string
 	// replaced, when not empty, says that the manifest is no longer ours.
 	replaced string
 }
@@ -387,6 +400,11 @@ func readProgress(store *roll.Store, svc string, man roll.Manifest) (stageProgre
 	if err != nil {
 		return p, err
 	}
+	hosts, err := store.Hosts()
+	if err != nil {
+		return p, err
+	}
+	p.overHTTP = map[string]string{}
 	ready := map[string]bool{}
 	for _, e := range queue {
 		ready[e.Host] = true
@@ -404,6 +422,9 @@ func readProgress(store *roll.Store, svc string, man roll.Manifest) (stageProgre
 			p.ready++
 		} else {
 			p.notReady = append(p.notReady, h)
+			if f, ok := hosts[h].Fetching[svc]; ok && f.Version == man.Version && f.Via == roll.ViaHTTP {
+				p.overHTTP[h] = f.Why
+			}
 		}
 	}
 	return p, nil

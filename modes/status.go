@@ -125,12 +125,21 @@ func printStatus(w io.Writer, st *roll.FleetStatus) {
 			}
 			svcs = append(svcs, s.Name+"="+v)
 			if f, ok := h.Fetching[s.Name]; ok {
-				svcs = append(svcs, fmt.Sprintf("(fetching %s: %s of %s from %d peers)", f.Version, humanBytes(f.Bytes), humanBytes(f.Size), f.Peers))
+				svcs = append(svcs, "("+describeFetch(f)+")")
 			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Name, agent, strings.Join(svcs, " "))
 	}
 	tw.Flush()
+}
+
+// describeFetch says how far a host's download is, and, for one not over
+// BitTorrent, why.
+func describeFetch(f roll.Fetch) string {
+	if f.Via == roll.ViaHTTP {
+		return fmt.Sprintf("fetching %s over HTTP, not BitTorrent: %s", f.Version, f.Why)
+	}
+	return fmt.Sprintf("fetching %s: %s of %s from %d peers", f.Version, humanBytes(f.Bytes), humanBytes(f.Size), f.Peers)
 }
 
 // versions renders "v2:5 v1:3", most hosts first.

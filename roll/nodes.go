@@ -292,7 +292,20 @@ type Fetch struct {
 	Bytes   int64  `json:"bytes"`
 	Size    int64  `json:"size"`
 	Peers   int    `json:"peers"`
+	// Via is how the bytes travel, ViaBitTorrent or ViaHTTP.
+	Via string `json:"via,omitempty"`
+	// Why says, for a download not over BitTorrent, what kept it off.
+	Why string `json:"why,omitempty"`
 }
+
+// The ways a Fetch travels.
+const (
+	ViaBitTorrent = "bittorrent"
+	ViaHTTP       = "http"
+)
+
+// MaxFetchWhy is the longest Fetch.Why a host publishes.
+const MaxFetchWhy = 512
 
 func (h Host) validate() error {
 	for svc, f := range h.Fetching {
@@ -304,6 +317,12 @@ func (h Host) validate() error {
 		}
 		if f.Bytes < 0 || f.Size < 0 || f.Peers < 0 {
 			return fmt.Errorf("fetching %s: negative counts", svc)
+		}
+		if f.Via != "" && f.Via != ViaBitTorrent && f.Via != ViaHTTP {
+			return fmt.Errorf("fetching %s: via %q: want %q or %q", svc, f.Via, ViaBitTorrent, ViaHTTP)
+		}
+		if len(f.Why) > MaxFetchWhy {
+			return fmt.Errorf("fetching %s: why is %d bytes, more than %d", svc, len(f.Why), MaxFetchWhy)
 		}
 	}
 	if h.Agent == "" {

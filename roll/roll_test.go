@@ -233,6 +233,7 @@ func TestIntegration_MalformedZnodesNameThePath(t *testing.T) {
 		{"current array", "/dc4/current/db/h1", `[1,2]`, func() error { _, err := s.CurrentOf("db"); return err }, "invalid JSON"},
 		{"host no agent", "/dc4/hosts/h1", `{"services":[]}`, func() error { _, err := s.Hosts(); return err }, "agent: missing"},
 		{"host bad service", "/dc4/hosts/h1", `{"agent":"1","services":["a/b"]}`, func() error { _, err := s.Hosts(); return err }, "a/b"},
+		{"host fetching via carrier pigeon", "/dc4/hosts/h1", `{"agent":"1","services":["db"],"fetching":{"db":{"version":"2","via":"pigeon"}}}`, func() error { _, err := s.Hosts(); return err }, `via "pigeon"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
