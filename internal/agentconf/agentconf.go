@@ -25,7 +25,7 @@ type Host struct {
 	// TransferAdvertise and TorrentAdvertise are the host:port the peers
 	// use; empty leaves the agent's default, the host's Name and the port.
 	TransferAdvertise, TorrentAdvertise string
-	LogLevel          string
+	LogLevel                            string
 	// Exe is the dcroll binary that plays every service.
 	Exe      string
 	Services []Service
