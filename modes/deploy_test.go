@@ -330,6 +330,19 @@ func TestIntegration_StageServes(t *testing.T) {
 			}
 		}
 		testutil.Eventually(t, 10*time.Second, progress("db 2.0: 0/2 hosts ready"))
+
+		// h2 reports a download over HTTP: stage and status say so, and why.
+		why := "BitTorrent failed: no data for 30s"
+		if err := store.RegisterHost("h2", roll.Host{Agent: "1", Services: []string{"db"},
+			Fetching: map[string]roll.Fetch{"db": {Version: "2.0", Size: m.Size, Via: roll.ViaHTTP, Why: why}}}); err != nil {
+			t.Fatal(err)
+		}
+		testutil.Eventually(t, 10*time.Second, progress("db 2.0: h2 fetches over HTTP, not BitTorrent: "+why))
+		st := dcroll(t, statusArgs(t, zkc, root)...)
+		if row := strings.Join(tableRow(st.stdout, "h2"), " "); !strings.Contains(row, "db=1.0 (fetching 2.0 over HTTP, not BitTorrent: "+why+")") {
+			t.Errorf("status row of h2 is %q, want it to show the download over HTTP and why\n%s", row, st)
+		}
+
 		if _, err := store.JoinReady("db", "h1", "2.0"); err != nil {
 			t.Fatal(err)
 		}
