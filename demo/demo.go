@@ -212,7 +212,7 @@ func (d *run) setup(ctx context.Context, java, classpath string) error {
 		if err != nil {
 			return err
 		}
-		d.zk, d.servers, d.root = z, []string{z.addr()}, "/dc"
+		d.zk, d.servers, d.root = z, []string{net.JoinHostPort(hostName, strconv.Itoa(z.port))}, "/dc"
 		d.event("ZooKeeper serves on %s (pid %d, log %s)", z.addr(), z.proc.Pid(), d.rel(z.logPath()))
 	} else {
 		d.servers = config.SplitServers(d.o.ZooKeeper)
@@ -277,6 +277,23 @@ func (d *run) setup(ctx context.Context, java, classpath string) error {
 	return nil
 }
 
+// hostName is how the demo's hosts, ZooKeeper, origin and seeder name one
+// another. They all run on this machine's loopback; a fleet names its hosts,
+// and the names resolve, which "localhost" does on every machine, so the
+// demo takes the path of name resolution a fleet does. (The machine's own
+// name may resolve elsewhere than 127.0.0.1, Debian's 127.0.1.1, and the
+// demo has no business editing /etc/hosts.)
+const hostName = "localhost"
+
+// byName is addr (ip:port) with hostName for the IP.
+func byName(addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	return net.JoinHostPort(hostName, port)
+}
+
 // stage publishes version 2 of every service from an HTTP origin of the
 // demo's own and queues them in dependency order, as `dcroll stage` and
 // `dcroll order --auto` would.
@@ -322,8 +339,8 @@ func (d *run) stage() error {
 		}
 		m := roll.Manifest{
 			Version: toVersion, Size: size, SHA256: sum,
-			URLs:     []string{fetch.PeerURL(l.Addr().String(), svc, toVersion)},
-			Infohash: infohash, Metainfo: mi, Seeders: []string{d.seeder.Addr()},
+			URLs:     []string{fetch.PeerURL(byName(l.Addr().String()), svc, toVersion)},
+			Infohash: infohash, Metainfo: mi, Seeders: []string{byName(d.seeder.Addr())},
 			Staged: time.Now().UTC(), By: "dcroll demo",
 		}
 		if err := d.store.Stage(svc, m, false); err != nil {

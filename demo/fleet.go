@@ -50,17 +50,19 @@ func newHost(name, dir, exe string, zkServers []string, root string, services []
 		return nil, err
 	}
 	conf := agentconf.Host{
-		Comment:        "dcroll demo: the agent config of " + name + ".",
-		Name:           name,
-		StateDir:       dir,
-		ZooKeeper:      zkServers,
-		Root:           root,
-		SessionTimeout: sessionTimeout,
-		Transfer:       net.JoinHostPort("127.0.0.1", strconv.Itoa(transfer)),
-		Torrent:        net.JoinHostPort("127.0.0.1", strconv.Itoa(torrentPort)),
-		LogLevel:       "info",
-		Exe:            exe,
-		HealthInterval: healthInterval,
+		Comment:           "dcroll demo: the agent config of " + name + ".",
+		Name:              name,
+		StateDir:          dir,
+		ZooKeeper:         zkServers,
+		Root:              root,
+		SessionTimeout:    sessionTimeout,
+		Transfer:          net.JoinHostPort("127.0.0.1", strconv.Itoa(transfer)),
+		Torrent:           net.JoinHostPort("127.0.0.1", strconv.Itoa(torrentPort)),
+		TransferAdvertise: net.JoinHostPort(hostName, strconv.Itoa(transfer)),
+		TorrentAdvertise:  net.JoinHostPort(hostName, strconv.Itoa(torrentPort)),
+		LogLevel:          "info",
+		Exe:               exe,
+		HealthInterval:    healthInterval,
 	}
 	for _, svc := range services {
 		if err := os.MkdirAll(filepath.Join(dir, "releases", svc, "1"), 0o755); err != nil {
