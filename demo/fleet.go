@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dcroll/dcroll/internal/agentconf"
+	"github.com/dcroll/dcroll/internal/freeport"
 	"github.com/dcroll/dcroll/internal/proc"
 )
 
@@ -41,14 +42,12 @@ func (h *host) logPath() string    { return filepath.Join(h.dir, "agent.log") }
 // serves the host's artifacts to its peers on another.
 func newHost(name, dir, exe string, zkServers []string, root string, services []string) (*host, error) {
 	h := &host{name: name, dir: dir, ports: map[string]int{}}
-	transfer, err := freePort()
+	// Distinct ports: the transfer, BitTorrent, then one per service.
+	ports, err := freeport.Ports(2 + len(services))
 	if err != nil {
 		return nil, err
 	}
-	torrentPort, err := freePort()
-	if err != nil {
-		return nil, err
-	}
+	transfer, torrentPort := ports[0], ports[1]
 	conf := agentconf.Host{
 		Comment:           "dcroll demo: the agent config of " + name + ".",
 		Name:              name,
@@ -64,14 +63,11 @@ func newHost(name, dir, exe string, zkServers []string, root string, services []
 		Exe:               exe,
 		HealthInterval:    healthInterval,
 	}
-	for _, svc := range services {
+	for i, svc := range services {
 		if err := os.MkdirAll(filepath.Join(dir, "releases", svc, "1"), 0o755); err != nil {
 			return nil, err
 		}
-		port, err := freePort()
-		if err != nil {
-			return nil, err
-		}
+		port := ports[2+i]
 		h.ports[svc] = port
 		conf.Services = append(conf.Services, agentconf.Service{Name: svc, Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))})
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dcroll/dcroll/internal/freeport"
 	"github.com/dcroll/dcroll/internal/proc"
 )
 
@@ -98,10 +99,11 @@ func startZooKeeper(ctx context.Context, java, classpath, dir string, env []stri
 }
 
 func tryZooKeeper(ctx context.Context, java, classpath, dir string, env []string) (*zooKeeper, error) {
-	port, err := freePort()
+	ports, err := freeport.Ports(1)
 	if err != nil {
 		return nil, err
 	}
+	port := ports[0]
 	z := &zooKeeper{dir: dir, port: port}
 	data := filepath.Join(dir, "data")
 	// A failed attempt may have left data behind.
@@ -184,14 +186,4 @@ func srvrMode(addr string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("srvr answered without a mode: %q", strings.TrimSpace(string(answer)))
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -2,13 +2,10 @@
 package testutil
 
 import (
-	"math/rand/v2"
-	"net"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/dcroll/dcroll/internal/freeport"
 )
 
 // PollInterval is how long Eventually waits between two calls of its condition.
@@ -36,63 +33,14 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() error) {
 	}
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-//
-// It picks from below the kernel's ephemeral range
-// (/proc/sys/net/ipv4/ip_local_port_range), which the kernel never hands
-// out to a bind to port 0 or to an outgoing connection. A port from that
-// range, once released, could be taken by any of the many clients and
-// servers that run in parallel tests (BitTorrent peers, ZooKeeper clients)
-// before the caller binds it, and held for minutes. Only another explicit
-// bind can take a port chosen here. Where the range cannot be read, it
-// asks the kernel for any free port.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago, below
+// the kernel's ephemeral range (see freeport.Ports).
 func FreePort(t testing.TB) int {
 	t.Helper()
-	if low := ephemeralLow(); low > minPort+1000 {
-		for range 100 {
-			port := minPort + rand.IntN(low-minPort)
-			l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-			if err != nil {
-				continue // taken: try another
-			}
-			if err := l.Close(); err != nil {
-				t.Fatalf("find a free port: close listener: %v", err)
-				return 0
-			}
-			return port
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := freeport.Ports(1)
 	if err != nil {
-		t.Fatalf("find a free port: %v", err)
+		t.Fatal(err)
 		return 0
 	}
-	port := l.Addr().(*net.TCPAddr).Port
-	if err := l.Close(); err != nil {
-		t.Fatalf("find a free port: close listener: %v", err)
-		return 0
-	}
-	return port
-}
-
-// minPort is the lowest port FreePort picks: above the well-known and most
-// registered services' ports.
-const minPort = 10000
-
-// ephemeralLow is the first port of the kernel's ephemeral range, or 0 if
-// it cannot be read.
-func ephemeralLow() int {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-	if err != nil {
-		return 0
-	}
-	f := strings.Fields(string(b))
-	if len(f) != 2 {
-		return 0
-	}
-	low, err := strconv.Atoi(f[0])
-	if err != nil {
-		return 0
-	}
-	return low
+	return ports[0]
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/dcroll/dcroll/internal/freeport"
 )
 
 func TestParseMode(t *testing.T) {
@@ -65,14 +67,14 @@ func TestReadTail(t *testing.T) {
 }
 
 func TestFreePortsAreDistinct(t *testing.T) {
-	ports, err := freePorts(9)
+	ports, err := freeport.Ports(9)
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := make(map[int]bool)
 	for _, p := range ports {
 		if p <= 0 || seen[p] {
-			t.Fatalf("freePorts(9) = %v: want distinct positive ports", ports)
+			t.Fatalf("freeport.Ports(9) = %v: want distinct positive ports", ports)
 		}
 		seen[p] = true
 	}

@@ -287,27 +287,3 @@ func readTail(path string, maxBytes int64, maxLines int) (string, error) {
 	}
 	return tail, nil
 }
-
-// freePorts returns n distinct TCP ports on 127.0.0.1 that were free a moment
-// ago. Another process may take one before a server binds it; newCluster
-// retries with new ports when a server dies during startup.
-func freePorts(n int) ([]int, error) {
-	listeners := make([]net.Listener, 0, n)
-	defer func() {
-		for _, l := range listeners {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		// Holding every listener until all are found keeps the ports
-		// distinct.
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("find a free port: %w", err)
-		}
-		listeners = append(listeners, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}

@@ -32,6 +32,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dcroll/dcroll/internal/freeport"
 )
 
 const (
@@ -179,7 +181,7 @@ func lookupZooKeeper() (java, classpath string, err error) {
 // start creates n servers with fresh directories and ports under root,
 // starts them and waits until all of them serve.
 func (c *Cluster) start(root string, n int) error {
-	ports, err := freePorts(3 * n)
+	ports, err := freeport.Ports(3 * n)
 	if err != nil {
 		return err
 	}
