@@ -36,6 +36,9 @@ type Options struct {
 	// /current set. Watches fire on every change; coalescing them keeps a
 	// rollout of N hosts from costing every host N reads per change.
 	ViewInterval time.Duration
+	// InProcess, if set, plays each service inside this process instead of
+	// running its commands: for the fleet simulator.
+	InProcess func(host, svc string) service.InProcess
 	// Started, if set, is called once per service when its first start
 	// returns (for the boot benchmark and tests).
 	Started func(svc, version string)
@@ -109,7 +112,11 @@ func New(o Options) *Agent {
 		kick:      make(chan struct{}, 1),
 	}
 	for name, sc := range o.Config.Services {
-		a.units[name] = service.New(name, sc, o.Log)
+		if o.InProcess != nil {
+			a.units[name] = service.NewInProcess(name, sc, o.Log, o.InProcess(a.host, name))
+		} else {
+			a.units[name] = service.New(name, sc, o.Log)
+		}
 		a.rels[name] = state.Releases{Dir: sc.Releases}
 		a.ops[name] = &sync.Mutex{}
 		a.fetchMu[name] = &sync.Mutex{}

@@ -88,17 +88,39 @@ func (s *Store) Session() Session {
 	return Session{Up: true, ID: s.session.SessionID(), Server: s.session.Server()}
 }
 
+// The buffers of one ZooKeeper connection. go-zookeeper's defaults, 1.5 MiB
+// each way, would cost 30 GB for the 10,000 sessions of a simulated data
+// center, and more than a host needs.
+const (
+	// ReplyBuffer bounds a reply: the largest is a release manifest
+	// (MaxManifestData) or the list of a service's /current at 10,000
+	// hosts, 10,000 × (4 + the host name) bytes, 680 KB with 64-byte names.
+	ReplyBuffer = 1 << 20
+	// AgentRequestBuffer bounds what an agent sends: one node of at most
+	// MaxNodeData, with its path, in one transaction.
+	AgentRequestBuffer = MaxNodeData + 16<<10
+	// operatorRequestBuffer bounds what an operator sends: stage writes a
+	// manifest.
+	operatorRequestBuffer = MaxManifestData + 16<<10
+)
+
 // Dial starts connecting to the ensemble named in cfg and returns at once:
 // go-zookeeper connects, and reconnects after a loss or a session expiry, in
 // the background. The events channel reports session changes; reading it is
-// optional (events nobody reads are dropped).
+// optional (events nobody reads are dropped). Its buffers are sized for an
+// agent (see ReplyBuffer).
 func Dial(cfg config.ZooKeeper, log hclog.Logger) (*Store, <-chan SessionEvent, error) {
+	return dial(cfg, log, AgentRequestBuffer)
+}
+
+func dial(cfg config.ZooKeeper, log hclog.Logger, requestBuffer int) (*Store, <-chan SessionEvent, error) {
 	acl, auth, err := aclFor(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
 	zlog := log.Named("zk").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug})
-	zc, zevents, err := zk.Connect(cfg.Servers, cfg.SessionTimeout, zk.WithLogger(zlog), zk.WithLogInfo(false))
+	zc, zevents, err := zk.Connect(cfg.Servers, cfg.SessionTimeout, zk.WithLogger(zlog), zk.WithLogInfo(false),
+		zk.WithMaxBufferSize(ReplyBuffer), zk.WithMaxConnBufferSize(requestBuffer))
 	if err != nil {
 		return nil, nil, fmt.Errorf("roll: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
 	}
@@ -214,7 +236,7 @@ func awaitSession(ctx context.Context, events <-chan SessionEvent, timeout time.
 // authenticates: for operator commands, which should fail clearly rather
 // than hang when the ensemble is unreachable. The agent uses Dial.
 func Open(ctx context.Context, cfg config.ZooKeeper, log hclog.Logger, wait time.Duration) (*Store, error) {
-	store, events, err := Dial(cfg, log)
+	store, events, err := dial(cfg, log, operatorRequestBuffer)
 	if err != nil {
 		return nil, err
 	}

@@ -28,6 +28,10 @@ type Unit struct {
 	log  hclog.Logger
 	http *http.Client
 
+	// inproc, when set, plays the service inside this process (see
+	// InProcess); cfg's commands are then not run.
+	inproc InProcess
+
 	mu      sync.Mutex
 	proc    *exec.Cmd     // the supervised process, when cfg.Run is set
 	exited  chan struct{} // closed when proc exits
@@ -42,6 +46,24 @@ func New(name string, cfg config.Service, log hclog.Logger) *Unit {
 		log:  log.Named(name),
 		http: &http.Client{Timeout: cfg.Health.Timeout},
 	}
+}
+
+// InProcess is a service played inside the agent's own process instead of
+// by commands: the fleet simulator runs thousands of hosts in one process
+// with it, so that what it measures is dcroll's cost, not that of starting
+// processes. Start and Stop return at once.
+type InProcess interface {
+	Start(version string) error
+	Stop()
+	Check() error
+}
+
+// NewInProcess returns a unit for one service of the host config that p
+// plays. It behaves as a supervised unit whose process never exits.
+func NewInProcess(name string, cfg config.Service, log hclog.Logger, p InProcess) *Unit {
+	u := New(name, cfg, log)
+	u.inproc = p
+	return u
 }
 
 // env is what every command of the unit sees besides the agent's own
@@ -61,6 +83,9 @@ func (u *Unit) Start(ctx context.Context, version, dir string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	u.version = version
+	if u.inproc != nil {
+		return u.inproc.Start(version)
+	}
 	if u.cfg.Run == "" {
 		return u.runCommand(ctx, "start", u.cfg.Start, version, dir, u.cfg.StopTimeout)
 	}
@@ -100,11 +125,11 @@ func (u *Unit) Start(ctx context.Context, version, dir string) error {
 func (u *Unit) Running() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	return u.cfg.Run == "" || u.proc != nil
+	return u.cfg.Run == "" || u.proc != nil || u.inproc != nil
 }
 
 // Supervised reports whether the agent runs the service's process itself.
-func (u *Unit) Supervised() bool { return u.cfg.Run != "" }
+func (u *Unit) Supervised() bool { return u.cfg.Run != "" || u.inproc != nil }
 
 // Version is the version last started.
 func (u *Unit) Version() string {
@@ -116,6 +141,10 @@ func (u *Unit) Version() string {
 // Stop stops the service: the stop command, or SIGTERM to the supervised
 // process group and SIGKILL after the stop timeout.
 func (u *Unit) Stop(ctx context.Context) error {
+	if u.inproc != nil {
+		u.inproc.Stop()
+		return nil
+	}
 	u.mu.Lock()
 	if u.cfg.Run == "" {
 		defer u.mu.Unlock()
@@ -157,6 +186,9 @@ func (u *Unit) runCommand(ctx context.Context, what, command, version, dir strin
 
 // Check runs the health check once.
 func (u *Unit) Check(ctx context.Context) error {
+	if u.inproc != nil {
+		return u.inproc.Check()
+	}
 	h := u.cfg.Health
 	ctx, cancel := context.WithTimeout(ctx, h.Timeout)
 	defer cancel()

@@ -79,7 +79,10 @@ func (s *server) writeConfig(all []*server, ensemble bool) error {
 	fmt.Fprintf(&cfg, "admin.enableServer=false\n")
 	fmt.Fprintf(&cfg, "minSessionTimeout=400\n")
 	fmt.Fprintf(&cfg, "maxSessionTimeout=60000\n")
-	fmt.Fprintf(&cfg, "4lw.commands.whitelist=srvr,ruok,mntr\n")
+	fmt.Fprintf(&cfg, "4lw.commands.whitelist=srvr,ruok,mntr,wchs\n")
+	// No cap on connections per client address: the fleet simulator holds
+	// thousands of sessions from 127.0.0.1.
+	fmt.Fprintf(&cfg, "maxClientCnxns=0\n")
 	// Test data need not survive a power cut; skipping fsync and the
 	// 64 MB preallocation of transaction logs keeps the tests fast.
 	fmt.Fprintf(&cfg, "forceSync=no\n")
@@ -104,14 +107,14 @@ func (s *server) writeConfig(all []*server, ensemble bool) error {
 // start starts the server's JVM in its own process group, appending its
 // output to the server's log file. It does not wait until the server serves.
 // wrap, if not nil, turns the JVM's command line into the one to run.
-func (s *server) start(java, classpath string, wrap func(index int, argv []string) []string) error {
+func (s *server) start(java, classpath string, flags []string, wrap func(index int, argv []string) []string) error {
 	logFile, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("server %d: open log: %w", s.index, err)
 	}
 	defer logFile.Close() // the JVM has its own descriptor
 
-	argv := append([]string{java}, jvmFlags...)
+	argv := append([]string{java}, flags...)
 	argv = append(argv, "-cp", classpath, mainClass, s.configPath())
 	if wrap != nil {
 		argv = wrap(s.index, argv)

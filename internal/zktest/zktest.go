@@ -28,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +78,8 @@ type Cluster struct {
 	// turns a JVM's command line into the one to run.
 	hosts []string
 	wrap  func(index int, argv []string) []string
+	// heap is the JVMs' -Xmx; empty: the small default of jvmFlags.
+	heap string
 }
 
 // Standalone starts a single ZooKeeper server in standalone mode and waits
@@ -117,22 +120,69 @@ func EnsembleAt(t testing.TB, hosts []string, wrap func(index int, argv []string
 		t.Fatalf("zktest: an ensemble needs at least 2 servers, got %d", len(hosts))
 		return nil
 	}
-	return newClusterOpts(t, len(hosts), true, hosts, wrap)
+	return newClusterOpts(t, len(hosts), true, hosts, wrap, "")
+}
+
+// EnsembleHeap is Ensemble with each JVM's maximum heap set to heap (as
+// java's -Xmx takes it, "2g"): for tests that hold thousands of sessions.
+func EnsembleHeap(t testing.TB, n int, heap string) *Cluster {
+	t.Helper()
+	if n < 2 {
+		t.Fatalf("zktest: an ensemble needs at least 2 servers, got %d; use Standalone for one", n)
+		return nil
+	}
+	return newClusterOpts(t, n, true, nil, nil, heap)
+}
+
+// jvmFlags are the JVMs' options, with the cluster's heap.
+func (c *Cluster) jvmFlags() []string {
+	flags := slices.Clone(jvmFlags)
+	if c.heap != "" {
+		for i, f := range flags {
+			if strings.HasPrefix(f, "-Xmx") {
+				flags[i] = "-Xmx" + c.heap
+			}
+		}
+	}
+	return flags
+}
+
+// PID is the process id of server i's JVM, or 0 when it is stopped.
+func (c *Cluster) PID(i int) int {
+	s, ok := c.server(i)
+	if !ok {
+		return 0
+	}
+	p := s.currentProcess()
+	if p == nil || p.exited() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// FourLetterWord sends cmd ("mntr", "wchs", ...) to server i and returns
+// its answer.
+func (c *Cluster) FourLetterWord(i int, cmd string) (string, error) {
+	s, ok := c.server(i)
+	if !ok {
+		return "", fmt.Errorf("zktest: no server %d", i)
+	}
+	return fourLetterWord(s.clientAddr(), cmd)
 }
 
 func newCluster(t testing.TB, n int, ensemble bool) *Cluster {
 	t.Helper()
-	return newClusterOpts(t, n, ensemble, nil, nil)
+	return newClusterOpts(t, n, ensemble, nil, nil, "")
 }
 
-func newClusterOpts(t testing.TB, n int, ensemble bool, hosts []string, wrap func(int, []string) []string) *Cluster {
+func newClusterOpts(t testing.TB, n int, ensemble bool, hosts []string, wrap func(int, []string) []string, heap string) *Cluster {
 	t.Helper()
 	java, classpath, err := lookupZooKeeper()
 	if err != nil {
 		t.Skipf("%s (%v)", skipMessage, err)
 		return nil
 	}
-	c := &Cluster{t: t, java: java, classpath: classpath, ensemble: ensemble, hosts: hosts, wrap: wrap}
+	c := &Cluster{t: t, java: java, classpath: classpath, ensemble: ensemble, hosts: hosts, wrap: wrap, heap: heap}
 
 	// t.TempDir registers its removal before c.stopAll is registered, so
 	// the servers are killed before their directories are removed.
@@ -211,7 +261,7 @@ func (c *Cluster) start(root string, n int) error {
 		}
 	}
 	for _, s := range c.servers {
-		if err := s.start(c.java, c.classpath, c.wrap); err != nil {
+		if err := s.start(c.java, c.classpath, c.jvmFlags(), c.wrap); err != nil {
 			return err
 		}
 	}
@@ -266,7 +316,7 @@ func (c *Cluster) Start(i int) {
 		c.t.Fatalf("zktest: start server %d: it is already running", i)
 		return
 	}
-	err := s.start(c.java, c.classpath, c.wrap)
+	err := s.start(c.java, c.classpath, c.jvmFlags(), c.wrap)
 	if err == nil {
 		err = c.waitReady([]*server{s})
 	}

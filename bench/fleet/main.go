@@ -1,0 +1,203 @@
+// Command fleet simulates a data center: N hosts, each a real dcroll agent
+// (agent.New and Run) with its own ZooKeeper session and state dir, whose
+// one service is played in-process (it restarts at once and can be made
+// unhealthy), against a real 3-server ZooKeeper ensemble on this machine.
+// It rolls a new version out to every host and reports what that cost,
+// counted by the servers themselves: requests and watch notifications per
+// host, the peak watch count, the leader's CPU and memory, the turn
+// hand-over, the rollout's wall time against its ideal, what `dcroll
+// status` costs, and the memory of one simulated host. It is a benchmark;
+// docs/BENCHMARKS.md records its results, and its test checks that the
+// requests per host do not grow with N.
+//
+//	go run ./bench/fleet --hosts 100,1000 [--max-parallel 5] [--quorum 90]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func main() {
+	os.Exit(cli(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func cli(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, args, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "fleet:", err)
+		return 1
+	}
+	return 0
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fleet", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	hosts := fs.String("hosts", "100", "comma-separated fleet sizes, each simulated in turn")
+	runs := fs.Int("runs", 1, "runs per size; the table shows the median run by requests per host")
+	var o options
+	fs.IntVar(&o.maxParallelPct, "max-parallel", 5, "max_parallel, in `percent` of the hosts")
+	fs.IntVar(&o.quorumPct, "quorum", 90, "quorum, in `percent` of the members")
+	fs.DurationVar(&o.health, "health", 250*time.Millisecond, "health-check interval of every host")
+	fs.DurationVar(&o.minHealthy, "min-healthy", 2*time.Second, "the service's min_healthy")
+	fs.DurationVar(&o.sessionTimeout, "session-timeout", 30*time.Second, "the agents' ZooKeeper session timeout")
+	fs.DurationVar(&o.idle, "idle", 10*time.Second, "the idle window measured before each rollout")
+	fs.IntVar(&o.batch, "batch", 200, "hosts started at a time")
+	fs.StringVar(&o.heap, "heap", "2g", "each ZooKeeper server's maximum heap (java -Xmx)")
+	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "the limit of each rollout")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var sizes []int
+	for _, f := range strings.Split(*hosts, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 2 {
+			return fmt.Errorf("--hosts: %q is not a fleet size of at least 2", f)
+		}
+		sizes = append(sizes, n)
+	}
+	if err := raiseFileLimit(); err != nil {
+		fmt.Fprintln(stderr, "fleet: cannot raise the open-file limit:", err)
+	}
+	var results []result
+	for _, n := range sizes {
+		var rs []result
+		for i := 0; i < *runs; i++ {
+			o.hosts = n
+			r, err := simulateOnce(ctx, o, stderr)
+			if err != nil {
+				return fmt.Errorf("%d hosts: %w", n, err)
+			}
+			rs = append(rs, r)
+		}
+		slices.SortFunc(rs, func(a, b result) int {
+			switch {
+			case a.requestsPerHost() < b.requestsPerHost():
+				return -1
+			case a.requestsPerHost() > b.requestsPerHost():
+				return 1
+			}
+			return 0
+		})
+		results = append(results, rs[len(rs)/2])
+	}
+	printTable(stdout, results)
+	return nil
+}
+
+// simulateOnce runs one simulation with its own temp dir and ensemble,
+// both gone when it returns.
+func simulateOnce(ctx context.Context, o options, log io.Writer) (r result, err error) {
+	tb := &mainTB{}
+	defer tb.cleanup()
+	defer func() {
+		switch p := recover().(type) {
+		case nil:
+		case fatal:
+			err = errors.New(string(p))
+		default:
+			panic(p)
+		}
+	}()
+	return simulate(ctx, tb, o, log)
+}
+
+// printTable writes the results side by side, one column per fleet size.
+func printTable(w io.Writer, rs []result) {
+	row := func(name string, f func(r result) string) {
+		fmt.Fprintf(w, "| %s |", name)
+		for _, r := range rs {
+			fmt.Fprintf(w, " %s |", f(r))
+		}
+		fmt.Fprintln(w)
+	}
+	row("hosts", func(r result) string { return strconv.Itoa(r.hosts) })
+	fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---|", len(rs)))
+	row("max_parallel / quorum (hosts)", func(r result) string { return fmt.Sprintf("%d / %d", r.maxParallel, r.need) })
+	row("requests per rollout ÷ N (pings out)", func(r result) string { return fmt.Sprintf("%.1f", r.requestsPerHost()) })
+	row("requests per rollout ÷ N (all)", func(r result) string { return fmt.Sprintf("%.1f", float64(r.requests)/float64(r.hosts)) })
+	row("idle requests per second ÷ N", func(r result) string { return fmt.Sprintf("%.3f", r.idleRequests/float64(r.hosts)) })
+	row("watch notifications ÷ N", func(r result) string { return fmt.Sprintf("%.1f", float64(r.notifications)/float64(r.hosts)) })
+	row("peak watch count", func(r result) string { return strconv.Itoa(r.peakWatches) })
+	row("leader CPU seconds (rollout)", func(r result) string { return fmt.Sprintf("%.1f", r.leaderCPU.Seconds()) })
+	row("leader RSS", func(r result) string { return fmt.Sprintf("%d MiB", r.leaderRSS>>20) })
+	row("hand-over median / p99", func(r result) string {
+		return fmt.Sprintf("%s / %s", ms(r.handover(0.5)), ms(r.handover(0.99)))
+	})
+	row("rollout wall ÷ ideal", func(r result) string {
+		return fmt.Sprintf("%.2f (%s ÷ %s)", r.wall.Seconds()/r.ideal.Seconds(), r.wall.Round(100*time.Millisecond), r.ideal)
+	})
+	row("most in turn / fewest serving", func(r result) string { return fmt.Sprintf("%d / %d", r.maxInTurn, r.minServing) })
+	row("hosts on the new version", func(r result) string { return strconv.Itoa(r.onNew) })
+	row("`status`: time, bytes, lines", func(r result) string {
+		return fmt.Sprintf("%s, %d, %d", ms(r.statusTime), r.statusBytes, r.statusLines)
+	})
+	row("memory per simulated host: Go heap, RSS", func(r result) string {
+		return fmt.Sprintf("%d KiB, %d KiB", r.heapPerHost>>10, r.rssPerHost>>10)
+	})
+	row("all hosts online after", func(r result) string { return r.connect.Round(100 * time.Millisecond).String() })
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
+
+// raiseFileLimit lifts the soft open-file limit to the hard one: every
+// simulated host holds a connection.
+func raiseFileLimit() error {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		return err
+	}
+	l.Cur = l.Max
+	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+}
+
+// mainTB lets the simulator use the test helpers (zktest, rolltest) outside
+// a test: their temp dirs and cleanups, and a failure that unwinds to
+// simulateOnce. Only the methods those helpers call are implemented.
+type mainTB struct {
+	testing.TB
+	cleanups []func()
+}
+
+type fatal string
+
+func (m *mainTB) Helper()                         {}
+func (m *mainTB) Failed() bool                    { return false }
+func (m *mainTB) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+func (m *mainTB) Fatalf(format string, args ...any) {
+	panic(fatal(fmt.Sprintf(format, args...)))
+}
+func (m *mainTB) Fatal(args ...any)                { panic(fatal(fmt.Sprint(args...))) }
+func (m *mainTB) Skipf(format string, args ...any) { m.Fatalf(format, args...) }
+func (m *mainTB) Cleanup(f func())                 { m.cleanups = append(m.cleanups, f) }
+func (m *mainTB) TempDir() string {
+	dir, err := os.MkdirTemp("", "dcroll-fleet-")
+	if err != nil {
+		m.Fatal(err)
+	}
+	m.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
+}
+
+func (m *mainTB) cleanup() {
+	for i := len(m.cleanups) - 1; i >= 0; i-- {
+		m.cleanups[i]()
+	}
+}
