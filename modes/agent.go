@@ -21,7 +21,7 @@ func (*agentMode) Synopsis() string {
 
 func (m *agentMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs := pflag.NewFlagSet("agent", pflag.ContinueOnError)
-	fs.DurationVar(&m.viewInterval, "view-interval", time.Second, "least time between two reads of a service's /current set")
+	fs.DurationVar(&m.viewInterval, "view-interval", agent.DefaultViewInterval, "mean time between two reads of a service's fleet view, which the local cache keeps for the next boot")
 	return fs, "agent [flags]", `
 The agent starts every service of the host config at once, from the local
 cache (the most popular version it saw in ZooKeeper, installed here), without

@@ -7,6 +7,7 @@ import (
 	"path"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 )
@@ -422,7 +423,16 @@ func (s *Store) RunAdvancer(ctx context.Context, host string) error {
 	}
 }
 
+// fleetSettle is how long the advancer lets /current settle after a change
+// before it counts the fleet view again.
+const fleetSettle = time.Second
+
 func (s *Store) advance(ctx context.Context) error {
+	// The elected host also keeps the fleet views (see summarize).
+	sctx, stop := context.WithCancel(ctx)
+	summarized := make(chan struct{})
+	go func() { defer close(summarized); s.summarize(sctx, fleetSettle) }()
+	defer func() { stop(); <-summarized }()
 	defer func() {
 		// Step down, unless the session already ended and another host holds
 		// the node now.
@@ -466,15 +476,12 @@ func (s *Store) mostRunStaged(svc string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	cur, err := s.CurrentOf(svc)
+	// The fleet view, not every host's node: a count that lags by a
+	// second only delays a straggler's catching up.
+	v, err := s.FleetView(svc)
 	if err != nil {
 		return false, err
 	}
-	n := 0
-	for _, c := range cur {
-		if c.Version == m.Version {
-			n++
-		}
-	}
-	return n > 0 && 2*n > len(cur), nil
+	n := v.Versions[m.Version]
+	return n > 0 && 2*n > v.Online, nil
 }

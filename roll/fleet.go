@@ -1,0 +1,260 @@
+package roll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"time"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// The fleet view: how many hosts serve each version of a service, in one
+// node, <root>/fleet/<svc>, that the advancer keeps. A host reads it at boot
+// and now and then for its cache, one request, instead of listing
+// /current/<svc> and reading every child: at 10,000 hosts that was 10,000
+// reads per host per look, and every host looked on every change.
+
+// FleetView is the data of <root>/fleet/<svc>.
+type FleetView struct {
+	// Versions counts the hosts in /current/<svc> per version.
+	Versions map[string]int `json:"versions"`
+	// Online is the number of hosts in /current/<svc>.
+	Online int `json:"online"`
+	// At is when the advancer last saw /current/<svc> change.
+	At time.Time `json:"at"`
+}
+
+func (v FleetView) validate() error {
+	n := 0
+	for ver, c := range v.Versions {
+		if err := ValidVersion(ver); err != nil {
+			return err
+		}
+		if c < 0 {
+			return fmt.Errorf("versions: %s counts %d hosts", ver, c)
+		}
+		n += c
+	}
+	if v.Online != n {
+		return fmt.Errorf("online %d, but the versions count %d hosts", v.Online, n)
+	}
+	return nil
+}
+
+func (t Tree) fleetDir() string { return t.join("fleet") }
+
+// Fleet is the fleet view node of svc.
+func (t Tree) Fleet(svc string) string { return t.join("fleet", svc) }
+
+// FleetView reads svc's fleet view: one request. Where no advancer has
+// written it yet (a data center whose agents predate it), it counts
+// /current/<svc> itself, one read per host.
+func (s *Store) FleetView(svc string) (FleetView, error) {
+	var v FleetView
+	_, err := s.get(s.Tree.Fleet(svc), &v)
+	if !errors.Is(err, zk.ErrNoNode) {
+		return v, err
+	}
+	cur, err := s.CurrentOf(svc)
+	if err != nil {
+		return v, err
+	}
+	return countVersions(cur), nil
+}
+
+// BootView is the fleet view for a host's first look after boot, when it
+// may move to the fleet's version: a view the advancer has not brought up
+// to date yet (it counts a second after a change) must not decide that.
+// It also reads how many hosts /current/<svc> holds now, one request: a
+// view whose most popular version leads by more than the view is off by
+// is taken; else it waits and reads again, and after a few tries counts
+// /current/<svc> itself.
+func (s *Store) BootView(ctx context.Context, svc string) (FleetView, error) {
+	for try := 0; try < 5; try++ {
+		v, err := s.FleetView(svc)
+		if err != nil {
+			return v, err
+		}
+		ok, st, err := s.conn.Exists(s.Tree.CurrentDir(svc))
+		if err != nil {
+			return v, fmt.Errorf("roll: read %s: %w", s.Tree.CurrentDir(svc), err)
+		}
+		if !ok {
+			return v, fmt.Errorf("roll: service %q is not in the catalog (%s is missing)", svc, s.Tree.CurrentDir(svc))
+		}
+		if v.decisive(abs(int(st.NumChildren) - v.Online)) {
+			return v, nil
+		}
+		if !sleep(ctx, fleetSettle+jitter(fleetSettle)) {
+			return v, ctx.Err()
+		}
+	}
+	cur, err := s.CurrentOf(svc)
+	if err != nil {
+		return FleetView{}, err
+	}
+	return countVersions(cur), nil
+}
+
+// decisive reports whether the view's most popular version stays so when
+// off counts may be wrong.
+func (v FleetView) decisive(off int) bool {
+	if off == 0 {
+		return true
+	}
+	first, second := 0, 0
+	for _, n := range v.Versions {
+		switch {
+		case n > first:
+			first, second = n, first
+		case n > second:
+			second = n
+		}
+	}
+	return first-second > off
+}
+
+func abs(n int) int { return max(n, -n) }
+
+func countVersions(cur map[string]Current) FleetView {
+	v := FleetView{Versions: map[string]int{}, Online: len(cur)}
+	for _, c := range cur {
+		v.Versions[c.Version]++
+	}
+	return v
+}
+
+// fleetRecount is how often the advancer reads every /current node again.
+// Between recounts it reads only the hosts that entered: a host that
+// changes its version leaves /current and enters again, except for a
+// change of its node in place, which a recount catches.
+const fleetRecount = 5 * time.Minute
+
+// summarize keeps every service's fleet view while ctx lasts (while this
+// host is the advancer). It watches each /current/<svc>, and after a change
+// waits settle before it looks, so that a rollout's many changes cost it
+// one list a settle, not one per change. Errors are retried.
+func (s *Store) summarize(ctx context.Context, settle time.Duration) {
+	known := map[string]map[string]string{} // svc → host → version
+	written := map[string]FleetView{}
+	recount := time.Now().Add(fleetRecount)
+	for ctx.Err() == nil {
+		if time.Now().After(recount) {
+			known = map[string]map[string]string{}
+			recount = time.Now().Add(fleetRecount)
+		}
+		watches, err := s.summarizeOnce(known, written)
+		if err != nil {
+			watches = nil
+			if !sleep(ctx, settle+jitter(time.Second)) {
+				return
+			}
+			continue
+		}
+		if waitAny(ctx, watches...) != nil {
+			return
+		}
+		if !sleep(ctx, settle) {
+			return
+		}
+	}
+}
+
+// summarizeOnce brings every service's fleet view up to date and returns
+// the watches on their /current.
+func (s *Store) summarizeOnce(known map[string]map[string]string, written map[string]FleetView) ([]<-chan zk.Event, error) {
+	names, _, err := s.conn.Children(s.Tree.Services())
+	if err != nil {
+		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Services(), err)
+	}
+	var watches []<-chan zk.Event
+	for _, svc := range names {
+		hosts, ch, err := s.childrenW(s.Tree.CurrentDir(svc), true)
+		if err != nil {
+			return nil, err
+		}
+		watches = append(watches, ch)
+		k := known[svc]
+		if k == nil {
+			k = map[string]string{}
+			known[svc] = k
+		}
+		present := make(map[string]bool, len(hosts))
+		for _, h := range hosts {
+			present[h] = true
+			if _, ok := k[h]; ok {
+				continue
+			}
+			var c Current
+			_, err := s.get(s.Tree.Current(svc, h), &c)
+			switch {
+			case errors.Is(err, zk.ErrNoNode):
+				continue
+			case errors.Is(err, ErrBadNode):
+				continue // not dcroll's: status shows it
+			case err != nil:
+				return nil, err
+			}
+			k[h] = c.Version
+		}
+		maps.DeleteFunc(k, func(h, _ string) bool { return !present[h] })
+		v := FleetView{Versions: map[string]int{}, Online: len(k)}
+		for _, ver := range k {
+			v.Versions[ver]++
+		}
+		if old, ok := written[svc]; ok && old.Online == v.Online && maps.Equal(old.Versions, v.Versions) {
+			continue
+		}
+		v.At = time.Now().UTC()
+		if err := s.writeFleetView(svc, v); err != nil {
+			return nil, err
+		}
+		written[svc] = v
+	}
+	return watches, nil
+}
+
+func (s *Store) writeFleetView(svc string, v FleetView) error {
+	data, err := encode(v)
+	if err != nil {
+		return err
+	}
+	p := s.Tree.Fleet(svc)
+	_, err = s.conn.Set(p, data, -1)
+	if !errors.Is(err, zk.ErrNoNode) {
+		if err != nil {
+			return fmt.Errorf("roll: set %s: %w", p, err)
+		}
+		return nil
+	}
+	// The first view of this service, maybe of this data center.
+	if _, err := s.conn.Create(s.Tree.fleetDir(), nil, 0, s.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("roll: create %s: %w", s.Tree.fleetDir(), err)
+	}
+	if _, err := s.conn.Create(p, data, 0, s.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		return fmt.Errorf("roll: create %s: %w", p, err)
+	}
+	return nil
+}
+
+// jitter is a random duration in [0, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
