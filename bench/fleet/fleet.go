@@ -23,6 +23,7 @@ import (
 
 	"github.com/dcroll/dcroll/agent"
 	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/internal/agentconf"
 	"github.com/dcroll/dcroll/internal/rolltest"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/modes"
@@ -378,7 +379,7 @@ run = "played in-process by the fleet simulator"
 [services.%s.health]
 command = "true"
 interval = %q
-`, quoteList(s.zkc.Servers()), root, s.o.sessionTimeout.String(), name, hdir, svc, rels.Dir, svc, s.o.health.String())
+`, agentconf.QuoteList(s.zkc.Servers()), root, s.o.sessionTimeout.String(), name, hdir, svc, rels.Dir, svc, s.o.health.String())
 	cfg, err := config.Load(config.Sources{File: name + ".toml", FileData: []byte(toml)})
 	if err != nil {
 		return nil, err
@@ -391,14 +392,6 @@ interval = %q
 		Version:   "fleet",
 		InProcess: func(string, string) service.InProcess { return f },
 	}), nil
-}
-
-func quoteList(ss []string) string {
-	q := make([]string, len(ss))
-	for i, s := range ss {
-		q[i] = strconv.Quote(s)
-	}
-	return strings.Join(q, ", ")
 }
 
 // awaitOnline waits until n hosts are in /current.
