@@ -206,7 +206,7 @@ func TestCLIUsage(t *testing.T) {
 			args: []string{"help", "seed"},
 			code: 0,
 			stdout: []string{
-				"usage: dcroll seed [--dry-run] FILE",
+				"usage: dcroll seed [--dry-run] [--min-protocol N] FILE",
 				"bootstrap or update a data center's tree",
 				"FILE lists the services",
 				"Flags:", "-dry-run", "-zk", "-root", "-config",
@@ -250,7 +250,7 @@ func TestCLIUsage(t *testing.T) {
 			name:        "seed -h",
 			args:        []string{"seed", "-h"},
 			code:        0,
-			stderrFirst: "usage: dcroll seed [--dry-run] FILE",
+			stderrFirst: "usage: dcroll seed [--dry-run] [--min-protocol N] FILE",
 			stderr:      []string{"-dry-run", "-zk", "-root", "-config"},
 			stdoutEmpty: true,
 		},
@@ -335,7 +335,7 @@ func TestCLIUsage(t *testing.T) {
 			args:         []string{"seed"},
 			code:         2,
 			stderrFirst:  "dcroll seed: want exactly one seed FILE, got 0 arguments",
-			stderrSecond: "usage: dcroll seed [--dry-run] FILE",
+			stderrSecond: "usage: dcroll seed [--dry-run] [--min-protocol N] FILE",
 			stdoutEmpty:  true,
 		},
 		{
@@ -343,7 +343,7 @@ func TestCLIUsage(t *testing.T) {
 			args:         []string{"seed", "a.toml", "b.toml"},
 			code:         2,
 			stderrFirst:  "dcroll seed: want exactly one seed FILE, got 2 arguments",
-			stderrSecond: "usage: dcroll seed [--dry-run] FILE",
+			stderrSecond: "usage: dcroll seed [--dry-run] [--min-protocol N] FILE",
 			stdoutEmpty:  true,
 		},
 		{

@@ -13,7 +13,8 @@ import (
 func init() { register("seed", func() mode { return &seedMode{} }) }
 
 type seedMode struct {
-	dryRun bool
+	dryRun      bool
+	minProtocol int
 }
 
 func (*seedMode) Synopsis() string {
@@ -23,7 +24,8 @@ func (*seedMode) Synopsis() string {
 func (m *seedMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs := pflag.NewFlagSet("seed", pflag.ContinueOnError)
 	fs.BoolVar(&m.dryRun, "dry-run", false, "print what would change, change nothing")
-	return fs, "seed [--dry-run] FILE", `
+	fs.IntVar(&m.minProtocol, "min-protocol", -1, "the lowest protocol version an agent must speak to take turns (docs/PROTOCOL.md); -1 leaves it as it is")
+	return fs, "seed [--dry-run] [--min-protocol N] FILE", `
 FILE lists the services with their policies, for example:
 
   [services.db]
@@ -39,7 +41,9 @@ FILE lists the services with their policies, for example:
 
 The file is validated first; on any error nothing is written. Seeding again
 after an edit updates the policies; services missing from the file are
-reported and left alone. All writes happen in one ZooKeeper transaction.`
+reported and left alone. All writes happen in one ZooKeeper transaction.
+--min-protocol raises (or lowers) the protocol version agents must speak to
+take upgrade turns; raise it once every agent runs the dcroll that speaks it.`
 }
 
 func (m *seedMode) Run(ctx context.Context, env *Env, args []string) error {
@@ -77,5 +81,16 @@ func (m *seedMode) Run(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "%s: %d services, %d nodes %s, %d unchanged\n", cfg.ZooKeeper.Root, len(catalog), len(plan.Changes), verb, plan.Unchanged)
+	if m.minProtocol < 0 {
+		return nil
+	}
+	if m.dryRun {
+		fmt.Fprintf(env.Stdout, "would set min_protocol %d\n", m.minProtocol)
+		return nil
+	}
+	if err := store.SetMinProtocol(m.minProtocol); err != nil {
+		return err
+	}
+	fmt.Fprintf(env.Stdout, "min_protocol %d: agents that speak an older protocol take no upgrade turns\n", m.minProtocol)
 	return nil
 }

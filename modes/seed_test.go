@@ -401,3 +401,21 @@ func TestSeedHelpExample(t *testing.T) {
 		t.Errorf("db in the example parses as %+v", db)
 	}
 }
+
+// --min-protocol sets the lowest protocol version that may take turns, and
+// refuses one this dcroll does not speak.
+func TestIntegration_SeedMinProtocol(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	root := "/minproto"
+	store := openStore(t, zkc, root)
+	file := writeFile(t, "seed.toml", "[services.db]\nquorum = 1\n")
+	wantRun(t, dcroll(t, seedArgs(t, zkc, root, "--min-protocol", "1", file)...), 0, "min_protocol 1: agents that speak an older protocol take no upgrade turns")
+	if v, err := store.MinProtocol(); err != nil || v != 1 {
+		t.Errorf("min_protocol %d (%v) after seeding it, want 1", v, err)
+	}
+	tooNew := fmt.Sprint(roll.ProtocolVersion + 1)
+	wantRun(t, dcroll(t, seedArgs(t, zkc, root, "--min-protocol", tooNew, file)...), 1, "min_protocol "+tooNew)
+	if v, err := store.MinProtocol(); err != nil || v != 1 {
+		t.Errorf("min_protocol %d (%v) after a refused change, want 1 still", v, err)
+	}
+}

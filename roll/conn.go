@@ -28,6 +28,9 @@ type Store struct {
 	session *zk.Conn // the session itself: its state, auth, close
 	ops     *countingConn
 	acl     []zk.ACL
+	// protocol is the protocol version this store's agent speaks:
+	// ProtocolVersion, except in tests of a mixed fleet.
+	protocol int
 
 	// auth is the digest credential, sent once connected.
 	auth []byte
@@ -125,7 +128,7 @@ func dial(cfg config.ZooKeeper, log hclog.Logger, requestBuffer int) (*Store, <-
 		return nil, nil, fmt.Errorf("roll: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
 	}
 	counting := &countingConn{Conn: zc}
-	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, ops: counting, acl: acl, auth: auth}
+	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, ops: counting, acl: acl, auth: auth, protocol: ProtocolVersion}
 	return s, sessionEvents(zevents), nil
 }
 

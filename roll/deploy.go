@@ -319,6 +319,15 @@ func (s *Store) JoinReady(svc, host, version string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// An agent that may not take turns stays out of the queue, where it
+	// would stand in front of the others.
+	min, err := s.MinProtocol()
+	if err != nil {
+		return "", err
+	}
+	if err := s.protocolTooOld(min); err != nil {
+		return "", err
+	}
 	queue, err := s.ReadyQueue(svc)
 	if err != nil {
 		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)

@@ -272,9 +272,31 @@ func (m Member) validate() error {
 	return nil
 }
 
+// ProtocolVersion is the version of this page's protocol that this dcroll
+// speaks (docs/PROTOCOL.md). It grows only with a change that is not
+// compatible; the root says the minimum that may take turns.
+const ProtocolVersion = 1
+
+// Root is the data of the data center's root node.
+type Root struct {
+	// MinProtocol is the lowest protocol version an agent must speak to
+	// take turns; 0 or absent: any.
+	MinProtocol int `json:"min_protocol"`
+}
+
+func (r Root) validate() error {
+	if r.MinProtocol < 0 {
+		return fmt.Errorf("min_protocol %d is below 0", r.MinProtocol)
+	}
+	return nil
+}
+
 // Host is the data of /hosts/<host>: the agent that holds it.
 type Host struct {
-	Agent    string    `json:"agent"`
+	Agent string `json:"agent"`
+	// Protocol is the protocol version the agent speaks (absent: 1, the
+	// agents from before it was published).
+	Protocol int       `json:"protocol,omitempty"`
 	Started  time.Time `json:"started"`
 	PeerAddr string    `json:"peer_addr,omitempty"`
 	// TorrentAddr is where the host's BitTorrent client takes peers.

@@ -74,6 +74,10 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 		if err != nil {
 			return err
 		}
+		if err := s.protocolTooOld(st.MinProtocol); err != nil {
+			// Leave the queue rather than stand in front of the others.
+			return err
+		}
 		if !Decide(st).Go {
 			ok, _, ch, err := s.conn.ExistsW(readyPath)
 			if err != nil {
@@ -243,7 +247,7 @@ func (s *Store) TurnStateOf(svc, host string) (TurnState, error) {
 // changes. It costs a constant number of requests: lists, not per-host
 // reads.
 func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.Event, error) {
-	st := TurnState{Host: host, ReadyFront: true}
+	st := TurnState{Host: host, ReadyFront: true, Protocol: s.protocol}
 	var watches []<-chan zk.Event
 	add := func(ch <-chan zk.Event) {
 		if ch != nil {
@@ -292,6 +296,19 @@ func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.
 			}
 		}
 	}
+
+	var root Root
+	data, _, ch, err := s.getW(s.Tree.Root, watch)
+	if err != nil {
+		return st, nil, err
+	}
+	add(ch)
+	if len(data) > 0 {
+		if err := decode(s.Tree.Root, data, &root); err != nil {
+			return st, nil, err
+		}
+	}
+	st.MinProtocol = root.MinProtocol
 
 	var ctl Control
 	var dctl DeployControl

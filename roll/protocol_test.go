@@ -427,3 +427,92 @@ func TestIntegration_SingleHostQuorumZeroUpgrades(t *testing.T) {
 		})
 	}
 }
+
+// A fleet mid-upgrade of dcroll itself: two agents speak protocol 2, one
+// still speaks 1, and the root requires 2. The old agent publishes what it
+// speaks, leaves the ready queue it joined before the minimum was raised,
+// cannot join again, and says why; the new ones take their turns.
+func TestIntegration_MixedFleetOnlyAllowedProtocolsTakeTurns(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	admin := connect(t, zkc, "/mixed")
+	admin.protocol = 2
+	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
+	hosts := map[string]*simHost{}
+	for name, protocol := range map[string]int{"old": 1, "new1": 2, "new2": 2} {
+		h := &simHost{name: name, store: connect(t, zkc, "/mixed")}
+		h.store.protocol = protocol
+		if err := h.store.RegisterHost(name, Host{Agent: "test", Services: []string{"db"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.store.EnsureMember("db", name, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.store.SetCurrent("db", name, Current{Version: "v1", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		hosts[name] = h
+	}
+	registered, err := admin.Hosts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, h := range hosts {
+		if registered[name].Protocol != h.store.protocol {
+			t.Errorf("/hosts/%s says protocol %d, its agent speaks %d", name, registered[name].Protocol, h.store.protocol)
+		}
+	}
+	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("f", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Order([][]string{{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+	// The old agent queued before the minimum was raised: at the front it
+	// must leave, not hold up the others.
+	old := hosts["old"]
+	ready, err := old.store.JoinReady("db", "old", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.SetMinProtocol(2); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = old.store.AwaitTurn(ctx, "db", "old", ready, Turn{From: "v1", To: "v2", Started: time.Now()})
+	if !errors.Is(err, ErrProtocolTooOld) || !strings.Contains(err.Error(), "speaks protocol 1 and /mixed requires 2") {
+		t.Fatalf("the old agent at the front: %v; want it refused, saying why", err)
+	}
+	if err := old.store.LeaveReady(ready); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := old.store.JoinReady("db", "old", "v2"); !errors.Is(err, ErrProtocolTooOld) {
+		t.Fatalf("the old agent joins the ready queue again: %v; want it refused", err)
+	}
+	for _, name := range []string{"new1", "new2"} {
+		if _, err := hosts[name].turn(ctx, "db", "v2"); err != nil {
+			t.Fatalf("%s's turn: %v", name, err)
+		}
+	}
+	cur, err := admin.CurrentOf("db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cur["new1"].Version != "v2" || cur["new2"].Version != "v2" || cur["old"].Version != "v1" {
+		t.Errorf("current %+v: want the new agents on v2 and the old one still on v1", cur)
+	}
+	if turns, err := admin.Turns("db"); err != nil || len(turns) != 0 {
+		t.Errorf("turns %v (%v), want none", turns, err)
+	}
+	st, err := admin.TurnStateOf("db", "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Protocol = 1
+	if v := Decide(st); v.Go || !strings.Contains(v.Wait, "speaks protocol 1, the data center requires 2") {
+		t.Errorf("verdict for the old agent: %+v", v)
+	}
+	if err := admin.SetMinProtocol(3); err == nil {
+		t.Errorf("a minimum above what this dcroll speaks was accepted")
+	}
+}

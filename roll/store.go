@@ -106,6 +106,7 @@ func (s *Store) EnsureMember(svc, host string, m Member) error {
 
 // RegisterHost creates the host's presence node.
 func (s *Store) RegisterHost(name string, h Host) error {
+	h.Protocol = s.protocol
 	data, err := encode(h)
 	if err != nil {
 		return err
@@ -308,4 +309,41 @@ func (s *Store) removeTree(p string) error {
 		}
 	}
 	return s.deleteIfPresent(p)
+}
+
+// ErrProtocolTooOld means this agent speaks a protocol version below the
+// minimum the data center's root allows to take turns.
+var ErrProtocolTooOld = errors.New("roll: protocol version too old to take turns")
+
+// MinProtocol reads the lowest protocol version that may take turns.
+func (s *Store) MinProtocol() (int, error) {
+	var r Root
+	_, err := s.getOptional(s.Tree.Root, &r)
+	return r.MinProtocol, err
+}
+
+// SetMinProtocol sets the lowest protocol version that may take turns:
+// raise it once every agent speaks the new version, before relying on what
+// it adds. Agents below it leave the ready queues and say why.
+func (s *Store) SetMinProtocol(v int) error {
+	if v < 0 || v > s.protocol {
+		return fmt.Errorf("roll: min_protocol %d: want 0..%d, the version this dcroll speaks", v, s.protocol)
+	}
+	data, err := encode(Root{MinProtocol: v})
+	if err != nil {
+		return err
+	}
+	if _, err := s.conn.Set(s.Tree.Root, data, -1); err != nil {
+		return fmt.Errorf("roll: set %s: %w", s.Tree.Root, err)
+	}
+	return nil
+}
+
+// protocolTooOld says why this agent may not take turns under min, or nil.
+func (s *Store) protocolTooOld(min int) error {
+	if s.protocol >= min {
+		return nil
+	}
+	return fmt.Errorf("%w: this agent speaks protocol %d and %s requires %d; upgrade dcroll on this host",
+		ErrProtocolTooOld, s.protocol, s.Tree.Root, min)
 }

@@ -17,6 +17,9 @@ type TurnState struct {
 	DepsDone   bool   // every service it depends on has finished its step
 	Paused     bool   // an operator paused the service's deploy
 	Halted     string // non-empty: the recorded failure that halted the service
+	// Protocol is the protocol version Host's agent speaks; MinProtocol
+	// the lowest the data center lets take turns (0: any).
+	Protocol, MinProtocol int
 
 	// The versions of the control nodes read, which the take of the turn
 	// checks (see Store.takeTurn).
@@ -29,14 +32,17 @@ type Verdict struct {
 	Wait string
 }
 
-// Decide says whether the host may take its turn now. It may only if the
-// service is neither paused nor halted, its step heads the deploy queue,
+// Decide says whether the host may take its turn now. It may only if its
+// agent speaks the protocol the data center requires, the service is
+// neither paused nor halted, its step heads the deploy queue,
 // its dependencies are done, the host is at the front of the ready queue,
 // fewer than max_parallel hosts are in turn, and after the host leaves at
 // least quorum other members stay online (quorum 0: the service may be
 // fully down). Wait gives the first unmet condition, in that order.
 func Decide(s TurnState) Verdict {
 	switch {
+	case s.Protocol < s.MinProtocol:
+		return Verdict{Wait: fmt.Sprintf("this agent speaks protocol %d, the data center requires %d: upgrade dcroll on this host", s.Protocol, s.MinProtocol)}
 	case s.Paused:
 		return Verdict{Wait: "paused"}
 	case s.Halted != "":

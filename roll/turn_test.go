@@ -30,6 +30,9 @@ func TestDecide(t *testing.T) {
 		want   Verdict
 	}{
 		{"all clear", func(s *TurnState) {}, Verdict{Go: true}},
+		{"protocol too old, before all else", func(s *TurnState) { s.Protocol, s.MinProtocol, s.Paused = 1, 2, true },
+			Verdict{Wait: "this agent speaks protocol 1, the data center requires 2: upgrade dcroll on this host"}},
+		{"protocol at the minimum", func(s *TurnState) { s.Protocol, s.MinProtocol = 2, 2 }, Verdict{Go: true}},
 
 		// Each reason, and the order in which they are reported.
 		{"paused", func(s *TurnState) { s.Paused = true }, Verdict{Wait: "paused"}},
