@@ -704,3 +704,21 @@ func TestIntegration_StatusDeploy(t *testing.T) {
 		}
 	})
 }
+
+func TestIntegration_Forget(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	root := "/forget"
+	store := seedRoot(t, zkc, root, seedChain)
+	setMembers(t, store, "db", "h1", "h2")
+	if err := store.RegisterHost("h2", roll.Host{Agent: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	forget := func(args ...string) result { return dcroll(t, modeArgs(t, zkc, root, "forget", args...)...) }
+	wantRun(t, forget("h2"), 1, "the host's agent is up", root+"/hosts/h2 exists")
+	wantRun(t, forget("h1"), 0, "forgot h1: no longer a member of db")
+	if m, err := store.Members("db"); err != nil || strings.Join(m, ",") != "h2" {
+		t.Errorf("db members %q (%v) after forgetting h1, want h2", m, err)
+	}
+	wantRun(t, forget("h1"), 0, "h1 is not a member of any service; nothing to forget")
+	wantRun(t, forget(), 2, "want exactly one HOST")
+}
