@@ -109,7 +109,7 @@ type Options struct {
 	// which must not exist (default: a fresh /dcroll-demo-<time>).
 	ZooKeeper string
 	Root      string
-	// Jar is the ZooKeeper server's classpath; empty: DefaultJar.
+	// Jar is the ZooKeeper server's classpath; empty: Debian's.
 	Jar string
 	// Environ is the environment the children start from (os.Environ()).
 	Environ []string

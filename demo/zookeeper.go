@@ -2,12 +2,10 @@ package demo
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,21 +13,15 @@ import (
 
 	"github.com/dcroll/dcroll/internal/freeport"
 	"github.com/dcroll/dcroll/internal/proc"
+	"github.com/dcroll/dcroll/internal/zkjar"
 )
-
-// DefaultJar is where Debian's zookeeper package installs the server.
-const DefaultJar = "/usr/share/java/zookeeper.jar"
-
-// slf4jSimpleJar is Debian's SLF4J backend; without it the server logs
-// nothing.
-const slf4jSimpleJar = "/usr/share/java/slf4j-simple.jar"
 
 // InstallHint is the one command that installs what the demo needs.
 const InstallHint = "sudo apt-get install -y zookeeper"
 
 // ErrNoZooKeeper means neither a ZooKeeper to use nor the means to run one
 // were found.
-var ErrNoZooKeeper = errors.New("demo: ZooKeeper is not installed")
+var ErrNoZooKeeper = zkjar.ErrNotFound
 
 // zkStartAttempts is how often the server is started on a fresh port when
 // it dies during startup (usually another process took its port).
@@ -38,36 +30,11 @@ const zkStartAttempts = 3
 // zkReadyTimeout bounds how long the JVM may take to serve.
 const zkReadyTimeout = 60 * time.Second
 
-// jvmFlags keep the JVM small and quick to start.
-var jvmFlags = []string{
-	"-Xmx256m",
-	"-XX:+UseSerialGC",
-	"-XX:TieredStopAtLevel=1",
-	"-Xshare:auto",
-	"-XX:-UsePerfData",
-	"-Dorg.slf4j.simpleLogger.showDateTime=true",
-	"-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
-}
-
 // LookupZooKeeper finds java and the server's classpath: jar if not empty
 // (trusted as given, like ZOOKEEPER_JAR), else the Debian jar. The error
 // wraps ErrNoZooKeeper.
 func LookupZooKeeper(jar string) (java, classpath string, err error) {
-	java, err = exec.LookPath("java")
-	if err != nil {
-		return "", "", fmt.Errorf("%w: no java on PATH", ErrNoZooKeeper)
-	}
-	if jar != "" {
-		return java, jar, nil
-	}
-	if _, err := os.Stat(DefaultJar); err != nil {
-		return "", "", fmt.Errorf("%w: no %s", ErrNoZooKeeper, DefaultJar)
-	}
-	classpath = DefaultJar
-	if _, err := os.Stat(slf4jSimpleJar); err == nil {
-		classpath += string(os.PathListSeparator) + slf4jSimpleJar
-	}
-	return java, classpath, nil
+	return zkjar.Lookup(jar)
 }
 
 // zooKeeper is the standalone server the demo runs in its work directory.
@@ -129,7 +96,7 @@ func tryZooKeeper(ctx context.Context, java, classpath, dir string, env []string
 	if err := os.WriteFile(z.configPath(), []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	args := append(append([]string(nil), jvmFlags...), "-cp", classpath,
+	args := append(zkjar.JVMFlags(""), "-cp", classpath,
 		"org.apache.zookeeper.server.quorum.QuorumPeerMain", z.configPath())
 	z.proc, err = proc.Start(append([]string{java}, args...), dir, z.logPath(), env)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dcroll/dcroll/internal/freeport"
+	"github.com/dcroll/dcroll/internal/zkjar"
 )
 
 func TestParseMode(t *testing.T) {
@@ -116,7 +117,7 @@ func TestIntegration_StartFailureReportsLogTail(t *testing.T) {
 	if err := os.WriteFile(jar, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv(jarEnv, jar)
+	t.Setenv(zkjar.Env, jar)
 
 	rec := &fatalRecorder{TB: t}
 	done := make(chan struct{})

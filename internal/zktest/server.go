@@ -25,17 +25,6 @@ const (
 	logTailLines = 40
 )
 
-// jvmFlags keep the JVMs small and quick to start; tests rarely need more.
-var jvmFlags = []string{
-	"-Xmx256m",
-	"-XX:+UseSerialGC",
-	"-XX:TieredStopAtLevel=1",
-	"-Xshare:auto",
-	"-XX:-UsePerfData",
-	"-Dorg.slf4j.simpleLogger.showDateTime=true",
-	"-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
-}
-
 // server is one ZooKeeper server of a Cluster: its directory and ports,
 // which stay the same across restarts, and its process while it runs.
 type server struct {

@@ -26,25 +26,17 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/dcroll/dcroll/internal/freeport"
+	"github.com/dcroll/dcroll/internal/zkjar"
 )
 
 const (
-	// defaultJar is where Debian's zookeeper package installs the server.
-	defaultJar = "/usr/share/java/zookeeper.jar"
-	// slf4jSimpleJar is Debian's SLF4J backend that logs to stderr.
-	slf4jSimpleJar = "/usr/share/java/slf4j-simple.jar"
-	// jarEnv names the environment variable that overrides defaultJar.
-	jarEnv = "ZOOKEEPER_JAR"
-
 	// readyTimeout bounds how long a server may take to start serving.
 	readyTimeout = 30 * time.Second
 	// pollInterval is how often readiness is checked.
@@ -135,17 +127,7 @@ func EnsembleHeap(t testing.TB, n int, heap string) *Cluster {
 }
 
 // jvmFlags are the JVMs' options, with the cluster's heap.
-func (c *Cluster) jvmFlags() []string {
-	flags := slices.Clone(jvmFlags)
-	if c.heap != "" {
-		for i, f := range flags {
-			if strings.HasPrefix(f, "-Xmx") {
-				flags[i] = "-Xmx" + c.heap
-			}
-		}
-	}
-	return flags
-}
+func (c *Cluster) jvmFlags() []string { return zkjar.JVMFlags(c.heap) }
 
 // PID is the process id of server i's JVM, or 0 when it is stopped.
 func (c *Cluster) PID(i int) int {
@@ -204,28 +186,10 @@ func newClusterOpts(t testing.TB, n int, ensemble bool, hosts []string, wrap fun
 	}
 }
 
-// lookupZooKeeper finds the java binary and the classpath of the server.
+// lookupZooKeeper finds the java binary and the classpath of the server:
+// the jar ZOOKEEPER_JAR names, else Debian's.
 func lookupZooKeeper() (java, classpath string, err error) {
-	java, err = exec.LookPath("java")
-	if err != nil {
-		return "", "", fmt.Errorf("find java: %w", err)
-	}
-	if jar := os.Getenv(jarEnv); jar != "" {
-		// An explicit setting is trusted: if it is wrong, the servers
-		// fail to start and the test fails with the JVM's complaint.
-		return java, jar, nil
-	}
-	if _, err := os.Stat(defaultJar); err != nil {
-		return "", "", fmt.Errorf("find the ZooKeeper jar: %w", err)
-	}
-	classpath = defaultJar
-	// Debian's jar depends on the SLF4J API but on no logging backend, so
-	// the server would log nothing. Add the simple backend, which logs to
-	// stderr, when it is installed next to the jar.
-	if _, err := os.Stat(slf4jSimpleJar); err == nil {
-		classpath += string(os.PathListSeparator) + slf4jSimpleJar
-	}
-	return java, classpath, nil
+	return zkjar.Lookup(os.Getenv(zkjar.Env))
 }
 
 // start creates n servers with fresh directories and ports under root,
