@@ -48,46 +48,52 @@ type Options struct {
 // view: 10,000 hosts then cost the ensemble 33 reads a second.
 const DefaultViewInterval = 5 * time.Minute
 
-// Agent runs one host's services.
+// Agent runs one host's services. The goroutines (see Run): one owner per
+// service (owner.go), which alone starts, stops, health-checks and switches
+// it; the ZooKeeper loop (zkLoop), which alone writes this host's nodes;
+// and, per session, a watch loop and an upgrade loop per service and the
+// advancer.
+//
+// Fields without a note are set by New or by Run before the goroutines
+// start, and only read after.
 type Agent struct {
-	opts  Options
-	cfg   *config.Config
-	log   hclog.Logger
-	host  string
-	names []string // the services, sorted
-	units map[string]*service.Unit
-	rels  map[string]state.Releases
-	// ops serializes what stops and starts one service: the health loop's
-	// restarts and the move to the fleet's version.
-	ops map[string]*sync.Mutex
-	// fetchMu serializes getting a service's releases onto the disk.
+	opts      Options
+	cfg       *config.Config
+	log       hclog.Logger
+	host      string
+	names     []string // the services, sorted
+	units     map[string]*service.Unit
+	rels      map[string]state.Releases
+	owners    map[string]*owner
+	fetcher   fetch.Fetcher
+	swarm     *fetch.Swarm // nil without transfer.torrent_listen
+	started   time.Time
+	artifacts string        // where fetched artifacts are kept and served from
+	recovered *state.Switch // a switch interrupted by a crash, rolled back at boot
+	// store is set by Run before the ZooKeeper loop starts; the owners
+	// use it only on a message sent after that.
+	store *roll.Store
+
+	// fetchMu serializes getting a service's releases onto the disk: the
+	// boot move and the upgrade loops of the old and the new session.
 	fetchMu map[string]*sync.Mutex
 
-	mu      sync.Mutex
-	cache   *state.File
-	desired map[string]*roll.Current // what /current/<svc>/<host> should say; nil: absent
-	booted  map[string]bool          // the fleet's version was applied once since boot
-	// bootedCh[svc] is closed once booted[svc] is set: the upgrade loop
-	// waits for it, so that a host back from a long absence first moves
-	// to the fleet's version instead of queueing for a turn.
-	bootedCh map[string]chan struct{}
+	mu    sync.Mutex // guards the fields below
+	cache *state.File
+	// desired[svc] is what /current/<svc>/<host> should say (nil: absent),
+	// and booted[svc] whether the boot move is done; both are written by
+	// svc's owner alone and read by publish.
+	desired  map[string]*roll.Current
+	booted   map[string]bool
+	seeding  map[string]string     // "svc/version" -> infohash seeded
+	fetching map[string]roll.Fetch // downloads in progress, by service
+	stuck    map[string]string     // why a staged release cannot be had, by service
 
-	kick    chan struct{}
-	watches sync.WaitGroup
-
-	// pubMu makes publishing /current and a switch's leaving it mutually
-	// exclusive, so a stale write can never put a stopping host back.
-	pubMu sync.Mutex
-	// switching marks services mid-switch: the health loop leaves their
-	// /current node to the switch.
-	switching map[string]bool
-	recovered *state.Switch // a switch interrupted by a crash, rolled back at boot
-	fetcher   fetch.Fetcher
-	swarm     *fetch.Swarm          // nil without transfer.torrent_listen
-	seeding   map[string]string     // "svc/version" -> infohash seeded; a.mu
-	fetching  map[string]roll.Fetch // downloads in progress, by service; a.mu
-	started   time.Time
-	artifacts string // where fetched artifacts are kept and served from
+	kick    chan struct{}   // asks the ZooKeeper loop to publish
+	flushes chan chan error // asks it to publish now and answer
+	zkDone  chan struct{}   // closed when the ZooKeeper loop is gone
+	watches sync.WaitGroup  // the per-session loops
+	moves   sync.WaitGroup  // the boot moves' fetches
 }
 
 // New prepares an agent; Run starts it.
@@ -102,18 +108,19 @@ func New(o Options) *Agent {
 		host:      o.Config.Host.Name,
 		units:     map[string]*service.Unit{},
 		rels:      map[string]state.Releases{},
-		ops:       map[string]*sync.Mutex{},
+		owners:    map[string]*owner{},
 		desired:   map[string]*roll.Current{},
 		booted:    map[string]bool{},
-		bootedCh:  map[string]chan struct{}{},
 		fetchMu:   map[string]*sync.Mutex{},
-		switching: map[string]bool{},
 		seeding:   map[string]string{},
 		fetching:  map[string]roll.Fetch{},
+		stuck:     map[string]string{},
 		started:   time.Now().UTC(),
 		fetcher:   fetch.HTTP{},
 		artifacts: filepath.Join(o.Config.Host.StateDir, "artifacts"),
 		kick:      make(chan struct{}, 1),
+		flushes:   make(chan chan error),
+		zkDone:    make(chan struct{}),
 	}
 	for name, sc := range o.Config.Services {
 		if o.InProcess != nil {
@@ -122,11 +129,12 @@ func New(o Options) *Agent {
 			a.units[name] = service.New(name, sc, o.Log)
 		}
 		a.rels[name] = state.Releases{Dir: sc.Releases}
-		a.ops[name] = &sync.Mutex{}
 		a.fetchMu[name] = &sync.Mutex{}
-		a.bootedCh[name] = make(chan struct{})
 	}
 	a.names = slices.Sorted(maps.Keys(a.units))
+	for _, name := range a.names {
+		a.owners[name] = newOwner(a, name)
+	}
 	return a
 }
 
@@ -157,7 +165,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, svc := range a.serviceNames() {
 		wg.Add(1)
-		go func() { defer wg.Done(); a.healthLoop(ctx, svc) }()
+		go func() { defer wg.Done(); a.owners[svc].run(ctx) }()
 	}
 
 	peers, err := a.servePeers()
@@ -180,14 +188,17 @@ func (a *Agent) Run(ctx context.Context) error {
 	store, events, err := roll.Dial(a.cfg.ZooKeeper, a.log)
 	if err != nil {
 		a.log.Error("cannot use ZooKeeper; serving from the local cache only", "error", err)
+		close(a.zkDone)
 	} else {
+		a.store = store
 		wg.Add(1)
-		go func() { defer wg.Done(); a.zkLoop(ctx, store, events) }()
+		go func() { defer wg.Done(); defer close(a.zkDone); a.zkLoop(ctx, store, events) }()
 	}
 
 	<-ctx.Done()
 	wg.Wait()
 	a.watches.Wait()
+	a.moves.Wait()
 	if peers != nil {
 		peers.Close()
 	}
@@ -319,63 +330,6 @@ func (a *Agent) saveCache() {
 	}
 }
 
-// healthLoop checks svc every interval, restarts a supervised process that
-// died, and publishes the result as the desired /current node.
-func (a *Agent) healthLoop(ctx context.Context, svc string) {
-	u := a.units[svc]
-	var healthy bool
-	var since time.Time
-	backoff := u.Interval()
-	nextRestart := time.Now()
-	ticker := time.NewTicker(u.Interval())
-	defer ticker.Stop()
-	for {
-		if ctx.Err() != nil {
-			return
-		}
-		if a.isSwitching(svc) {
-			healthy = false
-			if !waitTick(ctx, ticker) {
-				return
-			}
-			continue
-		}
-		if u.Version() == "" || !u.Running() {
-			if time.Now().After(nextRestart) {
-				a.log.Warn("service not running, starting it", "service", svc)
-				a.ops[svc].Lock()
-				if u.Version() == "" || !u.Running() {
-					a.startFromCache(ctx, svc)
-				}
-				a.ops[svc].Unlock()
-				nextRestart = time.Now().Add(backoff)
-				backoff = min(2*backoff, 30*time.Second)
-			}
-		}
-		err := u.Check(ctx)
-		now := err == nil
-		if now && !healthy {
-			since = time.Now().UTC()
-			backoff = u.Interval()
-			a.log.Info("healthy", "service", svc, "version", u.Version())
-		}
-		if !now && healthy {
-			a.log.Warn("unhealthy", "service", svc, "version", u.Version(), "error", err)
-		}
-		if (now != healthy || (now && a.desiredVersion(svc) != u.Version())) && !a.isSwitching(svc) {
-			healthy = now
-			var c *roll.Current
-			if healthy {
-				c = &roll.Current{Version: u.Version(), Since: since}
-			}
-			a.setDesired(svc, c)
-		}
-		if !waitTick(ctx, ticker) {
-			return
-		}
-	}
-}
-
 func waitTick(ctx context.Context, t *time.Ticker) bool {
 	select {
 	case <-ctx.Done():
@@ -383,28 +337,6 @@ func waitTick(ctx context.Context, t *time.Ticker) bool {
 	case <-t.C:
 		return true
 	}
-}
-
-func (a *Agent) isSwitching(svc string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.switching[svc]
-}
-
-func (a *Agent) desiredVersion(svc string) string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if c := a.desired[svc]; c != nil {
-		return c.Version
-	}
-	return ""
-}
-
-func (a *Agent) setDesired(svc string, c *roll.Current) {
-	a.mu.Lock()
-	a.desired[svc] = c
-	a.mu.Unlock()
-	a.kickPublish()
 }
 
 // kickPublish asks the ZooKeeper loop to write what changed.
@@ -420,9 +352,10 @@ func (a *Agent) kickPublish() {
 // every health change it writes /current. Nothing here blocks the services.
 func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan roll.SessionEvent) {
 	var (
-		sess   = &session{}
-		retry  <-chan time.Time
-		authed bool
+		sess    = &session{}
+		retry   <-chan time.Time
+		backoff = newBackoff(time.Second, 30*time.Second)
+		authed  bool
 	)
 	stopWatches := func() {}
 	defer func() { stopWatches() }()
@@ -431,15 +364,17 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan rol
 		if !authed {
 			if err := store.Authenticate(); err != nil {
 				a.log.Error("zookeeper authentication", "error", err)
-				retry = time.After(time.Second)
+				retry = time.After(backoff.NextBackOff())
 				return
 			}
 			authed = true
 		}
 		if err := a.publish(store, sess); err != nil {
 			a.log.Warn("zookeeper update failed, retrying", "error", err)
-			retry = time.After(time.Second)
+			retry = time.After(backoff.NextBackOff())
+			return
 		}
+		backoff.Reset()
 	}
 	// Events can be dropped by go-zookeeper when its channel is full, so
 	// the session is judged from the connection itself, on every event and
@@ -485,6 +420,18 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan rol
 			}
 		case <-retry:
 			sync()
+		case done := <-a.flushes:
+			check()
+			if sess.id == 0 {
+				done <- errNoSession
+				continue
+			}
+			sync()
+			if retry != nil {
+				done <- errors.New("cannot write to ZooKeeper now; retrying")
+			} else {
+				done <- nil
+			}
 		}
 	}
 }
@@ -511,7 +458,9 @@ type session struct {
 	published  map[string]*roll.Current // per service; absent: not yet written
 }
 
-// publish writes what changed since the last call in this session.
+// publish writes what changed since the last call in this session. It is
+// called from the ZooKeeper loop alone: the one writer of this host's
+// /hosts, /members and /current nodes.
 func (a *Agent) publish(store *roll.Store, sess *session) error {
 	if !sess.registered {
 		for _, svc := range a.serviceNames() {
@@ -532,6 +481,7 @@ func (a *Agent) publish(store *roll.Store, sess *session) error {
 		Services: a.serviceNames(),
 		PeerAddr: a.cfg.Transfer.Advertise,
 		Fetching: maps.Clone(a.fetching),
+		Stuck:    maps.Clone(a.stuck),
 	}
 	a.mu.Unlock()
 	if a.swarm != nil {
@@ -543,8 +493,6 @@ func (a *Agent) publish(store *roll.Store, sess *session) error {
 		}
 		sess.host = &h
 	}
-	a.pubMu.Lock()
-	defer a.pubMu.Unlock()
 	a.mu.Lock()
 	want := maps.Clone(a.desired)
 	booted := maps.Clone(a.booted)
@@ -602,7 +550,7 @@ func (a *Agent) watchLoop(ctx context.Context, store *roll.Store, svc string) {
 			}
 			continue
 		}
-		a.observe(ctx, store, svc, view.Versions)
+		a.observe(svc, view.Versions)
 		// Between half and one and a half intervals: hosts that booted
 		// together do not read together.
 		if !wait(ctx, a.opts.ViewInterval/2+rand.N(a.opts.ViewInterval)) {
@@ -628,60 +576,12 @@ func wait(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// observe records the fleet's versions of svc in the cache and, the first
-// time after boot, moves this host to the fleet's version if it started
-// another one (a first boot with an empty cache starts the newest release).
-func (a *Agent) observe(ctx context.Context, store *roll.Store, svc string, fleet map[string]int) {
+// observe hands the fleet's versions of svc (the other hosts' counts:
+// this host is not in /current before its first look, see publish) to
+// svc's owner.
+func (a *Agent) observe(svc string, fleet map[string]int) {
 	if fleet == nil {
 		fleet = map[string]int{}
 	}
-	a.mu.Lock()
-	s := a.cacheService(svc)
-	changed := !maps.Equal(s.Fleet, fleet)
-	if changed {
-		s.Fleet = fleet
-		s.Seen = time.Now().UTC()
-	}
-	first := !a.booted[svc]
-	a.mu.Unlock()
-	if changed {
-		a.saveCache()
-	}
-	if !first {
-		return
-	}
-	// This host is not in /current until this first look is done (see
-	// publish), so moving now takes nothing away from the service.
-	defer func() {
-		a.mu.Lock()
-		a.booted[svc] = true
-		a.mu.Unlock()
-		close(a.bootedCh[svc])
-		a.kickPublish()
-	}()
-	// This host is not in /current before this look (see publish), so the
-	// view counts the others; one older than this host's last session may
-	// still count it too, which only tips a tie.
-	if len(fleet) == 0 {
-		return
-	}
-	want := byPopularity(fleet)[0]
-	u := a.units[svc]
-	if u.Version() == want {
-		return
-	}
-	if err := a.ensureRelease(ctx, store, svc, want); err != nil {
-		a.log.Warn("cannot get the fleet's version; keeping this one", "service", svc, "fleet", want, "running", u.Version(), "error", err)
-		return
-	}
-	a.ops[svc].Lock()
-	defer a.ops[svc].Unlock()
-	a.log.Info("moving to the fleet's version", "service", svc, "from", u.Version(), "to", want)
-	a.setDesired(svc, nil)
-	if err := u.Stop(ctx); err != nil {
-		a.log.Error("stop", "service", svc, "error", err)
-	}
-	if err := a.start(ctx, svc, want); err != nil {
-		a.log.Error("cannot start", "service", svc, "version", want, "error", err)
-	}
+	a.fleetIs(svc, fleetView{versions: fleet})
 }

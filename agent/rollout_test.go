@@ -443,6 +443,130 @@ func TestIntegration_FailedReleaseHaltsAndResumeContinues(t *testing.T) {
 	mon.check(t)
 }
 
+// A release that answers 503 on every check fails its switch after
+// max_failed_checks checks, not at the end of its (long) deadline.
+func TestIntegration_MaxFailedChecksFailsTheSwitchEarly(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "1h")+"max_failed_checks = 5\n", []string{"web"}, 2)
+	f.startAll()
+	f.stage("web", "v2", true)
+	f.order([]string{"web"})
+
+	var halted *roll.Failure
+	testutil.Eventually(t, 2*time.Minute, func() error {
+		ctl, err := f.admin.Control("web")
+		if err != nil {
+			return err
+		}
+		if ctl.Halted == nil {
+			return errors.New("not halted yet")
+		}
+		halted = ctl.Halted
+		return nil
+	})
+	if halted.Version != "v2" || !strings.Contains(halted.Reason, "5 health checks failed in a row") || !strings.Contains(halted.Reason, "503") {
+		t.Fatalf("halt: %+v, want the 5th failed check (503) as the reason", halted)
+	}
+	// The host went back to v1.
+	f.waitVersion("web", "v1", f.hosts)
+}
+
+// A host that cannot unpack the staged release (a truncated tar.gz, staged
+// behind stage's back) says why in /hosts, and status shows it.
+func TestIntegration_BrokenArchiveIsReportedPerHost(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "30s"), []string{"web"}, 1)
+	f.startAll()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "payload"), make([]byte, 64<<10), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := fetch.ArtifactPath(f.artDir, "web", "v2")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := fetch.PackFile(src, path); err != nil {
+		t.Fatal(err)
+	}
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, whole[:len(whole)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	size, sum, err := fetch.Describe(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := roll.Manifest{Version: "v2", Size: size, SHA256: sum, Staged: time.Now().UTC(),
+		URLs: []string{f.origin.URL + "/artifacts/web/v2"}}
+	if err := f.admin.Stage("web", m, true); err != nil {
+		t.Fatal(err)
+	}
+
+	h := f.hosts[0].name
+	testutil.Eventually(t, time.Minute, func() error {
+		st, err := f.admin.Status()
+		if err != nil {
+			return err
+		}
+		for _, hs := range st.Hosts {
+			if why := hs.Stuck["web"]; hs.Name == h && strings.Contains(why, "v2") && strings.Contains(why, "unpack") {
+				return nil
+			}
+		}
+		return fmt.Errorf("status does not show %s stuck on v2: %+v", h, st.Hosts)
+	})
+	// And the host still serves v1.
+	f.waitVersion("web", "v1", f.hosts)
+}
+
+// A new data center of fresh hosts (empty state directories, no release
+// anywhere): staging the first release starts it on every host, each
+// without a turn, and ordering it afterwards restarts nothing.
+func TestIntegration_NewDataCenterOfFreshHostsTakesTheFirstRelease(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "30s"), []string{"web"}, 0)
+	for i := range 3 {
+		f.hosts = append(f.hosts, newFleetHost(t, fmt.Sprintf("fresh%d", i), f.zkc.ConnString(), "/dc", f.services))
+	}
+	for _, h := range f.hosts {
+		if err := os.RemoveAll(filepath.Join(h.dir, "releases")); err != nil {
+			t.Fatal(err)
+		}
+		h.start()
+	}
+	f.stage("web", "v1", false)
+	f.waitVersion("web", "v1", f.hosts)
+	cur, err := f.admin.CurrentOf("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	f.order([]string{"web"})
+	f.waitQueueEmpty()
+	after, err := f.admin.CurrentOf("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range f.hosts {
+		if v, err := h.serving(); err != nil || v != "v1" {
+			t.Fatalf("%s serves %q (%v), want v1", h.name, v, err)
+		}
+		if !after[h.name].Since.Equal(cur[h.name].Since) {
+			t.Fatalf("%s restarted after the order: online since %v, then %v", h.name, cur[h.name].Since, after[h.name].Since)
+		}
+		log, err := os.ReadFile(filepath.Join(h.dir, "agent.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(string(log), "taking the turn"); n != 0 {
+			t.Fatalf("%s took %d turns to start its first release", h.name, n)
+		}
+		if n := strings.Count(string(log), "started: version=v1"); n != 1 {
+			t.Fatalf("%s started v1 %d times, want 1:\n%s", h.name, n, lastLines(string(log), 30))
+		}
+	}
+}
+
 func TestIntegration_Kill9MidSwitch(t *testing.T) {
 	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 2, 1, "2s", "30s"), []string{"web"}, 4)
 	f.startAll()

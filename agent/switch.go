@@ -19,10 +19,11 @@ import (
 // (bounded by the health deadline): stopping halfway would leave the host
 // on neither version, and would halt the deploy for no fault of the
 // release. systemd's stop timeout is the backstop; the boot recovers.
-func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from, to string) *roll.Failure {
+//
+// It runs in svc's owner (o), which meanwhile does nothing else.
+func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, o *owner, from, to string) *roll.Failure {
 	ctx = context.WithoutCancel(ctx)
-	a.ops[svc].Lock()
-	defer a.ops[svc].Unlock()
+	svc := o.svc
 	policy := roll.Service{Health: roll.HealthPolicy{MinHealthy: roll.DefaultMinHealthy, Deadline: roll.DefaultDeadline}}
 	if services, err := store.Services(); err == nil {
 		if p, ok := services[svc]; ok {
@@ -33,13 +34,11 @@ func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from,
 	log.Info("taking the turn: switching")
 
 	a.mu.Lock()
-	a.switching[svc] = true
 	a.cache.Switch = &state.Switch{Service: svc, From: from, To: to, Started: time.Now().UTC()}
 	a.mu.Unlock()
 	a.saveCache()
 	defer func() {
 		a.mu.Lock()
-		a.switching[svc] = false
 		a.cache.Switch = nil
 		a.mu.Unlock()
 		a.saveCache()
@@ -47,9 +46,9 @@ func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from,
 
 	// Leave /current before stopping: the others count this host offline
 	// from here on.
-	if err := a.leaveCurrent(store, svc); err != nil {
+	if err := o.leaveCurrent(); err != nil {
 		// Nothing was stopped: release the turn and queue again later. The
-		// health loop puts the host back in /current.
+		// next health check puts the host back in /current.
 		log.Warn("cannot leave /current; not switching this time", "error", err)
 		return nil
 	}
@@ -61,8 +60,8 @@ func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from,
 	}
 	if reason == "" {
 		log.Info("healthy on the new version")
-		if err := a.enterCurrent(store, svc, to); err != nil {
-			log.Warn("cannot re-enter /current yet; the health loop will", "error", err)
+		if err := o.enterCurrent(to); err != nil {
+			log.Warn("cannot re-enter /current yet; the ZooKeeper loop retries", "error", err)
 		}
 		return nil
 	}
@@ -72,29 +71,10 @@ func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, svc, from,
 		log.Error("cannot start the old version again", "error", err)
 	} else if err := a.awaitHealthy(ctx, svc, policy.Health); err != nil {
 		log.Error("the old version is not healthy either", "error", err)
-	} else if err := a.enterCurrent(store, svc, from); err != nil {
-		log.Warn("cannot re-enter /current yet; the health loop will", "error", err)
+	} else if err := o.enterCurrent(from); err != nil {
+		log.Warn("cannot re-enter /current yet; the ZooKeeper loop retries", "error", err)
 	}
 	return &roll.Failure{Host: a.host, Version: to, Reason: reason, At: time.Now().UTC()}
-}
-
-func (a *Agent) leaveCurrent(store *roll.Store, svc string) error {
-	a.pubMu.Lock()
-	defer a.pubMu.Unlock()
-	a.mu.Lock()
-	a.desired[svc] = nil
-	a.mu.Unlock()
-	return store.ClearCurrent(svc, a.host)
-}
-
-func (a *Agent) enterCurrent(store *roll.Store, svc, version string) error {
-	c := &roll.Current{Version: version, Since: time.Now().UTC()}
-	a.pubMu.Lock()
-	defer a.pubMu.Unlock()
-	a.mu.Lock()
-	a.desired[svc] = c
-	a.mu.Unlock()
-	return store.SetCurrent(svc, a.host, *c)
 }
 
 // restartAs stops svc and starts version: the symlink swap is one rename.
@@ -109,12 +89,14 @@ func (a *Agent) restartAs(ctx context.Context, svc, version string) error {
 }
 
 // awaitHealthy checks svc every health interval until it has been healthy
-// for the policy's min_healthy, or fails once the deadline has passed.
+// for the policy's min_healthy, or fails once the deadline has passed or
+// after max_failed_checks failed checks in a row.
 func (a *Agent) awaitHealthy(ctx context.Context, svc string, p roll.HealthPolicy) error {
 	u := a.units[svc]
 	deadline := time.Now().Add(time.Duration(p.Deadline))
 	var since time.Time
 	var last error
+	failed := 0 // checks failed in a row
 	t := time.NewTicker(u.Interval())
 	defer t.Stop()
 	for {
@@ -124,8 +106,12 @@ func (a *Agent) awaitHealthy(ctx context.Context, svc string, p roll.HealthPolic
 			return errors.New("the process exited")
 		case err != nil:
 			since, last = time.Time{}, err
+			failed++
 		case since.IsZero():
-			since = time.Now()
+			since, failed = time.Now(), 0
+		}
+		if p.MaxFailedChecks > 0 && failed >= p.MaxFailedChecks {
+			return fmt.Errorf("%d health checks failed in a row (max_failed_checks): %v", failed, last)
 		}
 		if !since.IsZero() && time.Since(since) >= time.Duration(p.MinHealthy) {
 			return nil

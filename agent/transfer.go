@@ -60,6 +60,10 @@ func (a *Agent) ensureRelease(ctx context.Context, store *roll.Store, svc, versi
 			return err
 		}
 	}
+	// A fresh host has no releases directory yet.
+	if err := os.MkdirAll(rel.Dir, 0o755); err != nil {
+		return err
+	}
 	if err := fetch.Unpack(path, rel.Path(version)); err != nil {
 		return fmt.Errorf("unpack %s %s: %w", svc, version, err)
 	}

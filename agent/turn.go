@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/dcroll/dcroll/roll"
@@ -13,17 +14,16 @@ import (
 // to the running one, join the ready queue, wait for the turn (roll decides
 // when), and switch.
 func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
-	backoff := time.Second
+	backoff := newBackoff(time.Second, time.Minute)
 	retry := func(err error, msg string) bool {
-		a.log.Warn(msg, "service", svc, "error", err, "retry_in", backoff)
-		ok := wait(ctx, backoff)
-		backoff = min(2*backoff, time.Minute)
-		return ok
+		d := backoff.NextBackOff()
+		a.log.Warn(msg, "service", svc, "error", err, "retry_in", d)
+		return wait(ctx, d)
 	}
 	select {
 	case <-ctx.Done():
 		return
-	case <-a.bootedCh[svc]:
+	case <-a.owners[svc].booted:
 	}
 	for ctx.Err() == nil {
 		m, staged, changed, err := store.WatchManifest(svc)
@@ -42,9 +42,17 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			continue
 		}
 		if err := a.ensureRelease(ctx, store, svc, m.Version); err != nil {
+			if ctx.Err() == nil {
+				a.setStuck(svc, fmt.Sprintf("%s: %v", m.Version, err))
+			}
 			if !retry(err, "cannot get the staged release") {
 				return
 			}
+			continue
+		}
+		a.setStuck(svc, "")
+		if a.units[svc].Version() == "" {
+			a.startFirst(ctx, svc, m.Version)
 			continue
 		}
 		ready, err := store.JoinReady(svc, a.host, m.Version)
@@ -72,17 +80,36 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			}
 			continue
 		}
-		backoff = time.Second
+		backoff.Reset()
 		if err := a.checkArtifact(svc, m); err != nil {
 			// Refused at switch time: give the turn back and fetch again.
 			a.finishTurn(ctx, store, svc, nil)
 			continue
 		}
-		failure := a.switchVersion(ctx, store, svc, from, m.Version)
+		failure, switched := a.requestSwitch(ctx, store, svc, from, m.Version)
 		a.finishTurn(ctx, store, svc, failure)
-		if failure == nil {
+		if switched && failure == nil {
 			a.prune(svc, m.Version, from)
 		}
+	}
+}
+
+// setStuck records why svc's staged release cannot be had ("": it can)
+// for /hosts/<host>, which status shows.
+func (a *Agent) setStuck(svc, why string) {
+	if len(why) > roll.MaxStuckReason {
+		why = why[:roll.MaxStuckReason-3] + "..."
+	}
+	a.mu.Lock()
+	old := a.stuck[svc]
+	if why == "" {
+		delete(a.stuck, svc)
+	} else {
+		a.stuck[svc] = why
+	}
+	a.mu.Unlock()
+	if old != why {
+		a.kickPublish()
 	}
 }
 
@@ -101,31 +128,33 @@ func (a *Agent) finishTurn(ctx context.Context, store *roll.Store, svc string, f
 // session ended and took the ephemeral nodes with it), backing off between
 // tries.
 func (a *Agent) untilDone(ctx context.Context, svc, msg string, op func() error) {
-	backoff := 100 * time.Millisecond
+	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		err := op()
 		if err == nil {
 			return
 		}
-		a.log.Warn(msg+"; retrying", "service", svc, "error", err, "retry_in", backoff)
-		if !wait(ctx, backoff) {
+		d := backoff.NextBackOff()
+		a.log.Warn(msg+"; retrying", "service", svc, "error", err, "retry_in", d)
+		if !wait(ctx, d) {
 			a.log.Error(msg+"; giving up, the session's end releases it", "service", svc, "error", err)
 			return
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
 // advanceLoop takes part, for this session, in electing the one agent that
 // advances the deploy queue when a step finishes without a turn ending it.
 func (a *Agent) advanceLoop(ctx context.Context, store *roll.Store) {
+	backoff := newBackoff(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
 		err := store.RunAdvancer(ctx, a.host)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		a.log.Warn("advancing the deploy queue failed, retrying", "error", err)
-		if !wait(ctx, time.Second) {
+		d := backoff.NextBackOff()
+		a.log.Warn("advancing the deploy queue failed, retrying", "error", err, "retry_in", d)
+		if !wait(ctx, d) {
 			return
 		}
 	}

@@ -127,6 +127,9 @@ func printStatus(w io.Writer, st *roll.FleetStatus) {
 			if f, ok := h.Fetching[s.Name]; ok {
 				svcs = append(svcs, "("+describeFetch(f)+")")
 			}
+			if why, ok := h.Stuck[s.Name]; ok {
+				svcs = append(svcs, fmt.Sprintf("(stuck: %s)", why))
+			}
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Name, agent, strings.Join(svcs, " "))
 	}

@@ -200,9 +200,13 @@ func (q *Quorum) parse(s string) error {
 
 // HealthPolicy is how long a freshly switched host must stay healthy, and
 // how long it may take to get there before the switch counts as failed.
+// MaxFailedChecks, if not 0, fails the switch early: after that many health
+// checks in a row have failed, counted from the start of the switch and
+// again after each success.
 type HealthPolicy struct {
-	MinHealthy Duration `json:"min_healthy" toml:"min_healthy"`
-	Deadline   Duration `json:"deadline" toml:"deadline"`
+	MinHealthy      Duration `json:"min_healthy" toml:"min_healthy"`
+	Deadline        Duration `json:"deadline" toml:"deadline"`
+	MaxFailedChecks int      `json:"max_failed_checks,omitempty" toml:"max_failed_checks"`
 }
 
 // Service is the policy of one service: /services/<svc>.
@@ -243,6 +247,9 @@ func (s Service) validate() error {
 	}
 	if s.Health.MinHealthy < 0 || s.Health.Deadline <= 0 {
 		return fmt.Errorf("health: min_healthy %s and deadline %s must be positive", s.Health.MinHealthy, s.Health.Deadline)
+	}
+	if s.Health.MaxFailedChecks < 0 {
+		return fmt.Errorf("health: max_failed_checks %d is negative", s.Health.MaxFailedChecks)
 	}
 	if s.Health.MinHealthy > s.Health.Deadline {
 		return fmt.Errorf("health: min_healthy %s is longer than the deadline %s", s.Health.MinHealthy, s.Health.Deadline)
@@ -306,7 +313,13 @@ type Host struct {
 	Services    []string `json:"services"`
 	// Fetching is the host's downloads in progress, by service.
 	Fetching map[string]Fetch `json:"fetching,omitempty"`
+	// Stuck says, by service, why the host cannot get the staged release:
+	// it cannot fetch it, verify it or unpack it.
+	Stuck map[string]string `json:"stuck,omitempty"`
 }
+
+// MaxStuckReason is the longest reason a host publishes in Host.Stuck.
+const MaxStuckReason = 1024
 
 // Fetch is a download in progress.
 type Fetch struct {
@@ -330,6 +343,14 @@ const (
 const MaxFetchWhy = 512
 
 func (h Host) validate() error {
+	for svc, why := range h.Stuck {
+		if !config.ValidName(svc) {
+			return fmt.Errorf("stuck: %q is not a valid service name", svc)
+		}
+		if len(why) > MaxStuckReason {
+			return fmt.Errorf("stuck %s: the reason is %d bytes, over %d", svc, len(why), MaxStuckReason)
+		}
+	}
 	for svc, f := range h.Fetching {
 		if !config.ValidName(svc) {
 			return fmt.Errorf("fetching: %q is not a valid service name", svc)

@@ -72,6 +72,8 @@ type HostStatus struct {
 	Services []HostService `json:"services"`
 	// Fetching is the host's downloads in progress, by service.
 	Fetching map[string]Fetch `json:"fetching,omitempty"`
+	// Stuck says, by service, why the host cannot get the staged release.
+	Stuck map[string]string `json:"stuck,omitempty"`
 }
 
 // HostService is one service on one host; Version is empty when offline.
@@ -104,7 +106,7 @@ func (s *Store) Status() (*FleetStatus, error) {
 			h = &HostStatus{Name: name, Services: []HostService{}}
 			if a, ok := agents[name]; ok {
 				h.AgentUp, h.Agent, h.Rack, h.Site = true, a.Agent, a.Rack, a.Site
-				h.Fetching = a.Fetching
+				h.Fetching, h.Stuck = a.Fetching, a.Stuck
 			}
 			hosts[name] = h
 		}
