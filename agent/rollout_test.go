@@ -146,6 +146,24 @@ func (f *fleet) order(steps ...[]string) {
 	}
 }
 
+// waitHalted waits until svc halts, and returns why.
+func (f *fleet) waitHalted(svc string) *roll.Failure {
+	f.t.Helper()
+	var halted *roll.Failure
+	testutil.Eventually(f.t, 2*time.Minute, func() error {
+		ctl, err := f.admin.Control(svc)
+		if err != nil {
+			return err
+		}
+		if ctl.Halted == nil {
+			return errors.New("not halted yet")
+		}
+		halted = ctl.Halted
+		return nil
+	})
+	return halted
+}
+
 // waitQueueEmpty waits until every deploy step is done.
 func (f *fleet) waitQueueEmpty() {
 	f.t.Helper()
@@ -407,18 +425,7 @@ func TestIntegration_FailedReleaseHaltsAndResumeContinues(t *testing.T) {
 	f.stage("web", "v2", true)
 	f.order([]string{"web"})
 
-	var halted *roll.Failure
-	testutil.Eventually(t, time.Minute, func() error {
-		ctl, err := f.admin.Control("web")
-		if err != nil {
-			return err
-		}
-		if ctl.Halted == nil {
-			return errors.New("not halted yet")
-		}
-		halted = ctl.Halted
-		return nil
-	})
+	halted := f.waitHalted("web")
 	if halted.Version != "v2" || !strings.Contains(halted.Reason, "not healthy") {
 		t.Fatalf("halt: %+v", halted)
 	}
@@ -451,18 +458,7 @@ func TestIntegration_MaxFailedChecksFailsTheSwitchEarly(t *testing.T) {
 	f.stage("web", "v2", true)
 	f.order([]string{"web"})
 
-	var halted *roll.Failure
-	testutil.Eventually(t, 2*time.Minute, func() error {
-		ctl, err := f.admin.Control("web")
-		if err != nil {
-			return err
-		}
-		if ctl.Halted == nil {
-			return errors.New("not halted yet")
-		}
-		halted = ctl.Halted
-		return nil
-	})
+	halted := f.waitHalted("web")
 	if halted.Version != "v2" || !strings.Contains(halted.Reason, "5 health checks failed in a row") || !strings.Contains(halted.Reason, "503") {
 		t.Fatalf("halt: %+v, want the 5th failed check (503) as the reason", halted)
 	}
