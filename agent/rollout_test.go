@@ -453,14 +453,14 @@ func TestIntegration_FailedReleaseHaltsAndResumeContinues(t *testing.T) {
 // A release that answers 503 on every check fails its switch after
 // max_failed_checks checks, not at the end of its (long) deadline.
 func TestIntegration_MaxFailedChecksFailsTheSwitchEarly(t *testing.T) {
-	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "1h")+"max_failed_checks = 5\n", []string{"web"}, 2)
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "1h")+"max_failed_checks = 30\n", []string{"web"}, 2)
 	f.startAll()
 	f.stage("web", "v2", true)
 	f.order([]string{"web"})
 
 	halted := f.waitHalted("web")
-	if halted.Version != "v2" || !strings.Contains(halted.Reason, "5 health checks failed in a row") || !strings.Contains(halted.Reason, "503") {
-		t.Fatalf("halt: %+v, want the 5th failed check (503) as the reason", halted)
+	if halted.Version != "v2" || !strings.Contains(halted.Reason, "30 health checks failed in a row") || !strings.Contains(halted.Reason, "503") {
+		t.Fatalf("halt: %+v, want the 30th failed check (503) as the reason", halted)
 	}
 	// The host went back to v1.
 	f.waitVersion("web", "v1", f.hosts)
