@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dcroll/dcroll/internal/testutil"
 )
 
 // regressions are schedules that once found a bug, run before the random
@@ -111,8 +113,7 @@ func TestChaos(t *testing.T) {
 // checkRaces fails the test for every data race the race detector reported
 // in an agent's log (the agents and their services are built with -race)
 // whose racing accesses are in dcroll's code. Races wholly inside
-// go-zookeeper are logged, not failed: its Conn.lastZxid is read and
-// written without a lock (upstream: go-zookeeper/zk pull request 35).
+// go-zookeeper are logged, not failed (see testutil.LibraryRace).
 func checkRaces(t *testing.T, dc *DC) {
 	logs, _ := filepath.Glob(filepath.Join(dc.Dir, "*", "agent.log"))
 	for _, l := range logs {
@@ -120,8 +121,8 @@ func checkRaces(t *testing.T, dc *DC) {
 		if err != nil {
 			continue
 		}
-		for _, report := range raceReports(string(b)) {
-			if libraryRace(report) {
+		for _, report := range testutil.RaceReports(string(b)) {
+			if testutil.LibraryRace(report) {
 				t.Logf("chaos: %s: a data race inside go-zookeeper (known upstream):\n%s", l, report)
 				continue
 			}

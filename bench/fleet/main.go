@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -52,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	hosts := fs.String("hosts", "100", "comma-separated fleet sizes, each simulated in turn")
 	runs := fs.Int("runs", 1, "runs per size; the table shows the median run by requests per host")
+	jsonOut := fs.String("json", "", "also write the median runs' counts to `file`, as JSON (the test reads it)")
 	var o options
 	fs.IntVar(&o.maxParallelPct, "max-parallel", 5, "max_parallel, in `percent` of the hosts")
 	fs.IntVar(&o.quorumPct, "quorum", 90, "quorum, in `percent` of the members")
@@ -99,7 +101,39 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		results = append(results, rs[len(rs)/2])
 	}
 	printTable(stdout, results)
+	if *jsonOut != "" {
+		return writeCounts(*jsonOut, results)
+	}
 	return nil
+}
+
+// counts are what a run's checks need: the counts and the invariants,
+// never a time.
+type counts struct {
+	Hosts           int
+	RequestsPerHost float64 // pings out
+	Requests        int64
+	Notifications   int64
+	OnNew           int // hosts on the new version at the end
+	MaxInTurn       int // most turns held at once
+	MaxParallel     int
+	MinServing      int // fewest hosts serving at once
+	Need            int // the quorum, in hosts
+}
+
+func writeCounts(file string, rs []result) error {
+	var cs []counts
+	for _, r := range rs {
+		cs = append(cs, counts{
+			Hosts: r.hosts, RequestsPerHost: r.requestsPerHost(), Requests: r.requests, Notifications: r.notifications,
+			OnNew: r.onNew, MaxInTurn: r.maxInTurn, MaxParallel: r.maxParallel, MinServing: r.minServing, Need: r.need,
+		})
+	}
+	b, err := json.MarshalIndent(cs, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, append(b, '\n'), 0o644)
 }
 
 // simulateOnce runs one simulation with its own temp dir and ensemble,
