@@ -51,6 +51,7 @@ type conn interface {
 	Set(path string, data []byte, version int32) (*zk.Stat, error)
 	Delete(path string, version int32) error
 	Multi(ops ...any) ([]zk.MultiResponse, error)
+	Sync(path string) (string, error)
 	SessionID() int64
 }
 
@@ -328,4 +329,9 @@ func (c *countingConn) Delete(path string, version int32) error {
 func (c *countingConn) Multi(ops ...any) ([]zk.MultiResponse, error) {
 	c.ops.Add(1)
 	return c.Conn.Multi(ops...)
+}
+
+func (c *countingConn) Sync(path string) (string, error) {
+	c.ops.Add(1)
+	return c.Conn.Sync(path)
 }

@@ -1,6 +1,7 @@
 package roll
 
 import (
+	"bytes"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -208,8 +209,15 @@ func (s *Store) watchManifest(svc string) (m Manifest, ok bool, ch <-chan zk.Eve
 
 // Stage publishes a release of svc. Without replace it refuses while
 // another release of svc is staged and not yet running on every online
-// member; with replace it swaps the manifest and empties the ready queue in
-// one transaction, so every host starts over with the new release.
+// member, unless that release is this one (the same version and sha256):
+// then only the manifest is written again and the ready queue is kept, so
+// staging again after an error is safe. With replace it swaps the manifest
+// and empties the ready queue in one transaction, so every host starts
+// over with the new release.
+//
+// A transaction whose answer a connection loss swallowed may have
+// committed: Stage then reads the manifest back and reports success when it
+// holds what was written.
 func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 	data, err := encode(m)
 	if err != nil {
@@ -222,24 +230,24 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 			&zk.CreateRequest{Path: path, Data: data, Acl: s.acl},
 			&zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acl},
 		)
-		if err != nil {
-			return fmt.Errorf("roll: stage %s: %w", svc, err)
-		}
-		return nil
+		return s.staged(svc, data, err)
 	}
 	if err != nil {
 		return fmt.Errorf("roll: read %s: %w", path, err)
 	}
-	if !replace {
-		var prev Manifest
-		if err := decode(path, old, &prev); err == nil {
-			done, err := s.rolledOut(svc, prev.Version)
-			if err != nil {
-				return err
-			}
-			if !done {
-				return fmt.Errorf("%w: %s %s is staged and not yet running on every online host; use --replace to replace it", ErrStagingInProgress, svc, prev.Version)
-			}
+	var prev Manifest
+	prevOK := decode(path, old, &prev) == nil
+	if !replace && prevOK && prev.Version == m.Version && prev.SHA256 == m.SHA256 {
+		_, err := s.conn.Set(path, data, stat.Version)
+		return s.staged(svc, data, err)
+	}
+	if !replace && prevOK {
+		done, err := s.rolledOut(svc, prev.Version)
+		if err != nil {
+			return err
+		}
+		if !done {
+			return fmt.Errorf("%w: %s %s is staged and not yet running on every online host; use --replace to replace it", ErrStagingInProgress, svc, prev.Version)
 		}
 	}
 	ready, _, err := s.conn.Children(s.Tree.readyDir(svc))
@@ -253,10 +261,40 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 	if errors.Is(err, zk.ErrNoNode) {
 		ops = append(ops, &zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acl})
 	}
-	if _, err := s.conn.Multi(ops...); err != nil {
+	_, err = s.conn.Multi(ops...)
+	return s.staged(svc, data, err)
+}
+
+// staged turns the outcome of the write that stages data into Stage's
+// answer. When a connection loss leaves it open whether the write took
+// effect, the manifest is read back: it holds data (which carries the time
+// it was staged) only if this very write committed.
+func (s *Store) staged(svc string, data []byte, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case !lostAnswer(err):
 		return fmt.Errorf("roll: stage %s (the ready queue or manifest changed meanwhile; try again): %w", svc, err)
 	}
-	return nil
+	path := s.Tree.Staging(svc)
+	got, rerr := s.readBack(path)
+	switch {
+	case rerr == nil && bytes.Equal(got, data):
+		return nil
+	case rerr == nil || errors.Is(rerr, zk.ErrNoNode):
+		return fmt.Errorf("roll: stage %s: %w", svc, err)
+	}
+	return fmt.Errorf("roll: stage %s: %v, then %v: whether it was staged is unknown; `dcroll status` shows it, and staging the same release again is safe", svc, err, rerr)
+}
+
+// readBack reads path after a sync, so that the server answering has seen
+// every write committed before.
+func (s *Store) readBack(path string) ([]byte, error) {
+	if _, err := s.conn.Sync(path); err != nil {
+		return nil, err
+	}
+	data, _, err := s.conn.Get(path)
+	return data, err
 }
 
 // rolledOut reports whether every online host of svc runs version, and at

@@ -106,3 +106,14 @@ func multiPath(ops []any) string {
 	}
 	return ""
 }
+
+func (f *faultConn) Set(path string, data []byte, version int32) (*zk.Stat, error) {
+	if err := f.before("set", path); err != nil {
+		return nil, err
+	}
+	stat, err := f.conn.Set(path, data, version)
+	if err = f.after("set", path, err); err != nil {
+		return nil, err
+	}
+	return stat, nil
+}
