@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -96,7 +97,14 @@ func printStatus(w io.Writer, st *roll.FleetStatus) {
 		if deps == "" {
 			deps = "-"
 		}
-		offline := strings.Join(s.Offline, ",")
+		var off []string
+		for _, h := range s.Offline {
+			if slices.Contains(s.Expired, h) {
+				h += "(expired)" // gone longer than member_ttl: not counted
+			}
+			off = append(off, h)
+		}
+		offline := strings.Join(off, ",")
 		if offline == "" {
 			offline = "-"
 		}

@@ -32,6 +32,7 @@ type seedFile struct {
 		Quorum      any          `toml:"quorum"`
 		MaxParallel int          `toml:"max_parallel"`
 		Health      HealthPolicy `toml:"health"`
+		MemberTTL   *Duration    `toml:"member_ttl"`
 	} `toml:"services"`
 }
 
@@ -62,7 +63,7 @@ func ParseCatalog(name string, r io.Reader) (Catalog, error) {
 	var errs []error
 	for _, svcName := range slices.Sorted(maps.Keys(f.Services)) {
 		raw := f.Services[svcName]
-		svc := Service{DependsOn: raw.DependsOn, MaxParallel: raw.MaxParallel, Health: raw.Health}
+		svc := Service{DependsOn: raw.DependsOn, MaxParallel: raw.MaxParallel, Health: raw.Health, MemberTTL: raw.MemberTTL}
 		c[svcName] = svc // for the dependency checks, even when bad
 		var err error
 		if raw.Quorum == nil {

@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/dcroll/dcroll/config"
 )
 
 // The fleet view: how many hosts serve each version of a service, in one
@@ -25,6 +28,26 @@ type FleetView struct {
 	Online int `json:"online"`
 	// At is when the advancer last saw /current/<svc> change.
 	At time.Time `json:"at"`
+	// Gone gives, for each member of the service that is not in
+	// /current/<svc>, when the advancer first saw it so: member_ttl is
+	// counted from then.
+	Gone map[string]time.Time `json:"gone,omitempty"`
+}
+
+// Expired lists the hosts gone for longer than ttl at now (none if ttl is
+// 0).
+func (v FleetView) Expired(ttl time.Duration, now time.Time) []string {
+	if ttl <= 0 {
+		return nil
+	}
+	var out []string
+	for h, since := range v.Gone {
+		if now.Sub(since) > ttl {
+			out = append(out, h)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func (v FleetView) validate() error {
@@ -40,6 +63,11 @@ func (v FleetView) validate() error {
 	}
 	if v.Online != n {
 		return fmt.Errorf("online %d, but the versions count %d hosts", v.Online, n)
+	}
+	for h := range v.Gone {
+		if !config.ValidName(h) {
+			return fmt.Errorf("gone: %q is not a valid host name", h)
+		}
 	}
 	return nil
 }
@@ -164,7 +192,9 @@ func (s *Store) summarize(ctx context.Context, settle time.Duration) {
 }
 
 // summarizeOnce brings every service's fleet view up to date and returns
-// the watches on their /current.
+// the watches on their /current. It lists /members/<svc> too, to keep the
+// view's Gone: a view written before by another advancer gives the times
+// it knew.
 func (s *Store) summarizeOnce(known map[string]map[string]string, written map[string]FleetView) ([]<-chan zk.Event, error) {
 	names, _, err := s.conn.Children(s.Tree.Services())
 	if err != nil {
@@ -205,7 +235,19 @@ func (s *Store) summarizeOnce(known map[string]map[string]string, written map[st
 		for _, ver := range k {
 			v.Versions[ver]++
 		}
-		if old, ok := written[svc]; ok && old.Online == v.Online && maps.Equal(old.Versions, v.Versions) {
+		old, ok := written[svc]
+		if !ok {
+			// This advancer's first look: take the times the last one knew.
+			if _, err := s.get(s.Tree.Fleet(svc), &old); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, ErrBadNode) {
+				return nil, err
+			}
+		}
+		members, err := s.Members(svc)
+		if err != nil {
+			return nil, err
+		}
+		v.Gone = gone(members, present, old.Gone, time.Now().UTC())
+		if ok && old.Online == v.Online && maps.Equal(old.Versions, v.Versions) && maps.Equal(old.Gone, v.Gone) {
 			continue
 		}
 		v.At = time.Now().UTC()
@@ -215,6 +257,26 @@ func (s *Store) summarizeOnce(known map[string]map[string]string, written map[st
 		written[svc] = v
 	}
 	return watches, nil
+}
+
+// gone gives the members that are not present, each with the time it was
+// first seen gone: from before where known, else now.
+func gone(members []string, present map[string]bool, before map[string]time.Time, now time.Time) map[string]time.Time {
+	var out map[string]time.Time
+	for _, h := range members {
+		if present[h] {
+			continue
+		}
+		since, ok := before[h]
+		if !ok {
+			since = now
+		}
+		if out == nil {
+			out = map[string]time.Time{}
+		}
+		out[h] = since
+	}
+	return out
 }
 
 func (s *Store) writeFleetView(svc string, v FleetView) error {

@@ -215,6 +215,12 @@ type Service struct {
 	Quorum      Quorum       `json:"quorum" toml:"quorum"`
 	MaxParallel int          `json:"max_parallel" toml:"max_parallel"`
 	Health      HealthPolicy `json:"health" toml:"health"`
+	// MemberTTL is how long a member may be offline (out of
+	// /current/<svc>) before a percentage quorum stops counting it: the
+	// percentage is then taken of the other members. nil: the default;
+	// 0: members count until `dcroll forget`. A count quorum is a number
+	// of hosts that must stay online, and does not change.
+	MemberTTL *Duration `json:"member_ttl,omitempty" toml:"member_ttl"`
 }
 
 // Default health policy for a service whose seed entry leaves it out.
@@ -222,6 +228,18 @@ const (
 	DefaultMinHealthy = Duration(10 * time.Second)
 	DefaultDeadline   = Duration(5 * time.Minute)
 )
+
+// DefaultMemberTTL is the member_ttl of a service whose seed entry leaves
+// it out: a host gone for a day is taken as retired, not as down.
+const DefaultMemberTTL = Duration(24 * time.Hour)
+
+// TTL is the service's member_ttl; 0: members never expire.
+func (s Service) TTL() time.Duration {
+	if s.MemberTTL == nil {
+		return time.Duration(DefaultMemberTTL)
+	}
+	return time.Duration(*s.MemberTTL)
+}
 
 func (s *Service) applyDefaults() {
 	if s.MaxParallel == 0 {
@@ -235,6 +253,10 @@ func (s *Service) applyDefaults() {
 	}
 	if s.DependsOn == nil {
 		s.DependsOn = []string{}
+	}
+	if s.MemberTTL == nil {
+		ttl := DefaultMemberTTL
+		s.MemberTTL = &ttl
 	}
 }
 
@@ -250,6 +272,9 @@ func (s Service) validate() error {
 	}
 	if s.Health.MaxFailedChecks < 0 {
 		return fmt.Errorf("health: max_failed_checks %d is negative", s.Health.MaxFailedChecks)
+	}
+	if s.MemberTTL != nil && *s.MemberTTL < 0 {
+		return fmt.Errorf("member_ttl %s is negative (0: members count until forgotten)", s.MemberTTL)
 	}
 	if s.Health.MinHealthy > s.Health.Deadline {
 		return fmt.Errorf("health: min_healthy %s is longer than the deadline %s", s.Health.MinHealthy, s.Health.Deadline)

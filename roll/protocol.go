@@ -345,7 +345,38 @@ func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.
 		return st, nil, err
 	}
 	add(ch)
+	if st.Expired, err = s.expired(st.Policy, svc, st.Members, st.Online); err != nil {
+		return st, nil, err
+	}
 	return st, watches, nil
+}
+
+// expired lists the members of svc offline for longer than its
+// member_ttl, from the fleet view: one read, made only when a member is
+// offline.
+func (s *Store) expired(pol Service, svc string, members, online []string) ([]string, error) {
+	ttl := pol.TTL()
+	if ttl <= 0 || !hasOffline(members, online) {
+		return nil, nil
+	}
+	var v FleetView
+	_, err := s.get(s.Tree.Fleet(svc), &v)
+	switch {
+	case errors.Is(err, zk.ErrNoNode), errors.Is(err, ErrBadNode):
+		return nil, nil // no expiry without a view; status shows a bad one
+	case err != nil:
+		return nil, err
+	}
+	return v.Expired(ttl, time.Now()), nil
+}
+
+// hasOffline reports whether a member is not online.
+func hasOffline(members, online []string) bool {
+	on := make(map[string]bool, len(online))
+	for _, h := range online {
+		on[h] = true
+	}
+	return slices.ContainsFunc(members, func(h string) bool { return !on[h] })
 }
 
 func (s *Store) getW(p string, watch bool) ([]byte, *zk.Stat, <-chan zk.Event, error) {

@@ -42,6 +42,9 @@ type ServiceStatus struct {
 	Online      []string `json:"online"`
 	// Offline are members not in /current: down, unhealthy or unreachable.
 	Offline []string `json:"offline"`
+	// Expired are the offline members gone for longer than member_ttl: a
+	// percentage quorum is taken of the other members.
+	Expired []string `json:"expired"`
 	// Versions counts online hosts per version.
 	Versions map[string]int `json:"versions"`
 
@@ -153,6 +156,17 @@ func (s *Store) Status() (*FleetStatus, error) {
 			host := hostOf(h)
 			host.Services = append(host.Services, hs)
 		}
+		expired, err := s.expired(ss.Policy, name, members, ss.Online)
+		if err != nil {
+			return nil, err
+		}
+		ss.Expired = []string{}
+		for _, h := range expired {
+			if slices.Contains(ss.Offline, h) {
+				ss.Expired = append(ss.Expired, h)
+			}
+		}
+		ss.QuorumHosts = ss.Policy.Quorum.Need(len(members) - len(ss.Expired))
 		if err := s.deployOf(&ss); err != nil {
 			return nil, err
 		}

@@ -9,6 +9,9 @@ type TurnState struct {
 	Policy  Service
 	Members []string // /members/<svc>: the quorum's denominator
 	Online  []string // /current/<svc>: serving and healthy
+	// Expired lists the members offline for longer than the service's
+	// member_ttl: a percentage quorum is taken of the other members.
+	Expired []string
 	// InTurn lists the hosts of the service holding a turn (mid-upgrade).
 	// Host itself is not yet in turn; if listed, it is ignored.
 	InTurn     []string
@@ -38,7 +41,8 @@ type Verdict struct {
 // its dependencies are done, the host is at the front of the ready queue,
 // fewer than max_parallel hosts are in turn, and after the host leaves at
 // least quorum other members stay online (quorum 0: the service may be
-// fully down). Wait gives the first unmet condition, in that order.
+// fully down; a percentage is taken of the members that have not expired).
+// Wait gives the first unmet condition, in that order.
 func Decide(s TurnState) Verdict {
 	switch {
 	case s.Protocol < s.MinProtocol:
@@ -70,7 +74,8 @@ func Decide(s TurnState) Verdict {
 	}
 
 	// Quorum invariant: only members count, a host in turn is not serving
-	// whatever current says, and Host itself is about to leave.
+	// whatever current says, and Host itself is about to leave. A member
+	// that has expired is not counted, unless it is back online.
 	members := map[string]bool{}
 	for _, h := range s.Members {
 		members[h] = true
@@ -81,6 +86,13 @@ func Decide(s TurnState) Verdict {
 			online[h] = true
 		}
 	}
+	expired := 0
+	for _, h := range s.Expired {
+		if members[h] && !online[h] {
+			delete(members, h)
+			expired++
+		}
+	}
 	stay := len(online)
 	if online[s.Host] {
 		stay--
@@ -88,6 +100,9 @@ func Decide(s TurnState) Verdict {
 	need := s.Policy.Quorum.Need(len(members))
 	if stay < need {
 		wait := fmt.Sprintf("waiting for quorum: %d online of %d members, quorum %d", len(online), len(members), need)
+		if expired > 0 {
+			wait += fmt.Sprintf(" (%d more offline for longer than member_ttl, not counted)", expired)
+		}
 		if members[s.Host] && need >= len(members) {
 			// Waiting cannot help: the host itself leaves during its turn.
 			wait += "; it cannot be met while a member upgrades: lower it, or seed quorum = 0 if the service may be fully down during a turn"

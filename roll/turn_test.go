@@ -104,6 +104,32 @@ func TestDecide(t *testing.T) {
 		}, Verdict{Wait: "waiting for quorum: 4 online of 8 members, quorum 4"}},
 		{"percent: 100% never goes", func(s *TurnState) { s.Policy.Quorum = Quorum{Percent: 100} },
 			Verdict{Wait: "waiting for quorum: 5 online of 5 members, quorum 5; " + neverMet}},
+
+		// Members offline for longer than member_ttl (expired).
+		{"percent: expired members are not counted", func(s *TurnState) {
+			s.Policy.Quorum = Quorum{Percent: 80} // of 5: 4; of 3: 3
+			s.Members = append(slices.Clone(five), "h6", "h7")
+			s.Online = []string{"h1", "h2", "h3", "h4", "h5"}
+			s.Expired = []string{"h6", "h7"}
+		}, Verdict{Go: true}},
+		{"percent: the same, not expired yet", func(s *TurnState) {
+			s.Policy.Quorum = Quorum{Percent: 80} // of 7: 6
+			s.Members = append(slices.Clone(five), "h6", "h7")
+			s.Online = []string{"h1", "h2", "h3", "h4", "h5"}
+		}, Verdict{Wait: "waiting for quorum: 5 online of 7 members, quorum 6"}},
+		{"percent: an expired member back online counts", func(s *TurnState) {
+			s.Policy.Quorum = Quorum{Percent: 100}
+			s.Expired = []string{"h5"}
+		}, Verdict{Wait: "waiting for quorum: 5 online of 5 members, quorum 5; " + neverMet}},
+		{"percent: waiting says how many expired", func(s *TurnState) {
+			s.Policy.Quorum = Quorum{Percent: 60}
+			s.Online = []string{"h1", "h2", "h3"}
+			s.Expired = []string{"h5", "x9"} // x9 is no member
+		}, Verdict{Wait: "waiting for quorum: 3 online of 4 members, quorum 3 (1 more offline for longer than member_ttl, not counted)"}},
+		{"count: expired members do not lower a count", func(s *TurnState) {
+			s.Online = []string{"h1", "h2", "h3"}
+			s.Expired = []string{"h4", "h5"}
+		}, Verdict{Wait: "waiting for quorum: 3 online of 3 members, quorum 3 (2 more offline for longer than member_ttl, not counted); " + neverMet}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := base()
