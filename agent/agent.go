@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/dcroll/dcroll/config"
 	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/clock"
 	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/service"
 	"github.com/dcroll/dcroll/state"
@@ -545,7 +545,7 @@ func (a *Agent) watchLoop(ctx context.Context, store *roll.Store, svc string) {
 		}
 		if err != nil {
 			a.log.Warn("cannot read the fleet", "service", svc, "error", err)
-			if !wait(ctx, time.Second+rand.N(time.Second)) {
+			if !clock.Sleep(ctx, time.Second+clock.Jitter(time.Second)) {
 				return
 			}
 			continue
@@ -553,7 +553,7 @@ func (a *Agent) watchLoop(ctx context.Context, store *roll.Store, svc string) {
 		a.observe(svc, view.Versions)
 		// Between half and one and a half intervals: hosts that booted
 		// together do not read together.
-		if !wait(ctx, a.opts.ViewInterval/2+rand.N(a.opts.ViewInterval)) {
+		if !clock.Sleep(ctx, a.opts.ViewInterval/2+clock.Jitter(a.opts.ViewInterval)) {
 			return
 		}
 	}
@@ -563,17 +563,6 @@ func (a *Agent) isBooted(svc string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.booted[svc]
-}
-
-func wait(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // observe hands the fleet's versions of svc (the other hosts' counts:

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/dcroll/dcroll/internal/clock"
 	"github.com/dcroll/dcroll/roll"
 )
 
@@ -18,7 +19,7 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 	retry := func(err error, msg string) bool {
 		d := backoff.NextBackOff()
 		a.log.Warn(msg, "service", svc, "error", err, "retry_in", d)
-		return wait(ctx, d)
+		return clock.Sleep(ctx, d)
 	}
 	select {
 	case <-ctx.Done():
@@ -136,7 +137,7 @@ func (a *Agent) untilDone(ctx context.Context, svc, msg string, op func() error)
 		}
 		d := backoff.NextBackOff()
 		a.log.Warn(msg+"; retrying", "service", svc, "error", err, "retry_in", d)
-		if !wait(ctx, d) {
+		if !clock.Sleep(ctx, d) {
 			a.log.Error(msg+"; giving up, the session's end releases it", "service", svc, "error", err)
 			return
 		}
@@ -154,7 +155,7 @@ func (a *Agent) advanceLoop(ctx context.Context, store *roll.Store) {
 		}
 		d := backoff.NextBackOff()
 		a.log.Warn("advancing the deploy queue failed, retrying", "error", err, "retry_in", d)
-		if !wait(ctx, d) {
+		if !clock.Sleep(ctx, d) {
 			return
 		}
 	}

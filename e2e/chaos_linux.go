@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/clock"
 	"github.com/dcroll/dcroll/internal/proc"
 	"github.com/dcroll/dcroll/state"
 )
@@ -444,14 +445,10 @@ func (c *Chaos) nemesis(ctx context.Context, rec *Recorder, s Schedule) error {
 
 // pause waits d: the schedule's own timing, not a wait for a condition.
 func pause(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
+	if !clock.Sleep(ctx, d) {
 		return ctx.Err()
 	}
+	return nil
 }
 
 // settle waits until a read of ZooKeeper after since shows the deploy queue

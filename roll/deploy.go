@@ -80,12 +80,7 @@ func (s Step) validate() error {
 	if len(s.Services) == 0 {
 		return errors.New("services: empty")
 	}
-	for _, svc := range s.Services {
-		if !config.ValidName(svc) {
-			return fmt.Errorf("services: %q is not a valid service name", svc)
-		}
-	}
-	return nil
+	return validNames("services", "service", s.Services)
 }
 
 // Failure is what halted a service's deploy: a host whose new version did

@@ -5,13 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"math/rand/v2"
 	"slices"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/internal/clock"
 )
 
 // The fleet view: how many hosts serve each version of a service, in one
@@ -64,12 +63,7 @@ func (v FleetView) validate() error {
 	if v.Online != n {
 		return fmt.Errorf("online %d, but the versions count %d hosts", v.Online, n)
 	}
-	for h := range v.Gone {
-		if !config.ValidName(h) {
-			return fmt.Errorf("gone: %q is not a valid host name", h)
-		}
-	}
-	return nil
+	return validNames("gone", "host", slices.Collect(maps.Keys(v.Gone)))
 }
 
 func (t Tree) fleetDir() string { return t.join("fleet") }
@@ -116,7 +110,7 @@ func (s *Store) BootView(ctx context.Context, svc string) (FleetView, error) {
 		if v.decisive(abs(int(st.NumChildren) - v.Online)) {
 			return v, nil
 		}
-		if !sleep(ctx, fleetSettle+jitter(fleetSettle)) {
+		if !clock.Sleep(ctx, fleetSettle+clock.Jitter(fleetSettle)) {
 			return v, ctx.Err()
 		}
 	}
@@ -177,7 +171,7 @@ func (s *Store) summarize(ctx context.Context, settle time.Duration) {
 		watches, err := s.summarizeOnce(known, written)
 		if err != nil {
 			watches = nil
-			if !sleep(ctx, settle+jitter(time.Second)) {
+			if !clock.Sleep(ctx, settle+clock.Jitter(time.Second)) {
 				return
 			}
 			continue
@@ -185,7 +179,7 @@ func (s *Store) summarize(ctx context.Context, settle time.Duration) {
 		if waitAny(ctx, watches...) != nil {
 			return
 		}
-		if !sleep(ctx, settle) {
+		if !clock.Sleep(ctx, settle) {
 			return
 		}
 	}
@@ -300,23 +294,4 @@ func (s *Store) writeFleetView(svc string, v FleetView) error {
 		return fmt.Errorf("roll: create %s: %w", p, err)
 	}
 	return nil
-}
-
-// jitter is a random duration in [0, d).
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d)
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -396,9 +396,15 @@ func (h Host) validate() error {
 	if h.Agent == "" {
 		return errors.New("agent: missing")
 	}
-	for _, s := range h.Services {
-		if !config.ValidName(s) {
-			return fmt.Errorf("services: %q is not a valid service name", s)
+	return validNames("services", "service", h.Services)
+}
+
+// validNames checks that every name in the field is a valid host or
+// service name (what says which).
+func validNames(field, what string, names []string) error {
+	for _, n := range names {
+		if !config.ValidName(n) {
+			return fmt.Errorf("%s: %q is not a valid %s name", field, n, what)
 		}
 	}
 	return nil
