@@ -303,6 +303,63 @@ func TestIntegration_Status(t *testing.T) {
 	})
 }
 
+// TestIntegration_StatusQuorumZero checks that a service seeded with
+// quorum = 0, which may be fully down during its turn, says so in the
+// status table instead of showing a quorum of no hosts like any other.
+func TestIntegration_StatusQuorumZero(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	const root = "/status-quorum-zero"
+	store := openStore(t, zkc, root)
+	seed := "[services.scheduler]\nquorum = 0\n\n[services.web]\nquorum = 1\n"
+	if r := dcroll(t, seedArgs(t, zkc, root, writeFile(t, "seed.toml", seed))...); r.code != 0 {
+		t.Fatalf("seed:\n%s", r)
+	}
+	since := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	for _, svc := range []string{"scheduler", "web"} {
+		if err := store.EnsureMember(svc, "h1", roll.Member{Joined: since}); err != nil {
+			t.Fatal(err)
+		}
+		if err := store.SetCurrent(svc, "h1", roll.Current{Version: "v1", Since: since}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	r := dcroll(t, statusArgs(t, zkc, root)...)
+	if r.code != 0 {
+		t.Fatalf("status:\n%s", r)
+	}
+	var line string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if strings.HasPrefix(l, "scheduler ") {
+			line = l
+		}
+	}
+	if !strings.Contains(line, "  0 (may be fully down)  ") {
+		t.Errorf("scheduler's row %q does not show its quorum as \"0 (may be fully down)\":\n%s", line, r.stdout)
+	}
+	// name, online/members, quorum, parallel, depends on, versions, offline
+	want := []string{"scheduler", "1/1", "0", "(may", "be", "fully", "down)", "1", "-", "v1:1", "-"}
+	if got := tableRow(r.stdout, "scheduler"); !reflect.DeepEqual(got, want) {
+		t.Errorf("scheduler's row is %q, want %q", got, want)
+	}
+	// A quorum that comes to no host is not the explicit 0.
+	if got, want := tableRow(r.stdout, "web"), []string{"web", "1/1", "1", "(1)", "1", "-", "v1:1", "-"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("web's row is %q, want %q", got, want)
+	}
+	if strings.Count(r.stdout, "may be fully down") != 1 {
+		t.Errorf("only scheduler may be fully down:\n%s", r.stdout)
+	}
+
+	r = dcroll(t, statusArgs(t, zkc, root, "--json")...)
+	var st roll.FleetStatus
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || len(st.Services) != 2 {
+		t.Fatalf("status --json: %v\n%s", err, r)
+	}
+	if s := st.Services[0]; s.Name != "scheduler" || !s.Policy.Quorum.Zero() || s.QuorumHosts != 0 {
+		t.Errorf("scheduler in status --json: quorum %v (explicit 0: %v), %d hosts; want the explicit 0", s.Policy.Quorum, s.Policy.Quorum.Zero(), s.QuorumHosts)
+	}
+}
+
 // TestStatusUnreachable checks that status against a port where nothing
 // listens gives up within the session timeout with an error about
 // ZooKeeper, instead of hanging.
