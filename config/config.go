@@ -239,6 +239,9 @@ var ServiceEnv = []string{"DCROLL_SERVICE", "DCROLL_VERSION", "DCROLL_RELEASE_DI
 // EnvKeys lists the environment variables Load understands, sorted.
 func EnvKeys() []string { return slices.Sorted(maps.Keys(envKeys)) }
 
+// EnvKey is the config key the environment variable name sets, or "".
+func EnvKey(name string) string { return envKeys[name] }
+
 func envLayer(environ []string) (map[string]any, error) {
 	m := map[string]any{}
 	for _, kv := range environ {

@@ -82,6 +82,9 @@ func modeNames() []string {
 // exit code.
 func Main(ctx context.Context, args []string, stdout, stderr io.Writer, environ []string) int {
 	env := &Env{Stdout: stdout, Stderr: stderr, Environ: environ}
+	if isCompletionRequest(args) {
+		return complete(env, args)
+	}
 	// The global flags before the mode name: parsing stops at the name, and
 	// the mode's own parse takes the rest, global flags included.
 	top := pflag.NewFlagSet("dcroll", pflag.ContinueOnError)
@@ -194,8 +197,10 @@ func printUsage(w io.Writer) {
 		}
 		fmt.Fprintf(w, "  %-8s %s\n", n, registry[n]().Synopsis())
 	}
-	fmt.Fprintf(w, "  %-8s %s\n", "help", "explain a mode: dcroll help MODE")
+	fmt.Fprintf(w, "  %-8s %s\n", "help", helpSynopsis)
 }
+
+const helpSynopsis = "explain a mode: dcroll help MODE"
 
 func printModeUsage(w io.Writer, m mode, fs *pflag.FlagSet, usage, help string) {
 	fmt.Fprintf(w, "usage: dcroll %s\n\n%s\n", usage, m.Synopsis())

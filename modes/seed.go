@@ -46,6 +46,9 @@ reported and left alone. All writes happen in one ZooKeeper transaction.
 take upgrade turns; raise it once every agent runs the dcroll that speaks it.`
 }
 
+// completeArgs: FILE is a file name.
+func (*seedMode) completeArgs(args []string) ([]string, bool) { return nil, len(args) == 0 }
+
 func (m *seedMode) Run(ctx context.Context, env *Env, args []string) error {
 	if len(args) != 1 {
 		return usageErr("want exactly one seed FILE, got %d arguments", len(args))

@@ -74,6 +74,9 @@ Stage refuses a version that already runs on every online host, and, unless
 release.`
 }
 
+// completeArgs: PATH, after SERVICE and VERSION, is a file or directory.
+func (*stageMode) completeArgs(args []string) ([]string, bool) { return nil, len(args) == 2 }
+
 func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	svc, version, src, err := m.parseArgs(args)
 	if err != nil {
