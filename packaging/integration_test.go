@@ -2,10 +2,13 @@ package packaging_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -247,6 +250,9 @@ func TestIntegration_Deb(t *testing.T) {
 		packaging.ConfigPath:              "-rw-r--r-- root/root",
 		packaging.DebUnitPath:             "-rw-r--r-- root/root",
 		"/usr/share/doc/dcroll/copyright": "-rw-r--r-- root/root",
+		packaging.ManPath:                 "-rw-r--r-- root/root",
+		packaging.BashCompletionPath:      "-rw-r--r-- root/root",
+		packaging.DebZshCompletionPath:    "-rw-r--r-- root/root",
 		packaging.StateDir:                "drwxr-xr-x root/root",
 	}
 	for path, want := range got {
@@ -277,17 +283,77 @@ func TestIntegration_Deb(t *testing.T) {
 		t.Errorf("unexpected preinst:\n%s", out)
 	}
 
-	// The shipped bytes are the built binary, the default config and the unit.
+	// The shipped bytes are the built binary, the default config, the unit,
+	// and the manual page and completion scripts the binary prints.
 	x := t.TempDir()
 	run(t, env, "dpkg-deb", "--extract", deb, x)
+	bin := dcroll(t, "v0.1.0")
 	for path, want := range map[string][]byte{
-		packaging.BinaryPath:  file(t, dcroll(t, "v0.1.0")),
-		packaging.ConfigPath:  etc.DefaultConfig,
-		packaging.DebUnitPath: file(t, "dcroll.service"),
+		packaging.BinaryPath:           file(t, bin),
+		packaging.ConfigPath:           etc.DefaultConfig,
+		packaging.DebUnitPath:          file(t, "dcroll.service"),
+		packaging.BashCompletionPath:   []byte(run(t, env, bin, "completion", "bash")),
+		packaging.DebZshCompletionPath: []byte(run(t, env, bin, "completion", "zsh")),
 	} {
 		if !bytes.Equal(file(t, filepath.Join(x, path)), want) {
 			t.Errorf("%s in the .deb differs from its source", path)
 		}
+	}
+	checkManPage(t, filepath.Join(x, packaging.ManPath), bin)
+}
+
+// dpkgExcludes reports whether this machine's dpkg is told not to install
+// path (path-exclude in /etc/dpkg/dpkg.cfg.d, as slim container images do
+// for manual pages), and says so.
+func dpkgExcludes(t *testing.T, path string) bool {
+	t.Helper()
+	cfgs, _ := filepath.Glob("/etc/dpkg/dpkg.cfg.d/*")
+	for _, cfg := range cfgs {
+		b, err := os.ReadFile(cfg)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if pattern, ok := strings.CutPrefix(strings.TrimSpace(line), "path-exclude"); ok {
+				// dpkg matches with fnmatch(3) without FNM_PATHNAME: * spans slashes.
+				glob := regexp.QuoteMeta(strings.TrimSpace(strings.TrimPrefix(pattern, "=")))
+				glob = strings.NewReplacer(`\*`, ".*", `\?`, ".").Replace(glob)
+				if m, _ := regexp.MatchString("^"+glob+"$", path); m {
+					t.Logf("%s: dpkg does not install %s here (%s)", cfg, path, strings.TrimSpace(line))
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// checkManPage checks that the gzipped manual page at path is what bin
+// prints with dcroll man, compressed as Debian wants it (gzip -9n: no name,
+// no time stamp, so that rebuilding gives the same bytes).
+func checkManPage(t *testing.T, path, bin string) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	page, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if zr.Name != "" || !zr.ModTime.IsZero() {
+		t.Errorf("%s: gzip header names %q, time %v; want neither (gzip -n)", path, zr.Name, zr.ModTime)
+	}
+	if want := run(t, os.Environ(), bin, "man"); string(page) != want {
+		t.Errorf("%s is not the page dcroll man prints", path)
+	}
+	if !strings.Contains(string(page), `.TH "DCROLL" "1" "" "dcroll v0.1.0"`) {
+		t.Errorf("%s is not dcroll(1) of v0.1.0:\n%.300s", path, page)
 	}
 }
 
@@ -316,7 +382,10 @@ func TestIntegration_RPM(t *testing.T) {
 		"-rw-r--r-- root/root cn " + packaging.ConfigPath,
 		"-rwxr-xr-x root/root  " + packaging.BinaryPath,
 		"-rw-r--r-- root/root  " + packaging.RPMUnitPath,
+		"-rw-r--r-- root/root  " + packaging.BashCompletionPath,
 		"-rw-r--r-- root/root  /usr/share/doc/dcroll/copyright",
+		"-rw-r--r-- root/root d " + packaging.ManPath, // documentation: rpm --excludedocs leaves it out
+		"-rw-r--r-- root/root  " + packaging.RPMZshCompletionPath,
 		"drwxr-xr-x root/root  " + packaging.StateDir,
 	}
 	if !slices.Equal(got, want) {
@@ -419,8 +488,10 @@ func TestIntegration_DebInstallUpgradeRemove(t *testing.T) {
 	if !bytes.Equal(file(t, at(packaging.ConfigPath)), etc.DefaultConfig) {
 		t.Errorf("%s is not etc/dcroll.toml", packaging.ConfigPath)
 	}
-	if !exists(packaging.DebUnitPath) {
-		t.Errorf("no %s", packaging.DebUnitPath)
+	for _, p := range []string{packaging.DebUnitPath, packaging.ManPath, packaging.BashCompletionPath, packaging.DebZshCompletionPath} {
+		if !exists(p) && !dpkgExcludes(t, p) {
+			t.Errorf("no %s", p)
+		}
 	}
 	if fi, err := os.Stat(at(packaging.StateDir)); err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o755 {
 		t.Errorf("%s: %v %v", packaging.StateDir, fi, err)
@@ -469,7 +540,7 @@ func TestIntegration_DebInstallUpgradeRemove(t *testing.T) {
 	if got := status(); got != "deinstall ok config-files 0.2.0" {
 		t.Errorf("after remove: %s", got)
 	}
-	for _, p := range []string{packaging.BinaryPath, packaging.DebUnitPath, wants} {
+	for _, p := range []string{packaging.BinaryPath, packaging.DebUnitPath, wants, packaging.ManPath, packaging.BashCompletionPath, packaging.DebZshCompletionPath} {
 		if exists(p) {
 			t.Errorf("%s left after remove", p)
 		}
@@ -519,10 +590,15 @@ func TestIntegration_RPMInstallUpgradeErase(t *testing.T) {
 	if got := run(t, env, "rpm", "--root="+root, "-q", "dcroll"); got != "dcroll-0.1.0-1.x86_64\n" {
 		t.Fatalf("after install: %s", got)
 	}
-	if !exists(packaging.RPMUnitPath) || !exists(packaging.StateDir) ||
-		!bytes.Equal(file(t, at(packaging.ConfigPath)), etc.DefaultConfig) {
-		t.Errorf("install is missing files")
+	for _, p := range []string{packaging.RPMUnitPath, packaging.StateDir, packaging.ManPath, packaging.BashCompletionPath, packaging.RPMZshCompletionPath} {
+		if !exists(p) {
+			t.Errorf("install is missing %s", p)
+		}
 	}
+	if !bytes.Equal(file(t, at(packaging.ConfigPath)), etc.DefaultConfig) {
+		t.Errorf("install did not write the default %s", packaging.ConfigPath)
+	}
+	checkManPage(t, at(packaging.ManPath), dcroll(t, "v0.1.0"))
 
 	edited := append(file(t, at(packaging.ConfigPath)), "\n[host]\nrack = \"r12\" # edited\n"...)
 	if err := os.WriteFile(at(packaging.ConfigPath), edited, 0o644); err != nil {
@@ -547,7 +623,7 @@ func TestIntegration_RPMInstallUpgradeErase(t *testing.T) {
 		t.Fatal(err)
 	}
 	rpmRun("-e", "dcroll")
-	for _, p := range []string{packaging.BinaryPath, packaging.RPMUnitPath, packaging.ConfigPath} {
+	for _, p := range []string{packaging.BinaryPath, packaging.RPMUnitPath, packaging.ConfigPath, packaging.ManPath, packaging.BashCompletionPath, packaging.RPMZshCompletionPath} {
 		if exists(p) {
 			t.Errorf("%s left after erase", p)
 		}

@@ -6,10 +6,13 @@
 package packaging
 
 import (
+	"bytes"
+	"compress/gzip"
 	"debug/elf"
 	"embed"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -37,6 +40,14 @@ const (
 	// (%{_unitdir}); a merged /usr makes them the same directory.
 	DebUnitPath = "/lib/systemd/system/dcroll.service"
 	RPMUnitPath = "/usr/lib/systemd/system/dcroll.service"
+	// The manual page and the completion scripts, which the binary writes
+	// itself (dcroll man, dcroll completion). bash-completion looks in the
+	// same place everywhere; zsh's directory for packaged completions is
+	// vendor-completions on Debian and site-functions on rpm distributions.
+	ManPath              = "/usr/share/man/man1/dcroll.1.gz"
+	BashCompletionPath   = "/usr/share/bash-completion/completions/dcroll"
+	DebZshCompletionPath = "/usr/share/zsh/vendor-completions/_dcroll"
+	RPMZshCompletionPath = "/usr/share/zsh/site-functions/_dcroll"
 )
 
 const description = `rolling upgrades across a data center's hosts through ZooKeeper
@@ -46,13 +57,15 @@ allows. ZooKeeper is the only shared state; every host serves from its
 local cache when ZooKeeper is unreachable.
 
 This package installs the dcroll binary, the agent's systemd unit (enabled
-on a first install, not started) and the host configuration
-/etc/dcroll/dcroll.toml, which upgrades keep.`
+on a first install, not started), the host configuration
+/etc/dcroll/dcroll.toml, which upgrades keep, the manual page dcroll(1)
+and completion for bash and zsh.`
 
 // Config returns the package definition of dcroll version (see
 // PackageVersion) shipping binary, a static linux/amd64 dcroll. nfpm reads
-// every packaged file from disk, so Config writes the unit, the scripts and
-// the default host config into dir, which must outlive the packaging.
+// every packaged file from disk, so Config writes the unit, the scripts,
+// the default host config, and the manual page and completion scripts it
+// runs binary to get, into dir, which must outlive the packaging.
 func Config(version, binary, dir string) (*nfpm.Config, error) {
 	pkgVersion, err := PackageVersion(version)
 	if err != nil {
@@ -69,6 +82,21 @@ func Config(version, binary, dir string) (*nfpm.Config, error) {
 		}
 		staged[name] = b
 	}
+	for name, args := range map[string][]string{
+		"dcroll.1":    {"man"},
+		"dcroll.bash": {"completion", "bash"},
+		"_dcroll":     {"completion", "zsh"},
+	} {
+		b, err := fromBinary(binary, args...)
+		if err != nil {
+			return nil, err
+		}
+		staged[name] = b
+	}
+	if staged["dcroll.1.gz"], err = gzipped(staged["dcroll.1"]); err != nil {
+		return nil, err
+	}
+	delete(staged, "dcroll.1")
 	for name, b := range staged {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return nil, fmt.Errorf("packaging: stage %s: %w", name, err)
@@ -100,6 +128,11 @@ func Config(version, binary, dir string) (*nfpm.Config, error) {
 				{Source: src("dcroll.service"), Destination: RPMUnitPath, Packager: "rpm", FileInfo: mode(0o644)},
 				{Destination: StateDir, Type: files.TypeDir, FileInfo: mode(0o755)},
 				{Source: src("copyright"), Destination: "/usr/share/doc/dcroll/copyright", FileInfo: mode(0o644)},
+				{Source: src("dcroll.1.gz"), Destination: ManPath, Packager: "deb", FileInfo: mode(0o644)},
+				{Source: src("dcroll.1.gz"), Destination: ManPath, Packager: "rpm", Type: files.TypeRPMDoc, FileInfo: mode(0o644)},
+				{Source: src("dcroll.bash"), Destination: BashCompletionPath, FileInfo: mode(0o644)},
+				{Source: src("_dcroll"), Destination: DebZshCompletionPath, Packager: "deb", FileInfo: mode(0o644)},
+				{Source: src("_dcroll"), Destination: RPMZshCompletionPath, Packager: "rpm", FileInfo: mode(0o644)},
 			},
 			Scripts: nfpm.Scripts{
 				PostInstall: src("postinstall.sh"),
@@ -208,6 +241,44 @@ func PackageVersion(version string) (string, error) {
 		v += "+" + strings.Join(meta, ".")
 	}
 	return v, nil
+}
+
+// fromBinary is what binary prints when run with args: the manual page
+// and the completion scripts come from the packaged binary itself, so they
+// always match it.
+func fromBinary(binary string, args ...string) ([]byte, error) {
+	cmd := exec.Command(binary, args...)
+	// No DCROLL_* variable or config of this machine matters to these
+	// modes; none may change what they print either.
+	cmd.Env = []string{}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("packaging: %s %s (the packages take the manual page and completion from the binary, so they are built on linux/amd64): %w: %s",
+			binary, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("packaging: %s %s printed nothing", binary, strings.Join(args, " "))
+	}
+	return out, nil
+}
+
+// gzipped is b compressed as Debian wants a manual page, gzip -9n: no name
+// and no time in the header, so the same page gives the same bytes.
+func gzipped(b []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	zw, err := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := zw.Write(b); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // checkBinary refuses what the package must not ship as /usr/bin/dcroll:
