@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcroll/dcroll/config"
 	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/modes"
@@ -237,5 +238,29 @@ func writeReleaseNamed(t *testing.T, dir, arg string) {
 		if err := os.CopyFS(path, os.DirFS(src)); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestREADMEHostConfigsLoad loads every host config of README.md (a
+// ```toml block whose first line names /etc/dcroll/dcroll.toml) as the
+// agent would, so that an example an operator copies is one dcroll accepts.
+func TestREADMEHostConfigsLoad(t *testing.T) {
+	data, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, block := range strings.Split(string(data), "```toml\n")[1:] {
+		body, _, _ := strings.Cut(block, "```")
+		if !strings.HasPrefix(body, "# /etc/dcroll/dcroll.toml") {
+			continue
+		}
+		n++
+		if _, err := config.Load(config.Sources{FileData: []byte(body)}); err != nil {
+			t.Errorf("README.md's host config does not load: %v\n%s", err, body)
+		}
+	}
+	if n == 0 {
+		t.Errorf("README.md has no ```toml block starting with # /etc/dcroll/dcroll.toml")
 	}
 }
