@@ -34,6 +34,8 @@ type Store struct {
 
 	// auth is the digest credential, sent once connected.
 	auth []byte
+
+	steps stepCache
 }
 
 // conn is the seam between the protocol and ZooKeeper: the requests roll

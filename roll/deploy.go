@@ -5,11 +5,14 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -442,26 +445,84 @@ func (s *Store) Steps() ([]StepEntry, error) {
 }
 
 // stepsW reads the deploy queue, head first; with watch, the returned
-// channel fires when a step is added or removed.
+// channel fires when a step is added or removed. A step node is never
+// changed once created, so each is read once per store (see stepCache).
 func (s *Store) stepsW(watch bool) ([]StepEntry, <-chan zk.Event, error) {
-	names, ch, err := s.childrenW(s.Tree.Deploy(), watch)
+	dir := s.Tree.Deploy()
+	var names []string
+	var stat *zk.Stat
+	var ch <-chan zk.Event
+	var err error
+	if watch {
+		names, stat, ch, err = s.conn.ChildrenW(dir)
+	} else {
+		names, stat, err = s.conn.Children(dir)
+	}
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("roll: list %s: %w", dir, err)
 	}
 	sort.Strings(names) // step-<10 digits>: name order is sequence order
+	s.steps.keep(stat.Czxid, names)
 	out := make([]StepEntry, 0, len(names))
 	for _, n := range names {
+		if st, ok := s.steps.get(stat.Czxid, n); ok {
+			out = append(out, StepEntry{Name: n, Step: st})
+			continue
+		}
 		var st Step
-		stat, err := s.get(s.Tree.step(n), &st)
+		nstat, err := s.get(s.Tree.step(n), &st)
 		if errors.Is(err, zk.ErrNoNode) {
 			continue
 		}
 		if err != nil {
 			return nil, nil, err
 		}
-		out = append(out, StepEntry{Name: n, Step: st, version: stat.Version})
+		if nstat.Version == 0 {
+			s.steps.put(stat.Czxid, n, st)
+		}
+		out = append(out, StepEntry{Name: n, Step: st, version: nstat.Version})
 	}
 	return out, ch, nil
+}
+
+// stepCache holds the steps a store has read. A step node is created once
+// and never set, and its sequential name is not used again in the same
+// deploy queue; a queue made anew (its root removed and seeded again)
+// restarts the names, so the cache is kept per queue, by the creation zxid
+// of /deploy.
+type stepCache struct {
+	mu    sync.Mutex
+	queue int64 // /deploy's czxid
+	steps map[string]Step
+}
+
+func (c *stepCache) get(queue int64, name string) (Step, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.queue != queue {
+		return Step{}, false
+	}
+	st, ok := c.steps[name]
+	return st, ok
+}
+
+func (c *stepCache) put(queue int64, name string, st Step) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.queue != queue || c.steps == nil {
+		c.queue, c.steps = queue, map[string]Step{}
+	}
+	c.steps[name] = st
+}
+
+// keep drops the steps that left the queue: those not in names.
+func (c *stepCache) keep(queue int64, names []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.queue != queue {
+		return
+	}
+	maps.DeleteFunc(c.steps, func(name string, _ Step) bool { return !slices.Contains(names, name) })
 }
 
 // headStep reads the first step of the deploy queue; ok is false when the

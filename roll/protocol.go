@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/dcroll/dcroll/internal/clock"
 )
 
 // The upgrade turn, as one host runs it for one service:
@@ -38,7 +40,63 @@ var ErrLeftQueue = errors.New("roll: no longer in the ready queue")
 
 // AwaitTurn blocks until host, queued at readyPath, takes its turn for svc,
 // which t describes, or ctx ends, or the host leaves the queue.
+//
+// A host behind others watches only its predecessor in the queue. At the
+// front, which it stays until it leaves the queue (sequence numbers only
+// grow), it reads the turn's state without watches and, if Decide lets it
+// go, takes the turn at once. If not, it watches only what holds it (the
+// inputs of the first condition Decide found unmet) and its own ready
+// node: ZooKeeper cannot remove a watch, and a watch left on a node that
+// changes with every turn would wake a host that has moved on.
 func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Turn) error {
+	if err := s.awaitFront(ctx, svc, readyPath); err != nil {
+		return err
+	}
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		st, err := s.turnState(svc, host)
+		if err != nil {
+			return err
+		}
+		if err := s.protocolTooOld(st.MinProtocol); err != nil {
+			// Leave the queue rather than stand in front of the others.
+			return err
+		}
+		v, err := s.decide(svc, &st)
+		if err != nil {
+			return err
+		}
+		if v.Go {
+			err = s.takeTurn(svc, host, readyPath, t, st)
+			if errors.Is(err, errStaleTurn) || errors.Is(err, errControlChanged) {
+				continue
+			}
+			return err
+		}
+		watches, changed, err := s.watchBlocker(svc, st, v.on)
+		if err != nil {
+			return err
+		}
+		if changed {
+			continue // it changed between the read and the watch
+		}
+		ok, _, ch, err := s.conn.ExistsW(readyPath)
+		if err != nil {
+			return fmt.Errorf("roll: watch %s: %w", readyPath, err)
+		}
+		if !ok {
+			return ErrLeftQueue
+		}
+		if err := waitAnyOrTimeout(ctx, recheck(v.on, st), append(watches, ch)...); err != nil {
+			return err
+		}
+	}
+}
+
+// awaitFront returns once the host's ready node is the first of the queue.
+func (s *Store) awaitFront(ctx context.Context, svc, readyPath string) error {
 	readyName := path.Base(readyPath)
 	dir := s.Tree.readyDir(svc)
 	for {
@@ -54,49 +112,90 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 		}
 		queue := sortReady(names)
 		idx := slices.IndexFunc(queue, func(e ReadyEntry) bool { return e.Name == readyName })
-		if idx < 0 {
+		switch {
+		case idx < 0:
 			return ErrLeftQueue
+		case idx == 0:
+			return nil
 		}
-		if idx > 0 {
-			ok, _, ch, err := s.conn.ExistsW(s.Tree.readyNode(svc, queue[idx-1].Name))
-			if err != nil {
-				return fmt.Errorf("roll: watch the predecessor: %w", err)
-			}
-			if ok {
-				if err := waitAny(ctx, ch); err != nil {
-					return err
-				}
-			}
-			continue
+		ok, _, ch, err := s.conn.ExistsW(s.Tree.readyNode(svc, queue[idx-1].Name))
+		if err != nil {
+			return fmt.Errorf("roll: watch the predecessor: %w", err)
 		}
+		if ok {
+			if err := waitAny(ctx, ch); err != nil {
+				return err
+			}
+		}
+	}
+}
 
-		st, watches, err := s.turnState(svc, host, true)
+// watchBlocker watches what may release a host that Decide held on b: the
+// nodes that condition reads. changed reports that what it watches is no
+// longer what st read: the caller decides again instead of waiting.
+func (s *Store) watchBlocker(svc string, st TurnState, b blocker) (watches []<-chan zk.Event, changed bool, err error) {
+	children := func(dir string, had []string) error {
+		names, ch, err := s.childrenW(dir, true)
 		if err != nil {
 			return err
 		}
-		if err := s.protocolTooOld(st.MinProtocol); err != nil {
-			// Leave the queue rather than stand in front of the others.
+		watches = append(watches, ch)
+		changed = changed || !sameSet(names, had)
+		return nil
+	}
+	version := func(p string, had int32) error {
+		_, stat, ch, err := s.getW(p, true)
+		if err != nil {
 			return err
 		}
-		if !Decide(st).Go {
-			ok, _, ch, err := s.conn.ExistsW(readyPath)
-			if err != nil {
-				return fmt.Errorf("roll: watch %s: %w", readyPath, err)
-			}
-			if !ok {
-				return ErrLeftQueue
-			}
-			if err := waitAny(ctx, append(watches, ch)...); err != nil {
-				return err
-			}
-			continue
-		}
-		err = s.takeTurn(svc, host, readyPath, t, st)
-		if errors.Is(err, errStaleTurn) || errors.Is(err, errControlChanged) {
-			continue
-		}
-		return err
+		watches = append(watches, ch)
+		changed = changed || stat.Version != had
+		return nil
 	}
+	switch b {
+	case onProtocol:
+		err = version(s.Tree.Root, st.rootVersion)
+	case onControl:
+		if err = version(s.Tree.Roll(svc), st.controlVersion); err == nil {
+			err = version(s.Tree.Deploy(), st.deployVersion)
+		}
+	case onStep:
+		if err = children(s.Tree.Deploy(), st.stepNames); err == nil && !st.queued {
+			// A straggler waits for most online hosts to run the release.
+			err = children(s.Tree.CurrentDir(svc), st.Online)
+		}
+	case onParallel:
+		err = children(s.Tree.turnsDir(svc), st.InTurn)
+	case onQuorum:
+		if err = children(s.Tree.CurrentDir(svc), st.Online); err == nil {
+			err = children(s.Tree.turnsDir(svc), st.InTurn)
+		}
+	}
+	return watches, changed, err
+}
+
+// quorumRecheck is how often a host held on quorum decides again with
+// nothing watched changing: a member forgotten, or expiring, can release
+// it too.
+const quorumRecheck = time.Minute
+
+// recheck is how long a host held on b waits for a watch before it decides
+// again anyway (0: as long as it takes).
+func recheck(b blocker, st TurnState) time.Duration {
+	if b == onQuorum && len(st.Members) > len(st.Online) {
+		return quorumRecheck + clock.Jitter(quorumRecheck/4)
+	}
+	return 0
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
 }
 
 var (
@@ -209,6 +308,17 @@ func (s *Store) AdvanceSteps() (int, error) {
 }
 
 func (s *Store) serviceDone(svc string) (bool, error) {
+	// The cheap checks first, by counts (a list of the ready queue would
+	// be the size of the fleet): most calls happen mid-rollout.
+	for _, dir := range []string{s.Tree.readyDir(svc), s.Tree.turnsDir(svc)} {
+		ok, stat, err := s.conn.Exists(dir)
+		if err != nil {
+			return false, fmt.Errorf("roll: read %s: %w", dir, err)
+		}
+		if ok && stat.NumChildren > 0 {
+			return false, nil
+		}
+	}
 	m, err := s.Manifest(svc)
 	if errors.Is(err, ErrNotStaged) {
 		return true, nil
@@ -216,76 +326,55 @@ func (s *Store) serviceDone(svc string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	// The cheap checks first: most calls happen mid-rollout.
-	queue, err := s.ReadyQueue(svc)
-	if err != nil || len(queue) > 0 {
-		return false, err
-	}
-	turns, _, err := s.conn.Children(s.Tree.turnsDir(svc))
-	if err != nil && !errors.Is(err, zk.ErrNoNode) {
-		return false, fmt.Errorf("roll: list %s: %w", s.Tree.turnsDir(svc), err)
-	}
-	if len(turns) > 0 {
-		return false, nil
-	}
 	return s.rolledOut(svc, m.Version)
 }
 
 // TurnStateOf reads what the front of svc's ready queue would see, for
-// status: the verdict for the host that is next.
-func (s *Store) TurnStateOf(svc, host string) (TurnState, error) {
-	st, _, err := s.turnState(svc, host, false)
+// status, and the verdict for that host.
+func (s *Store) TurnStateOf(svc, host string) (TurnState, Verdict, error) {
+	st, err := s.turnState(svc, host)
 	if err != nil {
-		return st, err
+		return st, Verdict{}, err
 	}
-	st.ReadyFront = true
-	return st, nil
+	v, err := s.decide(svc, &st)
+	return st, v, err
 }
 
 // turnState reads everything Decide needs for host at the front of svc's
-// ready queue; with watch, it also returns watches that fire when any of it
-// changes. It costs a constant number of requests: lists, not per-host
-// reads.
-func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.Event, error) {
+// ready queue. It costs a constant number of requests: the service's
+// policy and its dependencies', lists, not per-host reads.
+func (s *Store) turnState(svc, host string) (TurnState, error) {
 	st := TurnState{Host: host, ReadyFront: true, Protocol: s.protocol}
-	var watches []<-chan zk.Event
-	add := func(ch <-chan zk.Event) {
-		if ch != nil {
-			watches = append(watches, ch)
-		}
-	}
-	services, err := s.Services()
+	services, err := s.policies(svc)
 	if err != nil {
-		return st, nil, err
+		return st, err
 	}
-	policy, ok := services[svc]
-	if !ok {
-		return st, nil, fmt.Errorf("roll: service %q is not in the catalog", svc)
-	}
-	st.Policy = policy
+	st.Policy = services[svc]
 
-	steps, ch, err := s.stepsW(watch)
+	steps, _, err := s.stepsW(false)
 	if err != nil {
-		return st, nil, err
+		return st, err
 	}
-	add(ch)
 	if len(steps) > 0 {
 		st.HeadStep = slices.Contains(steps[0].Services, svc)
 	}
-	queued := slices.ContainsFunc(steps, func(e StepEntry) bool { return slices.Contains(e.Services, svc) })
-	if !queued {
+	for _, e := range steps {
+		st.stepNames = append(st.stepNames, e.Name)
+	}
+	st.queued = slices.ContainsFunc(steps, func(e StepEntry) bool { return slices.Contains(e.Services, svc) })
+	if !st.queued {
 		// A straggler: a host that got the release after its service's step
 		// was done (it was down, or slow to fetch). It may catch up, under
 		// the same quorum and max_parallel, once most online hosts run the
 		// staged release; before any order, most do not.
 		caughtUp, err := s.mostRunStaged(svc)
 		if err != nil {
-			return st, nil, err
+			return st, err
 		}
 		st.HeadStep = caughtUp
 	}
 	deps := map[string]bool{}
-	for _, d := range Catalog(services).dependencies(svc) {
+	for _, d := range services.dependencies(svc) {
 		deps[d.name] = true
 	}
 	st.DepsDone = true
@@ -298,17 +387,11 @@ func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.
 	}
 
 	var root Root
-	data, _, ch, err := s.getW(s.Tree.Root, watch)
+	stat, err := s.getOptional(s.Tree.Root, &root)
 	if err != nil {
-		return st, nil, err
+		return st, err
 	}
-	add(ch)
-	if len(data) > 0 {
-		if err := decode(s.Tree.Root, data, &root); err != nil {
-			return st, nil, err
-		}
-	}
-	st.MinProtocol = root.MinProtocol
+	st.rootVersion, st.MinProtocol = stat.Version, root.MinProtocol
 
 	var ctl Control
 	var dctl DeployControl
@@ -317,17 +400,11 @@ func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.
 		v       node
 		version *int32
 	}{{s.Tree.Roll(svc), &ctl, &st.controlVersion}, {s.Tree.Deploy(), &dctl, &st.deployVersion}} {
-		data, stat, ch, err := s.getW(n.path, watch)
+		stat, err := s.getOptional(n.path, n.v)
 		if err != nil {
-			return st, nil, err
+			return st, err
 		}
 		*n.version = stat.Version
-		add(ch)
-		if len(data) > 0 {
-			if err := decode(n.path, data, n.v); err != nil {
-				return st, nil, err
-			}
-		}
 	}
 	st.Paused = ctl.Paused || dctl.Paused
 	if ctl.Halted != nil {
@@ -335,20 +412,61 @@ func (s *Store) turnState(svc, host string, watch bool) (TurnState, []<-chan zk.
 	}
 
 	if st.Members, err = s.Members(svc); err != nil {
-		return st, nil, err
+		return st, err
 	}
-	if st.Online, ch, err = s.childrenW(s.Tree.CurrentDir(svc), watch); err != nil {
-		return st, nil, err
+	if st.Online, _, err = s.childrenW(s.Tree.CurrentDir(svc), false); err != nil {
+		return st, err
 	}
-	add(ch)
-	if st.InTurn, ch, err = s.childrenW(s.Tree.turnsDir(svc), watch); err != nil {
-		return st, nil, err
+	if st.InTurn, _, err = s.childrenW(s.Tree.turnsDir(svc), false); err != nil {
+		return st, err
 	}
-	add(ch)
-	if st.Expired, err = s.expired(st.Policy, svc, st.Members, st.Online); err != nil {
-		return st, nil, err
+	return st, nil
+}
+
+// decide is Decide on st, reading which members have expired (into st)
+// only when that could change the verdict: the host is held on a
+// percentage quorum while a member is offline. Hosts in turn are offline
+// all through a rollout, so reading it each time would cost a request a
+// turn.
+func (s *Store) decide(svc string, st *TurnState) (Verdict, error) {
+	v := Decide(*st)
+	if v.on != onQuorum || st.Policy.Quorum.Percent == 0 {
+		return v, nil
 	}
-	return st, watches, nil
+	var err error
+	if st.Expired, err = s.expired(st.Policy, svc, st.Members, st.Online); err != nil || len(st.Expired) == 0 {
+		return v, err
+	}
+	return Decide(*st), nil
+}
+
+// policies reads the policy of svc and of every service it depends on,
+// directly or not: one read each, where the whole catalog would cost one a
+// service.
+func (s *Store) policies(svc string) (Catalog, error) {
+	c := Catalog{}
+	queue := []string{svc}
+	for len(queue) > 0 {
+		name := queue[0]
+		queue = queue[1:]
+		if _, ok := c[name]; ok {
+			continue
+		}
+		var pol Service
+		_, err := s.get(s.Tree.Service(name), &pol)
+		if errors.Is(err, zk.ErrNoNode) {
+			if err := s.CheckSeeded(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("roll: service %q is not in the catalog", name)
+		}
+		if err != nil {
+			return nil, err
+		}
+		c[name] = pol
+		queue = append(queue, pol.DependsOn...)
+	}
+	return c, nil
 }
 
 // expired lists the members of svc offline for longer than its
@@ -423,8 +541,19 @@ func (s *Store) childrenW(p string, watch bool) ([]string, <-chan zk.Event, erro
 
 // waitAny waits until one of chans fires or ctx ends.
 func waitAny(ctx context.Context, chans ...<-chan zk.Event) error {
-	cases := make([]reflect.SelectCase, 0, len(chans)+1)
+	return waitAnyOrTimeout(ctx, 0, chans...)
+}
+
+// waitAnyOrTimeout waits until one of chans fires, or d passes (0: never),
+// or ctx ends; only the end of ctx is an error.
+func waitAnyOrTimeout(ctx context.Context, d time.Duration, chans ...<-chan zk.Event) error {
+	cases := make([]reflect.SelectCase, 0, len(chans)+2)
 	cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())})
+	if d > 0 {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.C)})
+	}
 	for _, ch := range chans {
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 	}
@@ -510,6 +639,12 @@ func (s *Store) advance(ctx context.Context) error {
 		}
 		if err := waitAny(ctx, watches...); err != nil {
 			return err
+		}
+		// A rollout changes these nodes several times a turn; the host that
+		// finishes a turn advances the queue itself, so the advancer, the
+		// backstop, looks once a settle, not once a change.
+		if !clock.Sleep(ctx, fleetSettle) {
+			return ctx.Err()
 		}
 	}
 }

@@ -138,6 +138,36 @@ func rollout(t *testing.T, zkc *zktest.Cluster, root string, n int, quorum strin
 	return costs
 }
 
+// ZooKeeper cannot remove a watch: one a host sets on a node that changes
+// with every turn stays until it fires, long after the host has moved on,
+// and each such watch costs a notification per host per rollout. After a
+// rollout of hosts that mostly waited (max_parallel 1), no node the turn
+// reads is watched by more than one session.
+func TestIntegration_TurnsLeaveNoWatchesBehind(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	rollout(t, zkc, "/w", 8, "2", 1)
+	out, err := zkc.FourLetterWord(0, "wchp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	watchers := map[string]int{}
+	var at string
+	for _, l := range strings.Split(out, "\n") {
+		switch {
+		case strings.HasPrefix(l, "/"):
+			at = l
+		case strings.HasPrefix(strings.TrimSpace(l), "0x"):
+			watchers[at]++
+		}
+	}
+	for _, p := range []string{"/w", "/w/roll/db", "/w/deploy", "/w/current/db", "/w/roll/db/turns", "/w/services"} {
+		if watchers[p] > 1 {
+			t.Errorf("%s is watched by %d sessions after the rollout", p, watchers[p])
+		}
+	}
+	t.Logf("watches after the rollout: %v", watchers)
+}
+
 func TestIntegration_TurnsKeepQuorumAndMaxParallel(t *testing.T) {
 	zkc := zktest.Standalone(t)
 	rollout(t, zkc, "/p1", 8, "6", 2)
@@ -215,7 +245,7 @@ func TestIntegration_StragglerCatchesUpWithoutAStep(t *testing.T) {
 	set("h1", "v2")
 	set("h2", "v1")
 	set("h3", "v1")
-	st, err := s.TurnStateOf("db", "h3")
+	st, _, err := s.TurnStateOf("db", "h3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +294,7 @@ func TestIntegration_TakeTurnSeesAHaltRecordedMeanwhile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, _, err := s.turnState("db", "a", false)
+	st, err := s.turnState("db", "a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,7 +429,7 @@ func TestIntegration_SingleHostQuorumZeroUpgrades(t *testing.T) {
 			if _, err := admin.Order([][]string{{"db"}}); err != nil {
 				t.Fatal(err)
 			}
-			st, err := admin.TurnStateOf("db", h.name)
+			st, _, err := admin.TurnStateOf("db", h.name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -504,7 +534,7 @@ func TestIntegration_MixedFleetOnlyAllowedProtocolsTakeTurns(t *testing.T) {
 	if turns, err := admin.Turns("db"); err != nil || len(turns) != 0 {
 		t.Errorf("turns %v (%v), want none", turns, err)
 	}
-	st, err := admin.TurnStateOf("db", "old")
+	st, _, err := admin.TurnStateOf("db", "old")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -238,11 +238,10 @@ func (s *Store) deployOf(ss *ServiceStatus) error {
 		}
 		return nil
 	}
-	st, err := s.TurnStateOf(ss.Name, ss.Ready[0])
+	_, v, err := s.TurnStateOf(ss.Name, ss.Ready[0])
 	if err != nil {
 		return err
 	}
-	v := Decide(st)
 	ss.RollReady, ss.RollWait = v.Go, v.Wait
 	return nil
 }

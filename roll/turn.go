@@ -27,13 +27,33 @@ type TurnState struct {
 	// The versions of the control nodes read, which the take of the turn
 	// checks (see Store.takeTurn).
 	controlVersion, deployVersion int32
+	// What else was read, to tell whether it changed before a watch was
+	// set (see Store.watchBlocker).
+	rootVersion int32
+	stepNames   []string
+	queued      bool // the service is in a step of the deploy queue
 }
 
 // Verdict is Decide's answer: Go, or why not, in words for status.
 type Verdict struct {
 	Go   bool
 	Wait string
+
+	on blocker // the condition that holds the host: what to watch
 }
+
+// blocker is the first condition of Decide a host does not meet.
+type blocker int
+
+const (
+	onNothing blocker = iota
+	onProtocol
+	onControl // paused or halted
+	onStep    // not in the head step, or a dependency's step before it
+	onFront
+	onParallel
+	onQuorum
+)
 
 // Decide says whether the host may take its turn now. It may only if its
 // agent speaks the protocol the data center requires, the service is
@@ -46,17 +66,17 @@ type Verdict struct {
 func Decide(s TurnState) Verdict {
 	switch {
 	case s.Protocol < s.MinProtocol:
-		return Verdict{Wait: fmt.Sprintf("this agent speaks protocol %d, the data center requires %d: upgrade dcroll on this host", s.Protocol, s.MinProtocol)}
+		return Verdict{Wait: fmt.Sprintf("this agent speaks protocol %d, the data center requires %d: upgrade dcroll on this host", s.Protocol, s.MinProtocol), on: onProtocol}
 	case s.Paused:
-		return Verdict{Wait: "paused"}
+		return Verdict{Wait: "paused", on: onControl}
 	case s.Halted != "":
-		return Verdict{Wait: "halted: " + s.Halted}
+		return Verdict{Wait: "halted: " + s.Halted, on: onControl}
 	case !s.HeadStep:
-		return Verdict{Wait: "not in the head deploy step"}
+		return Verdict{Wait: "not in the head deploy step", on: onStep}
 	case !s.DepsDone:
-		return Verdict{Wait: "waiting for a dependency"}
+		return Verdict{Wait: "waiting for a dependency", on: onStep}
 	case !s.ReadyFront:
-		return Verdict{Wait: "not at the front of the ready queue"}
+		return Verdict{Wait: "not at the front of the ready queue", on: onFront}
 	}
 
 	inTurn := map[string]bool{}
@@ -70,7 +90,7 @@ func Decide(s TurnState) Verdict {
 	// seeded so) gets the seed default of 1.
 	maxParallel := max(s.Policy.MaxParallel, 1)
 	if len(inTurn) >= maxParallel {
-		return Verdict{Wait: fmt.Sprintf("max_parallel %d reached", maxParallel)}
+		return Verdict{Wait: fmt.Sprintf("max_parallel %d reached", maxParallel), on: onParallel}
 	}
 
 	// Quorum invariant: only members count, a host in turn is not serving
@@ -107,7 +127,7 @@ func Decide(s TurnState) Verdict {
 			// Waiting cannot help: the host itself leaves during its turn.
 			wait += "; it cannot be met while a member upgrades: lower it, or seed quorum = 0 if the service may be fully down during a turn"
 		}
-		return Verdict{Wait: wait}
+		return Verdict{Wait: wait, on: onQuorum}
 	}
 	return Verdict{Go: true}
 }

@@ -68,7 +68,7 @@ func (s *server) writeConfig(all []*server, ensemble bool) error {
 	fmt.Fprintf(&cfg, "admin.enableServer=false\n")
 	fmt.Fprintf(&cfg, "minSessionTimeout=400\n")
 	fmt.Fprintf(&cfg, "maxSessionTimeout=60000\n")
-	fmt.Fprintf(&cfg, "4lw.commands.whitelist=srvr,ruok,mntr,wchs\n")
+	fmt.Fprintf(&cfg, "4lw.commands.whitelist=srvr,ruok,mntr,wchs,wchp\n")
 	// No cap on connections per client address: the fleet simulator holds
 	// thousands of sessions from 127.0.0.1.
 	fmt.Fprintf(&cfg, "maxClientCnxns=0\n")
