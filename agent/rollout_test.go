@@ -431,11 +431,11 @@ func TestIntegration_FailedReleaseHaltsAndResumeContinues(t *testing.T) {
 	}
 	// The failed host went back to v1, and nobody else tried v2.
 	f.waitVersion("web", "v1", f.hosts)
-	st, err := f.admin.TurnStateOf("web", "next")
+	_, v, err := f.admin.TurnStateOf("web", "next")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := roll.Decide(st); v.Go || !strings.HasPrefix(v.Wait, "halted: "+halted.Host) {
+	if v.Go || !strings.HasPrefix(v.Wait, "halted: "+halted.Host) {
 		t.Fatalf("verdict while halted by %+v: %+v", halted, v)
 	}
 
