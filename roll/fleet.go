@@ -11,6 +11,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/dcroll/dcroll/internal/clock"
+	"github.com/dcroll/dcroll/state"
 )
 
 // The fleet view: how many hosts serve each version of a service, in one
@@ -31,6 +32,50 @@ type FleetView struct {
 	// /current/<svc>, when the advancer first saw it so: member_ttl is
 	// counted from then.
 	Gone map[string]time.Time `json:"gone,omitempty"`
+	// Hosts names the hosts of each version but the most common one
+	// (Common), for a version of at most FleetNamed hosts: status lists
+	// the hosts on an odd version without reading every host. A version
+	// with more hosts is counted in Versions only.
+	Hosts map[string][]string `json:"hosts,omitempty"`
+}
+
+// FleetNamed is the most hosts of one version a fleet view names.
+const FleetNamed = 100
+
+// Common is the version most hosts run, "" for an empty fleet; of
+// versions equally common, the newest (the agents' choice at boot too).
+func (v FleetView) Common() string {
+	return commonVersion(v.Versions)
+}
+
+func commonVersion(counts map[string]int) string {
+	best := ""
+	for ver, n := range counts {
+		if best == "" || n > counts[best] || n == counts[best] && state.CompareVersions(ver, best) > 0 {
+			best = ver
+		}
+	}
+	return best
+}
+
+// named gives the hosts of each version but the most common one, for the
+// versions of at most FleetNamed hosts, sorted: a view's Hosts.
+func named(known map[string]string, counts map[string]int) map[string][]string {
+	common := commonVersion(counts)
+	var out map[string][]string
+	for h, ver := range known {
+		if ver == common || counts[ver] > FleetNamed {
+			continue
+		}
+		if out == nil {
+			out = map[string][]string{}
+		}
+		out[ver] = append(out[ver], h)
+	}
+	for _, hs := range out {
+		slices.Sort(hs)
+	}
+	return out
 }
 
 // Expired lists the hosts gone for longer than ttl at now (none if ttl is
@@ -63,7 +108,18 @@ func (v FleetView) validate() error {
 	if v.Online != n {
 		return fmt.Errorf("online %d, but the versions count %d hosts", v.Online, n)
 	}
-	return validNames("gone", "host", slices.Collect(maps.Keys(v.Gone)))
+	if err := validNames("gone", "host", slices.Collect(maps.Keys(v.Gone))); err != nil {
+		return err
+	}
+	for ver, hs := range v.Hosts {
+		if len(hs) > v.Versions[ver] {
+			return fmt.Errorf("hosts: %d named on %s, which counts %d", len(hs), ver, v.Versions[ver])
+		}
+		if err := validNames("hosts", "host", hs); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (t Tree) fleetDir() string { return t.join("fleet") }
@@ -241,7 +297,9 @@ func (s *Store) summarizeOnce(known map[string]map[string]string, written map[st
 			return nil, err
 		}
 		v.Gone = gone(members, present, old.Gone, time.Now().UTC())
-		if ok && old.Online == v.Online && maps.Equal(old.Versions, v.Versions) && maps.Equal(old.Gone, v.Gone) {
+		v.Hosts = named(k, v.Versions)
+		if ok && old.Online == v.Online && maps.Equal(old.Versions, v.Versions) && maps.Equal(old.Gone, v.Gone) &&
+			maps.EqualFunc(old.Hosts, v.Hosts, slices.Equal) {
 			continue
 		}
 		v.At = time.Now().UTC()

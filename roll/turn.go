@@ -64,21 +64,10 @@ const (
 // fully down; a percentage is taken of the members that have not expired).
 // Wait gives the first unmet condition, in that order.
 func Decide(s TurnState) Verdict {
-	switch {
-	case s.Protocol < s.MinProtocol:
-		return Verdict{Wait: fmt.Sprintf("this agent speaks protocol %d, the data center requires %d: upgrade dcroll on this host", s.Protocol, s.MinProtocol), on: onProtocol}
-	case s.Paused:
-		return Verdict{Wait: "paused", on: onControl}
-	case s.Halted != "":
-		return Verdict{Wait: "halted: " + s.Halted, on: onControl}
-	case !s.HeadStep:
-		return Verdict{Wait: "not in the head deploy step", on: onStep}
-	case !s.DepsDone:
-		return Verdict{Wait: "waiting for a dependency", on: onStep}
-	case !s.ReadyFront:
-		return Verdict{Wait: "not at the front of the ready queue", on: onFront}
+	c := turnCounts{
+		Policy: s.Policy, Protocol: s.Protocol, MinProtocol: s.MinProtocol, Paused: s.Paused, Halted: s.Halted,
+		HeadStep: s.HeadStep, DepsDone: s.DepsDone, ReadyFront: s.ReadyFront,
 	}
-
 	inTurn := map[string]bool{}
 	for _, h := range s.InTurn {
 		if h != s.Host {
@@ -86,12 +75,8 @@ func Decide(s TurnState) Verdict {
 		}
 	}
 	// A turn is a held lock whether or not its holder is still a member, so
-	// every holder counts against max_parallel. A policy without one (never
-	// seeded so) gets the seed default of 1.
-	maxParallel := max(s.Policy.MaxParallel, 1)
-	if len(inTurn) >= maxParallel {
-		return Verdict{Wait: fmt.Sprintf("max_parallel %d reached", maxParallel), on: onParallel}
-	}
+	// every holder counts against max_parallel.
+	c.InTurn = len(inTurn)
 
 	// Quorum invariant: only members count, a host in turn is not serving
 	// whatever current says, and Host itself is about to leave. A member
@@ -106,24 +91,65 @@ func Decide(s TurnState) Verdict {
 			online[h] = true
 		}
 	}
-	expired := 0
 	for _, h := range s.Expired {
 		if members[h] && !online[h] {
 			delete(members, h)
-			expired++
+			c.Expired++
 		}
 	}
-	stay := len(online)
-	if online[s.Host] {
+	c.Members, c.Online = len(members), len(online)
+	c.HostOnline, c.HostMember = online[s.Host], members[s.Host]
+	return decideCounts(c)
+}
+
+// turnCounts is a TurnState reduced to what Decide judges: the sets
+// counted. Status judges the front of a ready queue on counts alone (see
+// Store.Summary).
+type turnCounts struct {
+	Policy                         Service
+	Protocol, MinProtocol          int
+	Paused                         bool
+	Halted                         string
+	HeadStep, DepsDone, ReadyFront bool
+	InTurn                         int // hosts in turn, the host itself left out
+	Members                        int // members that have not expired
+	Online                         int // of them, online and not in turn
+	Expired                        int // members left out for member_ttl
+	HostOnline, HostMember         bool
+}
+
+func decideCounts(s turnCounts) Verdict {
+	switch {
+	case s.Protocol < s.MinProtocol:
+		return Verdict{Wait: fmt.Sprintf("this agent speaks protocol %d, the data center requires %d: upgrade dcroll on this host", s.Protocol, s.MinProtocol), on: onProtocol}
+	case s.Paused:
+		return Verdict{Wait: "paused", on: onControl}
+	case s.Halted != "":
+		return Verdict{Wait: "halted: " + s.Halted, on: onControl}
+	case !s.HeadStep:
+		return Verdict{Wait: "not in the head deploy step", on: onStep}
+	case !s.DepsDone:
+		return Verdict{Wait: "waiting for a dependency", on: onStep}
+	case !s.ReadyFront:
+		return Verdict{Wait: "not at the front of the ready queue", on: onFront}
+	}
+	// A policy without max_parallel (never seeded so) gets the seed
+	// default of 1.
+	maxParallel := max(s.Policy.MaxParallel, 1)
+	if s.InTurn >= maxParallel {
+		return Verdict{Wait: fmt.Sprintf("max_parallel %d reached", maxParallel), on: onParallel}
+	}
+	stay := s.Online
+	if s.HostOnline {
 		stay--
 	}
-	need := s.Policy.Quorum.Need(len(members))
+	need := s.Policy.Quorum.Need(s.Members)
 	if stay < need {
-		wait := fmt.Sprintf("waiting for quorum: %d online of %d members, quorum %d", len(online), len(members), need)
-		if expired > 0 {
-			wait += fmt.Sprintf(" (%d more offline for longer than member_ttl, not counted)", expired)
+		wait := fmt.Sprintf("waiting for quorum: %d online of %d members, quorum %d", s.Online, s.Members, need)
+		if s.Expired > 0 {
+			wait += fmt.Sprintf(" (%d more offline for longer than member_ttl, not counted)", s.Expired)
 		}
-		if members[s.Host] && need >= len(members) {
+		if s.HostMember && need >= s.Members {
 			// Waiting cannot help: the host itself leaves during its turn.
 			wait += "; it cannot be met while a member upgrades: lower it, or seed quorum = 0 if the service may be fully down during a turn"
 		}
