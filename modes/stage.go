@@ -191,6 +191,15 @@ func checkStageable(store *roll.Store, svc, version string) error {
 	if _, ok := services[svc]; !ok {
 		return fmt.Errorf("service %q is not in the catalog (%s); add it to the seed file and run `dcroll seed`", svc, strings.Join(roll.Catalog(services).Names(), ", "))
 	}
+	// The fleet view first: one read. Only a view that says every online
+	// host runs version is checked against every host.
+	v, err := store.FleetView(svc)
+	if err != nil && !errors.Is(err, roll.ErrBadNode) {
+		return err
+	}
+	if err == nil && (v.Online == 0 || v.Versions[version] != v.Online) {
+		return nil
+	}
 	cur, err := store.CurrentOf(svc)
 	if err != nil {
 		return err
@@ -277,6 +286,9 @@ func printStaged(env *Env, svc string, man roll.Manifest) {
 
 // serve shows the hosts' progress until every online member of svc has the
 // release, ctx ends or the timeout passes. The HTTP server runs meanwhile.
+// Each look costs a constant number of small requests (StageCounts); the
+// hosts are named (StageNames) only when few lack the release, and then
+// only when the counts moved or a while passed.
 func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc string, man roll.Manifest, swarm *fetch.Swarm) error {
 	sent := func() string {
 		if swarm == nil {
@@ -299,10 +311,11 @@ func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc 
 			progressbar.OptionSetPredictTime(false),
 			progressbar.OptionClearOnFinish())
 	}
+	w := progressWatch{store: store, svc: svc, man: man}
 	var last stageProgress
 	shown := false
 	for {
-		p, err := readProgress(store, svc, man)
+		p, err := w.read()
 		if err != nil {
 			// A display refresh: ride out a ZooKeeper hiccup, but say so.
 			fmt.Fprintf(env.Stderr, "dcroll stage: %v (retrying)\n", err)
@@ -314,11 +327,11 @@ func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc 
 				return errors.New(p.replaced)
 			}
 			if bar != nil {
-				bar.ChangeMax(max(p.online, 1))
+				bar.ChangeMax(max(p.Online, 1))
 				bar.Describe(svc + " " + man.Version + ": hosts ready" + sent())
-				bar.Set(p.ready)
-			} else if !shown || p.ready != last.ready || p.online != last.online {
-				fmt.Fprintf(env.Stdout, "%s %s: %d/%d hosts ready%s\n", svc, man.Version, p.ready, p.online, sent())
+				bar.Set(p.Ready)
+			} else if !shown || p.Ready != last.Ready || p.Online != last.Online {
+				fmt.Fprintf(env.Stdout, "%s %s: %d/%d hosts ready%s\n", svc, man.Version, p.Ready, p.Online, sent())
 			}
 			for _, h := range slices.Sorted(maps.Keys(p.overHTTP)) {
 				if why := p.overHTTP[h]; last.overHTTP[h] != why || !shown {
@@ -329,11 +342,11 @@ func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc 
 				}
 			}
 			last, shown = p, true
-			if p.online > 0 && p.ready == p.online {
+			if p.Online > 0 && p.Ready == p.Online && p.Named {
 				if bar != nil {
 					bar.Finish()
 				}
-				fmt.Fprintf(env.Stdout, "%s %s: every online host (%d) has the release; done serving%s\n", svc, man.Version, p.online, sent())
+				fmt.Fprintf(env.Stdout, "%s %s: every online host (%d) has the release; done serving%s\n", svc, man.Version, p.Online, sent())
 				return nil
 			}
 		}
@@ -343,27 +356,43 @@ func (m *stageMode) serve(ctx context.Context, env *Env, store *roll.Store, svc 
 				bar.Clear()
 			}
 			fmt.Fprintf(env.Stdout, "%s %s: interrupted with %d/%d hosts ready; the release stays staged and hosts can still fetch it from peers that have it\n",
-				svc, man.Version, last.ready, last.online)
+				svc, man.Version, last.Ready, last.Online)
 			return nil
 		case <-timeout.C:
 			if bar != nil {
 				bar.Clear()
 			}
-			notReady := "none online"
-			if len(last.notReady) > 0 {
-				notReady = strings.Join(last.notReady, ", ")
+			if p, err := store.StageNames(svc, man.Version, 0); err == nil {
+				last.Progress = p
 			}
 			return fmt.Errorf("%s %s: timed out after %s with %d/%d hosts ready; not ready: %s (the release stays staged; hosts fetch it from peers that have it, or run stage again with --replace)",
-				svc, man.Version, m.timeout, last.ready, last.online, notReady)
+				svc, man.Version, m.timeout, last.Ready, last.Online, nameSome(last.NotReady, "none online"))
 		case <-tick.C:
 		}
 	}
 }
 
+// stageNamed is how many hosts without the release stage names, and how
+// often at most it reads their names again while the counts stand still.
+const (
+	stageNamed      = 20
+	stageNamesEvery = 10 * time.Second
+)
+
+// nameSome lists the first stageNamed names, and how many more there are.
+func nameSome(names []string, none string) string {
+	if len(names) == 0 {
+		return none
+	}
+	if len(names) <= stageNamed {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:stageNamed], ", "), len(names)-stageNamed)
+}
+
 // stageProgress is how far the hosts are with a staged release.
 type stageProgress struct {
-	online, ready int
-	notReady      []string
+	roll.Progress
 	// overHTTP is why each host not yet ready fetches over HTTP rather
 	// than BitTorrent, if it says so.
 	overHTTP map[string]string
@@ -371,61 +400,68 @@ type stageProgress struct {
 	replaced string
 }
 
-// readProgress counts the online members of svc and those that have the
-// release: in the ready queue, holding a turn, or already running it.
-func readProgress(store *roll.Store, svc string, man roll.Manifest) (stageProgress, error) {
+// progressWatch reads the progress of one staged release again and again.
+type progressWatch struct {
+	store *roll.Store
+	svc   string
+	man   roll.Manifest
+	// zxid is the write of the manifest last seen to be ours.
+	zxid int64
+	// counts are the last counts; named the last progress read by name,
+	// and when.
+	counts  [2]int
+	named   roll.Progress
+	namedAt time.Time
+}
+
+// read counts the online members of svc and those that have the release:
+// in the ready queue, holding a turn, or already running it.
+func (w *progressWatch) read() (stageProgress, error) {
 	var p stageProgress
-	now, err := store.Manifest(svc)
-	if errors.Is(err, roll.ErrNotStaged) {
-		p.replaced = fmt.Sprintf("%s %s was unstaged meanwhile (dcroll abort?); stopped serving", svc, man.Version)
+	zxid, err := w.store.StagedZxid(w.svc)
+	if err != nil {
+		return p, err
+	}
+	if zxid == 0 {
+		p.replaced = fmt.Sprintf("%s %s was unstaged meanwhile (dcroll abort?); stopped serving", w.svc, w.man.Version)
 		return p, nil
 	}
-	if err != nil {
-		return p, err
-	}
-	if now.Version != man.Version || now.SHA256 != man.SHA256 || !now.Staged.Equal(man.Staged) {
-		p.replaced = fmt.Sprintf("%s %s was replaced meanwhile by %s, staged by %s; stopped serving", svc, man.Version, now.Version, now.By)
-		return p, nil
-	}
-	members, err := store.Members(svc)
-	if err != nil {
-		return p, err
-	}
-	cur, err := store.CurrentOf(svc)
-	if err != nil {
-		return p, err
-	}
-	queue, err := store.ReadyQueue(svc)
-	if err != nil {
-		return p, err
-	}
-	turns, err := store.Turns(svc)
-	if err != nil {
-		return p, err
-	}
-	hosts, err := store.Hosts()
-	if err != nil {
-		return p, err
-	}
-	p.overHTTP = map[string]string{}
-	ready := map[string]bool{}
-	for _, e := range queue {
-		ready[e.Host] = true
-	}
-	for h := range turns {
-		ready[h] = true
-	}
-	for _, h := range members {
-		c, online := cur[h]
-		if !online {
-			continue
+	if zxid != w.zxid {
+		// Written since it was last seen ours: read it (staging the same
+		// release again writes it too).
+		now, err := w.store.Manifest(w.svc)
+		if errors.Is(err, roll.ErrNotStaged) {
+			p.replaced = fmt.Sprintf("%s %s was unstaged meanwhile (dcroll abort?); stopped serving", w.svc, w.man.Version)
+			return p, nil
 		}
-		p.online++
-		if ready[h] || c.Version == man.Version {
-			p.ready++
+		if err != nil {
+			return p, err
+		}
+		if now.Version != w.man.Version || now.SHA256 != w.man.SHA256 || !now.Staged.Equal(w.man.Staged) {
+			p.replaced = fmt.Sprintf("%s %s was replaced meanwhile by %s, staged by %s; stopped serving", w.svc, w.man.Version, now.Version, now.By)
+			return p, nil
+		}
+		w.zxid = zxid
+	}
+	if p.Progress, err = w.store.StageCounts(w.svc, w.man.Version, stageNamed); err != nil {
+		return p, err
+	}
+	counts := [2]int{p.Online, p.Ready}
+	if !p.Named && p.Online-p.Ready <= stageNamed {
+		if counts != w.counts || time.Since(w.namedAt) >= stageNamesEvery {
+			if p.Progress, err = w.store.StageNames(w.svc, w.man.Version, stageNamed); err != nil {
+				return p, err
+			}
+			w.named, w.namedAt = p.Progress, time.Now()
 		} else {
-			p.notReady = append(p.notReady, h)
-			if f, ok := hosts[h].Fetching[svc]; ok && f.Version == man.Version && f.Via == roll.ViaHTTP {
+			p.Progress = w.named // the counts stand still: so do the names
+		}
+	}
+	w.counts = counts
+	if p.Named {
+		p.overHTTP = map[string]string{}
+		for h, a := range p.Agents {
+			if f, ok := a.Fetching[w.svc]; ok && f.Version == w.man.Version && f.Via == roll.ViaHTTP {
 				p.overHTTP[h] = f.Why
 			}
 		}

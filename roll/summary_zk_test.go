@@ -266,3 +266,37 @@ func TestIntegration_SummaryWatchIsQuietUntilAChange(t *testing.T) {
 		t.Errorf("wait until %v returned %v at %v", until, err, time.Now())
 	}
 }
+
+// stage's look at the progress costs the same at 20 hosts as at 200, and
+// its look by name finds the hosts without the release.
+func TestIntegration_StageCountsCostDoesNotGrowWithTheFleet(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	ops := map[int]int64{}
+	for _, n := range []int{20, 200} {
+		root := fmt.Sprintf("/progress%d", n)
+		buildFleet(t, connect(t, zkc, root), n)
+		probe := connect(t, zkc, root)
+		before := probe.Ops()
+		p, err := probe.StageCounts("web", "v2", 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ops[n] = probe.Ops() - before
+		// Online members: all but w-gone1 and w-gone2; ready: the queue
+		// and w-slow's turn; w-odd and w-stuck lack it.
+		if p.Named || p.Online != n+3 || p.Ready != n+1 {
+			t.Errorf("%d hosts: counts %+v, want %d online, %d ready", n, p, n+3, n+1)
+		}
+		p, err = probe.StageNames("web", "v2", 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !p.Named || p.Online != n+3 || p.Ready != n+1 || !slices.Equal(p.NotReady, []string{"w-odd", "w-stuck"}) ||
+			p.Agents["w-stuck"].Stuck["web"] == "" {
+			t.Errorf("%d hosts: by name %+v", n, p)
+		}
+	}
+	if ops[200] != ops[20] {
+		t.Errorf("stage's count made %d requests at 200 hosts, %d at 20", ops[200], ops[20])
+	}
+}
