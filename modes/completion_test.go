@@ -123,7 +123,7 @@ func TestCompletionRequests(t *testing.T) {
 	}
 	// Descriptions are the modes' synopses and the flags' usages.
 	r := dcroll(t, "__complete", "sta")
-	if !strings.Contains(r.stdout, "status\tshow the fleet: per service and per host") {
+	if !strings.Contains(r.stdout, "status\tshow the fleet: per service, the deploy, and the hosts that need attention") {
 		t.Errorf("status is not described by its synopsis:\n%s", r.stdout)
 	}
 	r = dcroll(t, "__complete", "status", "--config")

@@ -338,7 +338,7 @@ func TestIntegration_StageServes(t *testing.T) {
 			t.Fatal(err)
 		}
 		testutil.Eventually(t, 10*time.Second, progress("db 2.0: h2 fetches over HTTP, not BitTorrent: "+why))
-		st := dcroll(t, statusArgs(t, zkc, root)...)
+		st := dcroll(t, statusArgs(t, zkc, root, "h2")...)
 		if row := strings.Join(tableRow(st.stdout, "h2"), " "); !strings.Contains(row, "db=1.0 (fetching 2.0 over HTTP, not BitTorrent: "+why+")") {
 			t.Errorf("status row of h2 is %q, want it to show the download over HTTP and why\n%s", row, st)
 		}

@@ -158,7 +158,7 @@ func TestManPageWithManDB(t *testing.T) {
 	if err != nil {
 		t.Fatalf("man -l: %v\n%s", err, out)
 	}
-	for _, want := range []string{"DCROLL(1)", "dcroll manual", "dcroll status [--json]", "--view-interval duration"} {
+	for _, want := range []string{"DCROLL(1)", "dcroll manual", "dcroll status [--hosts | HOST...]", "--view-interval duration"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("man -l does not show %q:\n%s", want, out)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/dcroll/dcroll/config"
 	"github.com/dcroll/dcroll/roll"
 )
 
@@ -20,32 +21,53 @@ func init() { register("status", func() mode { return &statusMode{} }) }
 
 type statusMode struct {
 	json     bool
+	summary  bool
+	hosts    bool
 	watch    bool
 	interval time.Duration
 }
 
 func (*statusMode) Synopsis() string {
-	return "show the fleet: per service and per host, online, offline, versions"
+	return "show the fleet: per service, the deploy, and the hosts that need attention"
 }
 
 func (m *statusMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs := pflag.NewFlagSet("status", pflag.ContinueOnError)
-	fs.BoolVar(&m.json, "json", false, "print JSON (schema in the README; fields are only ever added)")
-	fs.BoolVar(&m.watch, "watch", false, "refresh until interrupted")
-	fs.DurationVar(&m.interval, "interval", 2*time.Second, "refresh interval with --watch")
-	return fs, "status [--json] [--watch [--interval 2s]]", `
-Per service: its policy (quorum, max_parallel, dependencies), its members,
-which are online (serving and healthy, in /current) and which offline
-(members not in /current), and how many hosts run each version. The
-deploy: the queue of steps (the first is rolling), and per staged service
-its version, how many hosts are ready (hold it verified), which are
+	fs.BoolVar(&m.json, "json", false, "print JSON: the full status (schema in the README; fields are only ever added)")
+	fs.BoolVar(&m.summary, "summary", false, "with --json: print the summary instead of the full status")
+	fs.BoolVar(&m.hosts, "hosts", false, "show every host, one line each (reads every host)")
+	fs.BoolVar(&m.watch, "watch", false, "redraw on every change until interrupted")
+	fs.DurationVar(&m.interval, "interval", 2*time.Second, "with --watch, the least time between two redraws")
+	return fs, "status [--hosts | HOST...] [--json [--summary]] [--watch [--interval 2s]]", `
+Per service: its policy (quorum, max_parallel, dependencies), how many
+members it has, how many are online (serving and healthy, in /current) and
+offline (members not in /current), and how many hosts run each version.
+The deploy: the queue of steps (the first is rolling), and per staged
+service its version, how many hosts are ready (hold it verified), which are
 upgrading, and whether the next host may take its turn or what it waits
-for. Per host: whether its agent is up and what it serves.`
+for. Then the hosts that need attention, at most 20 of each kind per
+service: offline members, hosts on a version that is neither the fleet's
+most common nor the staged one, hosts that cannot get the staged release
+(stuck), and hosts in a turn for longer than twice the health deadline.
+
+This summary is read from counts (the fleet view each service keeps), so
+its cost does not grow with the fleet. --hosts shows every host instead,
+and HOST... the named hosts alone. --json prints the full status, as
+--hosts reads it; --json --summary the summary. --watch redraws when
+something changes (ZooKeeper watches), at most once per --interval.`
 }
 
 func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
-	if len(args) > 0 {
-		return usageErr("unexpected argument %q", args[0])
+	for _, h := range args {
+		if !config.ValidName(h) {
+			return usageErr("host %q is not a valid host name", h)
+		}
+	}
+	if m.hosts && len(args) > 0 {
+		return usageErr("--hosts shows every host: name no hosts with it")
+	}
+	if m.summary && (!m.json || m.hosts || len(args) > 0) {
+		return usageErr("--summary goes with --json alone: the text is the summary unless --hosts or hosts are named")
 	}
 	if m.interval <= 0 {
 		return usageErr("--interval must be positive")
@@ -55,37 +77,220 @@ func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	defer store.Close()
-	tick := time.NewTicker(m.interval)
-	defer tick.Stop()
+	var watch *roll.SummaryWatch
+	if m.watch {
+		watch = store.WatchSummary()
+	}
 	for {
-		st, err := store.Status()
+		drawn := time.Now()
+		next, err := m.show(env, store, watch, args)
 		if err != nil {
 			if !m.watch {
 				return err
 			}
 			// A watch rides out a ZooKeeper outage or a leader change.
 			fmt.Fprintf(env.Stderr, "dcroll status: %v (retrying every %s)\n", err, m.interval)
-		} else if m.json {
-			enc := json.NewEncoder(env.Stdout)
-			enc.SetIndent("", "  ")
-			if err := enc.Encode(st); err != nil {
-				return err
-			}
-		} else {
-			if m.watch && isTerminal(env.Stdout) {
-				fmt.Fprint(env.Stdout, "\x1b[H\x1b[2J")
-			}
-			printStatus(env.Stdout, st)
+			next = time.Now()
 		}
 		if !m.watch {
 			return nil
 		}
+		if len(args) > 0 {
+			next = time.Now() // the named hosts are read again each interval
+		}
+		if watch.Wait(ctx, next) != nil {
+			return nil
+		}
+		// At most one redraw per interval, however busy the fleet.
+		t := time.NewTimer(time.Until(drawn.Add(m.interval)))
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
-		case <-tick.C:
+		case <-t.C:
 		}
 	}
+}
+
+// show reads and prints the status once, and says when a judgement of time
+// changes next. With watch, it reads the summary through it, leaving
+// watches on what changes the summary: the trigger of the next redraw
+// whatever is shown.
+func (m *statusMode) show(env *Env, store *roll.Store, watch *roll.SummaryWatch, hosts []string) (time.Time, error) {
+	var sum *roll.FleetSummary
+	var err error
+	if watch != nil {
+		sum, err = watch.Read()
+	} else if !m.hosts && len(hosts) == 0 && (!m.json || m.summary) {
+		sum, err = store.Summary()
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	var next time.Time
+	if sum != nil {
+		next = sum.NextChange
+	}
+	clear := func() {
+		if m.watch && !m.json && isTerminal(env.Stdout) {
+			fmt.Fprint(env.Stdout, "\x1b[H\x1b[2J")
+		}
+	}
+	switch {
+	case len(hosts) > 0:
+		hs, err := store.HostsStatus(hosts)
+		if err != nil {
+			return next, err
+		}
+		st := &roll.FleetStatus{Root: store.Tree.Root, Time: time.Now().UTC(), Services: []roll.ServiceStatus{}, Hosts: hs}
+		if m.json {
+			return next, printJSON(env.Stdout, struct {
+				Root  string            `json:"root"`
+				Time  time.Time         `json:"time"`
+				Hosts []roll.HostStatus `json:"hosts"`
+			}{st.Root, st.Time, st.Hosts})
+		}
+		clear()
+		fmt.Fprintf(env.Stdout, "data center %s at %s\n\n", st.Root, st.Time.Format(time.RFC3339))
+		printHosts(env.Stdout, st)
+	case m.hosts || (m.json && !m.summary):
+		st, err := store.Status()
+		if err != nil {
+			return next, err
+		}
+		if m.json {
+			return next, printJSON(env.Stdout, st)
+		}
+		clear()
+		printStatus(env.Stdout, st)
+	case m.json:
+		return next, printJSON(env.Stdout, sum)
+	default:
+		clear()
+		printSummary(env.Stdout, sum)
+	}
+	return next, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printSummary prints the summary: a line per service, the deploy, and the
+// hosts that need attention.
+func printSummary(w io.Writer, st *roll.FleetSummary) {
+	fmt.Fprintf(w, "data center %s at %s\n\n", st.Root, st.Time.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SERVICE\tONLINE\tQUORUM\tPARALLEL\tDEPENDS ON\tVERSIONS\tOFFLINE")
+	for _, s := range st.Services {
+		deps := strings.Join(s.Policy.DependsOn, ",")
+		if deps == "" {
+			deps = "-"
+		}
+		offline := "-"
+		if s.Offline > 0 {
+			offline = fmt.Sprint(s.Offline)
+			if s.Expired > 0 {
+				offline += fmt.Sprintf(" (%d expired)", s.Expired)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Online, s.Members,
+			quorumText(s.QuorumHosts, s.Policy.Quorum), s.Policy.MaxParallel, deps, versions(s.Versions), offline)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	rows := make([]deployRow, 0, len(st.Services))
+	for _, s := range st.Services {
+		rows = append(rows, deployRow{name: s.Name, staged: s.Staged, ready: s.Ready, online: s.Online, next: s.Next,
+			upgrading: s.Upgrading, paused: s.Paused, halted: s.Halted, rollReady: s.RollReady, rollWait: s.RollWait})
+	}
+	printDeployRows(w, st.Deploy, rows)
+	printAttention(w, st)
+}
+
+// printAttention lists the hosts that need attention, a line per host and
+// service, and counts those left out.
+func printAttention(w io.Writer, st *roll.FleetSummary) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	listed := false
+	for _, s := range st.Services {
+		for _, a := range s.Attention {
+			if !listed {
+				fmt.Fprintln(tw, "HOST\tSERVICE\tAGENT\tNEEDS ATTENTION")
+				listed = true
+			}
+			agent := "down"
+			if a.AgentUp {
+				agent = "up " + a.Agent
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Host, s.Name, agent, describeAttention(s, a))
+		}
+	}
+	tw.Flush()
+	if !listed {
+		fmt.Fprintln(w, "no host needs attention")
+	}
+	for _, s := range st.Services {
+		var more []string
+		for _, kind := range []string{roll.AttentionLongTurn, roll.AttentionStuck, roll.AttentionOffline, roll.AttentionOddVersion} {
+			if n := s.Unlisted[kind]; n > 0 {
+				more = append(more, fmt.Sprintf("%d %s", n, attentionNames[kind]))
+			}
+		}
+		if len(more) > 0 {
+			fmt.Fprintf(w, "%s: %s more (dcroll status --hosts lists every host)\n", s.Name, strings.Join(more, ", "))
+		}
+		if s.Counted {
+			fmt.Fprintf(w, "%s: no fleet view yet (no agent keeps one): counted from every host\n", s.Name)
+		}
+	}
+}
+
+var attentionNames = map[string]string{
+	roll.AttentionLongTurn:   "in a long turn",
+	roll.AttentionStuck:      "stuck",
+	roll.AttentionOffline:    "offline",
+	roll.AttentionOddVersion: "on an odd version",
+}
+
+// describeAttention says why a host needs attention.
+func describeAttention(s roll.ServiceSummary, a roll.Attention) string {
+	var why string
+	switch a.Kind {
+	case roll.AttentionOffline:
+		why = "offline"
+		if !a.Since.IsZero() {
+			why += " since " + a.Since.Format(time.RFC3339)
+		}
+		if a.Expired {
+			why += " (expired: longer than member_ttl, not counted in a percentage quorum)"
+		}
+	case roll.AttentionOddVersion:
+		why = fmt.Sprintf("on %s, not the fleet's %s", a.Version, s.Common)
+		if s.Staged != "" {
+			why = fmt.Sprintf("on %s, neither the fleet's %s nor the staged %s", a.Version, s.Common, s.Staged)
+		}
+	case roll.AttentionStuck:
+		return "stuck: " + a.Why
+	case roll.AttentionLongTurn:
+		why = fmt.Sprintf("upgrading %s -> %s since %s, longer than %s", a.From, a.Version, a.Since.Format(time.RFC3339), roll.LongTurn(s.Policy))
+	default:
+		why = a.Kind
+	}
+	if a.Why != "" {
+		why += "; stuck: " + a.Why
+	}
+	return why
+}
+
+// quorumText renders a quorum in hosts and as seeded.
+func quorumText(hosts int, q roll.Quorum) string {
+	if q.Zero() {
+		return "0 (may be fully down)"
+	}
+	return fmt.Sprintf("%d (%s)", hosts, q)
 }
 
 func printStatus(w io.Writer, st *roll.FleetStatus) {
@@ -108,17 +313,27 @@ func printStatus(w io.Writer, st *roll.FleetStatus) {
 		if offline == "" {
 			offline = "-"
 		}
-		quorum := fmt.Sprintf("%d (%s)", s.QuorumHosts, s.Policy.Quorum)
-		if s.Policy.Quorum.Zero() {
-			quorum = "0 (may be fully down)"
-		}
 		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", s.Name, len(s.Online), len(s.Members),
-			quorum, s.Policy.MaxParallel, deps, versions(s.Versions), offline)
+			quorumText(s.QuorumHosts, s.Policy.Quorum), s.Policy.MaxParallel, deps, versions(s.Versions), offline)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
-	printDeploy(w, st)
-	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	rows := make([]deployRow, 0, len(st.Services))
+	for _, s := range st.Services {
+		next := ""
+		if len(s.Ready) > 0 {
+			next = s.Ready[0]
+		}
+		rows = append(rows, deployRow{name: s.Name, staged: s.Staged, ready: len(s.Ready), online: len(s.Online), next: next,
+			upgrading: s.Upgrading, paused: s.Paused, halted: s.Halted, rollReady: s.RollReady, rollWait: s.RollWait})
+	}
+	printDeployRows(w, st.Deploy, rows)
+	printHosts(w, st)
+}
+
+// printHosts prints a line per host: its agent and what it serves.
+func printHosts(w io.Writer, st *roll.FleetStatus) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tAGENT\tSERVICES")
 	for _, h := range st.Hosts {
 		agent := "down"
@@ -175,10 +390,21 @@ func versions(counts map[string]int) string {
 	return strings.Join(parts, " ")
 }
 
-// printDeploy prints the deploy section: the queue, then one line per
+// deployRow is one service in the deploy section.
+type deployRow struct {
+	name, staged  string
+	ready, online int
+	next          string
+	upgrading     []string
+	paused        bool
+	halted        *roll.Failure
+	rollReady     bool
+	rollWait      string
+}
+
+// printDeployRows prints the deploy section: the queue, then one line per
 // service with something staged, paused, halted or upgrading.
-func printDeploy(w io.Writer, st *roll.FleetStatus) {
-	d := st.Deploy
+func printDeployRows(w io.Writer, d roll.DeployStatus, all []deployRow) {
 	head := "DEPLOY"
 	if d.Paused {
 		head += "  paused (dcroll resume)"
@@ -194,9 +420,9 @@ func printDeploy(w io.Writer, st *roll.FleetStatus) {
 		}
 		fmt.Fprintf(w, "step %d: %s%s\n", i+1, strings.Join(step.Services, ","), mark)
 	}
-	var rows []roll.ServiceStatus
-	for _, s := range st.Services {
-		if s.Staged != "" || s.Paused || s.Halted != nil || len(s.Upgrading) > 0 {
+	var rows []deployRow
+	for _, s := range all {
+		if s.staged != "" || s.paused || s.halted != nil || len(s.upgrading) > 0 {
 			rows = append(rows, s)
 		}
 	}
@@ -205,31 +431,34 @@ func printDeploy(w io.Writer, st *roll.FleetStatus) {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "STAGED\tVERSION\tREADY\tUPGRADING\tROLL")
 		for _, s := range rows {
-			staged := s.Staged
+			staged := s.staged
 			if staged == "" {
 				staged = "-"
 			}
-			upgrading := strings.Join(s.Upgrading, ",")
+			upgrading := strings.Join(s.upgrading, ",")
+			if len(s.upgrading) > 5 {
+				upgrading = fmt.Sprintf("%s +%d", strings.Join(s.upgrading[:5], ","), len(s.upgrading)-5)
+			}
 			if upgrading == "" {
 				upgrading = "-"
 			}
 			verdict := "ready to roll"
-			if len(s.Ready) > 0 {
-				verdict += " (next: " + s.Ready[0] + ")"
+			if s.next != "" {
+				verdict += " (next: " + s.next + ")"
 			}
-			if !s.RollReady {
-				verdict = s.RollWait
-				if s.Paused && !strings.Contains(verdict, "paused") {
+			if !s.rollReady {
+				verdict = s.rollWait
+				if s.paused && !strings.Contains(verdict, "paused") {
 					verdict = "paused; " + verdict
 				}
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", s.Name, staged, len(s.Ready), len(s.Online), upgrading, verdict)
+			fmt.Fprintf(tw, "%s\t%s\t%d/%d\t%s\t%s\n", s.name, staged, s.ready, s.online, upgrading, verdict)
 		}
 		tw.Flush()
 	}
 	for _, s := range rows {
-		if s.Halted != nil {
-			fmt.Fprintf(w, "%s halted: %s; fix it, then `dcroll resume %s` retries, or `dcroll abort`\n", s.Name, s.Halted, s.Name)
+		if s.halted != nil {
+			fmt.Fprintf(w, "%s halted: %s; fix it, then `dcroll resume %s` retries, or `dcroll abort`\n", s.name, s.halted, s.name)
 		}
 	}
 	fmt.Fprintln(w)

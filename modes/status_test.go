@@ -72,7 +72,7 @@ func TestIntegration_Status(t *testing.T) {
 	const root = "/status"
 	seedFleet(t, zkc, root)
 
-	t.Run("table", func(t *testing.T) {
+	t.Run("summary", func(t *testing.T) {
 		r := dcroll(t, statusArgs(t, zkc, root)...)
 		if r.code != 0 {
 			t.Fatalf("status:\n%s", r)
@@ -86,11 +86,12 @@ func TestIntegration_Status(t *testing.T) {
 		}{
 			{"SERVICE", []string{"SERVICE", "ONLINE", "QUORUM", "PARALLEL", "DEPENDS", "ON", "VERSIONS", "OFFLINE"}},
 			// name, online/members, quorum (policy), parallel, depends on, versions, offline
-			{"db", []string{"db", "1/2", "2", "(2)", "1", "-", "v1:1", "h2"}},
+			{"db", []string{"db", "1/2", "2", "(2)", "1", "-", "v1:1", "1"}},
 			{"api", []string{"api", "2/2", "1", "(50%)", "2", "db", "v2:2", "-"}},
-			{"HOST", []string{"HOST", "AGENT", "SERVICES"}},
-			{"h1", []string{"h1", "up", "1.2.3", "api=v2", "db=v1"}},
-			{"h2", []string{"h2", "down", "api=v2", "db=offline"}},
+			// Only the hosts that need attention: h2 is offline for db.
+			{"HOST", []string{"HOST", "SERVICE", "AGENT", "NEEDS", "ATTENTION"}},
+			{"h2", []string{"h2", "db", "down", "offline"}},
+			{"h1", nil},
 		}
 		for _, row := range rows {
 			if got := tableRow(r.stdout, row.name); !reflect.DeepEqual(got, row.want) {
@@ -102,6 +103,61 @@ func TestIntegration_Status(t *testing.T) {
 		}
 		if t.Failed() {
 			t.Logf("status:\n%s", r)
+		}
+	})
+
+	t.Run("hosts", func(t *testing.T) {
+		r := dcroll(t, statusArgs(t, zkc, root, "--hosts")...)
+		if r.code != 0 {
+			t.Fatalf("status --hosts:\n%s", r)
+		}
+		rows := []struct {
+			name string
+			want []string
+		}{
+			{"db", []string{"db", "1/2", "2", "(2)", "1", "-", "v1:1", "h2"}},
+			{"api", []string{"api", "2/2", "1", "(50%)", "2", "db", "v2:2", "-"}},
+			{"HOST", []string{"HOST", "AGENT", "SERVICES"}},
+			{"h1", []string{"h1", "up", "1.2.3", "api=v2", "db=v1"}},
+			{"h2", []string{"h2", "down", "api=v2", "db=offline"}},
+		}
+		for _, row := range rows {
+			if got := tableRow(r.stdout, row.name); !reflect.DeepEqual(got, row.want) {
+				t.Errorf("row %s is %q, want %q", row.name, got, row.want)
+			}
+		}
+		if t.Failed() {
+			t.Logf("status --hosts:\n%s", r)
+		}
+	})
+
+	t.Run("named hosts", func(t *testing.T) {
+		r := dcroll(t, statusArgs(t, zkc, root, "h2")...)
+		if r.code != 0 {
+			t.Fatalf("status h2:\n%s", r)
+		}
+		if got, want := tableRow(r.stdout, "h2"), []string{"h2", "down", "api=v2", "db=offline"}; !reflect.DeepEqual(got, want) {
+			t.Errorf("row h2 is %q, want %q\n%s", got, want, r)
+		}
+		if tableRow(r.stdout, "h1") != nil || tableRow(r.stdout, "db") != nil {
+			t.Errorf("status h2 shows more than h2:\n%s", r)
+		}
+		r = dcroll(t, statusArgs(t, zkc, root, "h1", "--json")...)
+		var doc struct {
+			Root  string
+			Hosts []roll.HostStatus
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil || doc.Root != root || len(doc.Hosts) != 1 || doc.Hosts[0].Name != "h1" || !doc.Hosts[0].AgentUp {
+			t.Errorf("status h1 --json: %+v (%v)\n%s", doc, err, r)
+		}
+		r = dcroll(t, statusArgs(t, zkc, root, "h9")...)
+		if r.code != 1 || !strings.Contains(r.stderr, `unknown host "h9": no agent holds `+root+`/hosts/h9, and it is a member of no service`) {
+			t.Errorf("status h9: want an unknown host:\n%s", r)
+		}
+		for _, args := range [][]string{{"--hosts", "h1"}, {"--summary"}, {"--summary", "--json", "--hosts"}, {"bad/name"}} {
+			if r := dcroll(t, statusArgs(t, zkc, root, args...)...); r.code != 2 {
+				t.Errorf("status %q: exit %d, want a usage error:\n%s", args, r.code, r)
+			}
 		}
 	})
 
@@ -216,6 +272,17 @@ func TestIntegration_Status(t *testing.T) {
 		done := make(chan int, 1)
 		args := statusArgs(t, zkc, root, "--watch", "--json", "--interval", "50ms")
 		go func() { done <- modes.Main(ctx, args, &stdout, &stderr, testEnviron) }()
+		// A change redraws: h2 comes online for db.
+		store := openStore(t, zkc, root)
+		testutil.Eventually(t, 15*time.Second, func() error {
+			if !strings.Contains(stdout.String(), `"root"`) {
+				return errors.New("no document yet")
+			}
+			return nil
+		})
+		if err := store.SetCurrent("db", "h2", roll.Current{Version: "v1", Since: time.Now().UTC()}); err != nil {
+			t.Fatal(err)
+		}
 		// docs decodes the complete documents printed so far.
 		docs := func(out string) ([]roll.FleetStatus, error) {
 			var all []roll.FleetStatus
@@ -282,6 +349,28 @@ func TestIntegration_Status(t *testing.T) {
 		done := make(chan int, 1)
 		args := statusArgs(t, zkc, root, "--watch", "--interval", "50ms")
 		go func() { done <- modes.Main(ctx, args, &stdout, &stderr, testEnviron) }()
+		store := openStore(t, zkc, root)
+		tables := func() int { return strings.Count(stdout.String(), "data center "+root) }
+		testutil.Eventually(t, 15*time.Second, func() error {
+			if tables() < 1 {
+				return errors.New("no table yet")
+			}
+			return nil
+		})
+		// Nothing changes: nothing is drawn again, however short the
+		// interval. (The old status redrew every interval.)
+		idle := time.Now()
+		for time.Since(idle) < time.Second {
+			if n := tables(); n != 1 {
+				t.Fatalf("%d tables drawn while nothing changed", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// A change redraws: the deploy is paused.
+		if err := store.SetDeployPaused(true); err != nil {
+			t.Fatal(err)
+		}
+		defer store.SetDeployPaused(false)
 		testutil.Eventually(t, 15*time.Second, func() error {
 			if n := strings.Count(stdout.String(), "data center "+root); n < 2 {
 				return fmt.Errorf("%d tables so far; stderr: %q", n, stderr.String())
@@ -436,4 +525,97 @@ func TestIntegration_StatusWatchRidesOutAnOutage(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("watch exit %d: %s", code, ew.String())
 	}
+}
+
+// A data center whose advancer keeps the fleet views: status names only
+// the hosts that need attention (an offline member, a host on an odd
+// version), --hosts every host, and stage counts its progress from the
+// view and finishes when every online member holds the release.
+func TestIntegration_StatusSummaryOfAFleet(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	const root = "/fleet"
+	store := seedRoot(t, zkc, root, "[services.web]\nquorum = \"50%\"\n")
+	now := time.Now().UTC()
+	var hosts []string
+	for i := range 30 {
+		hosts = append(hosts, fmt.Sprintf("w%03d", i))
+	}
+	setMembers(t, store, "web", append([]string{"w-gone", "w-odd"}, hosts...)...)
+	setCurrent(t, store, "web", "v1", hosts...)
+	setCurrent(t, store, "web", "v0", "w-odd")
+	for _, h := range append([]string{"w-odd"}, hosts...) {
+		if err := store.RegisterHost(h, roll.Host{Agent: "1.0", Started: now, Services: []string{"web"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The advancer, as an agent runs it, keeps the fleet view.
+	advancer := openStore(t, zkc, root)
+	ctx, cancel := context.WithCancel(context.Background())
+	advanced := make(chan struct{})
+	go func() { defer close(advanced); advancer.RunAdvancer(ctx, "w000") }()
+	t.Cleanup(func() { cancel(); <-advanced })
+	testutil.Eventually(t, 20*time.Second, func() error {
+		v, err := store.FleetView("web")
+		if err != nil || v.Online != 31 || len(v.Gone) != 1 || !reflect.DeepEqual(v.Hosts, map[string][]string{"v0": {"w-odd"}}) {
+			return fmt.Errorf("fleet view %+v (%v)", v, err)
+		}
+		return nil
+	})
+
+	r := dcroll(t, statusArgs(t, zkc, root)...)
+	if r.code != 0 {
+		t.Fatalf("status:\n%s", r)
+	}
+	for _, row := range []struct {
+		name string
+		want string
+	}{
+		{"web", "web 31/32 16 (50%) 1 - v1:30 v0:1 1"},
+		{"w-gone", "w-gone web down offline since "},
+		{"w-odd", "w-odd web up 1.0 on v0, not the fleet's v1"},
+	} {
+		if got := strings.Join(tableRow(r.stdout, row.name), " "); !strings.HasPrefix(got, row.want) {
+			t.Errorf("row %s is %q, want %q", row.name, got, row.want)
+		}
+	}
+	if n := strings.Count(r.stdout, "\nw0"); n != 0 {
+		t.Errorf("status lists %d hosts that need no attention", n)
+	}
+	if strings.Contains(r.stdout, "counted from every host") {
+		t.Errorf("status counted every host, with a fleet view")
+	}
+	if t.Failed() {
+		t.Logf("status:\n%s", r)
+	}
+
+	r = dcroll(t, statusArgs(t, zkc, root, "--json", "--summary")...)
+	var sum roll.FleetSummary
+	dec := json.NewDecoder(strings.NewReader(r.stdout))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&sum); err != nil || len(sum.Services) != 1 || sum.Services[0].Online != 31 || len(sum.Services[0].Attention) != 2 {
+		t.Errorf("status --json --summary: %+v (%v)\n%s", sum, err, r)
+	}
+
+	r = dcroll(t, statusArgs(t, zkc, root, "--hosts")...)
+	for _, h := range append([]string{"w-gone", "w-odd"}, hosts...) {
+		if tableRow(r.stdout, h) == nil {
+			t.Errorf("status --hosts lacks %s:\n%s", h, r.stdout)
+		}
+	}
+
+	// stage: the online members are those the view does not count gone.
+	dir, _ := releaseDir(t, "v2")
+	out, wait := runStage(t, context.Background(), modeArgs(t, zkc, root, "stage", "--listen", "127.0.0.1:0", "--timeout", "1m", "web", "v2", dir))
+	testutil.Eventually(t, 15*time.Second, func() error {
+		if !strings.Contains(out.String(), "web v2: 0/31 hosts ready") {
+			return fmt.Errorf("stdout: %q", out.String())
+		}
+		return nil
+	})
+	for _, h := range append([]string{"w-odd"}, hosts...) {
+		if _, err := store.JoinReady("web", h, "v2"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantRun(t, wait(), 0, "web v2: 31/31 hosts ready", "every online host (31) has the release; done serving")
 }

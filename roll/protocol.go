@@ -659,8 +659,15 @@ func (s *Store) mostRunStaged(svc string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	// The fleet view, not every host's node: a count that lags by a
-	// second only delays a straggler's catching up.
+	// The fleet view, one read, not every host's node. It lags /current
+	// by about a second, and that is safe: this decides only whether a
+	// straggler may catch up without a step, never how many hosts may be
+	// down. Quorum, max_parallel, the dependencies and the front of the
+	// queue are judged on the exact lists (turnState), and the take checks
+	// the control nodes; the majority changes only through turns those
+	// rules allowed. A stale count lets a straggler go a moment early or
+	// late. (Advancing the deploy queue needs exactness: rolledOut reads
+	// /current itself.)
 	v, err := s.FleetView(svc)
 	if err != nil {
 		return false, err
