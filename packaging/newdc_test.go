@@ -235,7 +235,8 @@ interval = "200ms"
 	if steps, err := store.Steps(); err != nil || len(steps) != 0 {
 		t.Errorf("deploy steps after the refused orders: %v, %v; want none", steps, err)
 	}
-	out, errOut, err = dcroll("status")
+	// status names only the hosts that need attention; --hosts every host.
+	out, errOut, err = dcroll("status", "--hosts")
 	hostRow := ""
 	for _, line := range strings.Split(out, "\n") {
 		if strings.HasPrefix(line, "h1 ") {
@@ -243,7 +244,7 @@ interval = "200ms"
 		}
 	}
 	if err != nil || hostRow != "h1 up v0.1.0 web=1.0" {
-		t.Errorf("dcroll status: %v; h1's row %q, want \"h1 up v0.1.0 web=1.0\":\n%s%s", err, hostRow, out, errOut)
+		t.Errorf("dcroll status --hosts: %v; h1's row %q, want \"h1 up v0.1.0 web=1.0\":\n%s%s", err, hostRow, out, errOut)
 	}
 	after, err := store.CurrentOf("web")
 	if err != nil || !after["h1"].Since.Equal(cur["h1"].Since) {
