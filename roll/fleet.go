@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/go-zookeeper/zk"
@@ -311,10 +312,22 @@ func (s *Store) summarizeOnce(known map[string]map[string]string, written map[st
 	return watches, nil
 }
 
+// goneBudget bounds the bytes of the fleet view's gone: the view is one
+// znode of at most MaxNodeData. A mass outage of thousands of hosts would
+// not fit; the members gone longest are kept (they expire first), the
+// others are added as room frees up, and until then do not expire, which
+// errs on the side of counting them.
+const goneBudget = MaxNodeData / 2
+
 // gone gives the members that are not present, each with the time it was
-// first seen gone: from before where known, else now.
+// first seen gone: from before where known, else now; the longest gone
+// first, within goneBudget.
 func gone(members []string, present map[string]bool, before map[string]time.Time, now time.Time) map[string]time.Time {
-	var out map[string]time.Time
+	type entry struct {
+		host  string
+		since time.Time
+	}
+	var all []entry
 	for _, h := range members {
 		if present[h] {
 			continue
@@ -323,10 +336,26 @@ func gone(members []string, present map[string]bool, before map[string]time.Time
 		if !ok {
 			since = now
 		}
-		if out == nil {
-			out = map[string]time.Time{}
+		all = append(all, entry{h, since})
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	slices.SortFunc(all, func(a, b entry) int {
+		if c := a.since.Compare(b.since); c != 0 {
+			return c
 		}
-		out[h] = since
+		return strings.Compare(a.host, b.host)
+	})
+	out := map[string]time.Time{}
+	size := 0
+	for _, e := range all {
+		// "host":"2006-01-02T15:04:05.999999999Z", in JSON.
+		size += len(e.host) + len(time.RFC3339Nano) + 8
+		if size > goneBudget {
+			break
+		}
+		out[e.host] = e.since
 	}
 	return out
 }
