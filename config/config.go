@@ -63,6 +63,10 @@ type Host struct {
 	Rack     string `koanf:"rack"`
 	Site     string `koanf:"site"`
 	StateDir string `koanf:"state_dir"`
+	// MachineIDFile holds the machine's identity, machine-id(5), which
+	// tells this machine from another that has the same host name. Empty:
+	// /etc/machine-id, else /var/lib/dbus/machine-id.
+	MachineIDFile string `koanf:"machine_id_file"`
 }
 
 // Transfer says where the agent serves the releases it holds to its peers.
@@ -224,6 +228,7 @@ var envKeys = map[string]string{
 	"DCROLL_HOST_RACK":                  "host.rack",
 	"DCROLL_HOST_SITE":                  "host.site",
 	"DCROLL_HOST_STATE_DIR":             "host.state_dir",
+	"DCROLL_HOST_MACHINE_ID_FILE":       "host.machine_id_file",
 	"DCROLL_LOG_LEVEL":                  "log.level",
 	"DCROLL_LOG_FORMAT":                 "log.format",
 	"DCROLL_TRANSFER_LISTEN":            "transfer.listen",
@@ -344,6 +349,9 @@ func (c *Config) complete() error {
 	}
 	if !filepath.IsAbs(c.Host.StateDir) {
 		return invalid("host.state_dir", "%q is not an absolute path", c.Host.StateDir)
+	}
+	if f := c.Host.MachineIDFile; f != "" && !filepath.IsAbs(f) {
+		return invalid("host.machine_id_file", "%q is not an absolute path", f)
 	}
 
 	switch strings.ToLower(c.Log.Level) {

@@ -121,6 +121,8 @@ func TestBadConfig(t *testing.T) {
 		{"digest without user", "[zookeeper]\nacl = \"digest\"", nil, "needs zookeeper.user"},
 		{"bad host name", "[host]\nname = \"a/b\"", nil, "host.name"},
 		{"relative state dir", "[host]\nstate_dir = \"var\"", nil, "host.state_dir"},
+		{"relative machine id file", "[host]\nmachine_id_file = \"machine-id\"", nil, "host.machine_id_file"},
+		{"relative machine id file from env", "", []string{"DCROLL_HOST_MACHINE_ID_FILE=etc/machine-id"}, "host.machine_id_file"},
 		{"bad level", "[log]\nlevel = \"loud\"", nil, "log.level"},
 		{"bad format", "[log]\nformat = \"xml\"", nil, "log.format"},
 		{"bad service name", "[services.\"a b\"]\nrun = \"x\"\n[services.\"a b\".health]\ntcp = \"h:1\"", nil, "services.a b"},
