@@ -42,6 +42,10 @@ type Options struct {
 	// Started, if set, is called once per service when its first start
 	// returns (for the boot benchmark and tests).
 	Started func(svc, version string)
+	// Replace takes the host name over from a machine whose agent is down
+	// but whose memberships still name it: this machine replaces it (see
+	// roll.Claim). It never takes a name whose holder's agent is up.
+	Replace bool
 }
 
 // DefaultViewInterval is how often, on average, an agent reads the fleet
@@ -61,6 +65,7 @@ type Agent struct {
 	cfg       *config.Config
 	log       hclog.Logger
 	host      string
+	machine   string   // this machine's id (internal/machineid); empty: none
 	names     []string // the services, sorted
 	units     map[string]*service.Unit
 	rels      map[string]state.Releases
@@ -156,6 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	a.cache = cache
 	a.recoverSwitch()
+	a.machine = a.identify()
 
 	// Services first, ZooKeeper second: the host serves even when the
 	// ensemble is unreachable.
@@ -369,7 +375,20 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan rol
 			}
 			authed = true
 		}
-		if err := a.publish(store, sess); err != nil {
+		err := a.publish(store, sess)
+		if sess.claimed && !sess.watching {
+			// The session's loops start once the name is this machine's:
+			// a refused agent joins no queue and takes no turn.
+			stopWatches = a.startWatches(ctx, store)
+			sess.watching = true
+		}
+		var taken *roll.HostTakenError
+		switch {
+		case errors.As(err, &taken):
+			a.refused(store, sess, taken)
+			retry = time.After(backoff.NextBackOff())
+			return
+		case err != nil:
 			a.log.Warn("zookeeper update failed, retrying", "error", err)
 			retry = time.After(backoff.NextBackOff())
 			return
@@ -393,7 +412,7 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan rol
 			// Everything ephemeral of the old session is gone.
 			sess = &session{id: id, published: map[string]*roll.Current{}}
 			stopWatches()
-			stopWatches = a.startWatches(ctx, store)
+			stopWatches = func() {}
 			sync()
 		}
 	}
@@ -452,42 +471,36 @@ func (a *Agent) startWatches(ctx context.Context, store *roll.Store) context.Can
 
 // session is what this host has written in one ZooKeeper session.
 type session struct {
-	id         int64
-	registered bool                     // the memberships
-	host       *roll.Host               // what /hosts/<host> says
-	published  map[string]*roll.Current // per service; absent: not yet written
+	id        int64
+	claimed   bool                     // Register succeeded: the name is this machine's
+	watching  bool                     // the session's loops run
+	refused   string                   // why the name was refused, as last logged
+	reported  string                   // the refusal as last published
+	host      *roll.Host               // what /hosts/<host> says
+	published map[string]*roll.Current // per service; absent: not yet written
 }
 
 // publish writes what changed since the last call in this session. It is
 // called from the ZooKeeper loop alone: the one writer of this host's
-// /hosts, /members and /current nodes.
+// /hosts, /members and /current nodes. The first call of a session
+// registers the host (roll.Store.Register): nothing is written under the
+// host's name until the name is this machine's.
 func (a *Agent) publish(store *roll.Store, sess *session) error {
-	if !sess.registered {
-		for _, svc := range a.serviceNames() {
-			if err := store.EnsureMember(svc, a.host, roll.Member{Joined: time.Now().UTC()}); err != nil {
-				return err
-			}
+	if !sess.claimed {
+		h := a.hostNode()
+		reg, err := store.Register(roll.Claim{
+			Host: a.host, Machine: a.machine, Services: a.serviceNames(),
+			Replace: a.opts.Replace, Joined: time.Now().UTC(),
+		}, h)
+		if err != nil {
+			return err
 		}
-		sess.registered = true
+		sess.claimed, sess.host = true, &h
+		a.registered(store, sess, reg)
 	}
 	// /hosts/<host>: written once per session, and again when the
 	// downloads in progress change (at most every couple of seconds).
-	a.mu.Lock()
-	h := roll.Host{
-		Agent:    a.opts.Version,
-		Started:  a.started,
-		Rack:     a.cfg.Host.Rack,
-		Site:     a.cfg.Host.Site,
-		Services: a.serviceNames(),
-		PeerAddr: a.cfg.Transfer.Advertise,
-		Fetching: maps.Clone(a.fetching),
-		Stuck:    maps.Clone(a.stuck),
-	}
-	a.mu.Unlock()
-	if a.swarm != nil {
-		h.TorrentAddr = a.cfg.Transfer.TorrentAdvertise
-	}
-	if sess.host == nil || !reflect.DeepEqual(*sess.host, h) {
+	if h := a.hostNode(); !reflect.DeepEqual(*sess.host, h) {
 		if err := store.RegisterHost(a.host, h); err != nil {
 			return err
 		}
@@ -521,6 +534,27 @@ func (a *Agent) publish(store *roll.Store, sess *session) error {
 		sess.published[svc] = w
 	}
 	return errors.Join(errs...)
+}
+
+// hostNode is what /hosts/<host> should say now.
+func (a *Agent) hostNode() roll.Host {
+	a.mu.Lock()
+	h := roll.Host{
+		MachineID: a.machine,
+		Agent:     a.opts.Version,
+		Started:   a.started,
+		Rack:      a.cfg.Host.Rack,
+		Site:      a.cfg.Host.Site,
+		Services:  a.serviceNames(),
+		PeerAddr:  a.cfg.Transfer.Advertise,
+		Fetching:  maps.Clone(a.fetching),
+		Stuck:     maps.Clone(a.stuck),
+	}
+	a.mu.Unlock()
+	if a.swarm != nil {
+		h.TorrentAddr = a.cfg.Transfer.TorrentAdvertise
+	}
+	return h
 }
 
 func sameCurrent(a, b *roll.Current) bool {

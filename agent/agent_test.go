@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
+	"github.com/dcroll/dcroll/internal/machineid"
 	"github.com/dcroll/dcroll/internal/rolltest"
 	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/internal/zktest"
@@ -58,6 +60,9 @@ type host struct {
 	config   string
 	cmd      *exec.Cmd
 	exited   chan error
+	// machineID is the host's machine-id(5), in its machine_id_file, and
+	// id what dcroll derives from it and publishes.
+	machineID, id string
 }
 
 // newHost makes a host running the one service "web", with versions
@@ -96,6 +101,17 @@ timeout = "1s"
 	}
 	h.port, h.releases = h.ports["web"], h.rels["web"]
 	h.config = filepath.Join(dir, "dcroll.toml")
+	// Every host is a machine of its own; a restart keeps its machine id.
+	h.machineID = fmt.Sprintf("%016x%016x", rand.Uint64(), rand.Uint64())
+	machineFile := filepath.Join(dir, "machine-id")
+	if err := os.WriteFile(machineFile, []byte(h.machineID+"\n"), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	id, err := machineid.Derive(h.machineID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.id = id
 	peer := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	torrent := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg := fmt.Sprintf(`
@@ -106,6 +122,7 @@ session_timeout = "%s"
 [host]
 name = %q
 state_dir = %q
+machine_id_file = %q
 [log]
 level = "debug"
 [transfer]
@@ -113,21 +130,21 @@ listen = %q
 advertise = %q
 torrent_listen = %q
 torrent_advertise = %q
-%s`, tomlList(zkServers), root, sessionTimeout, name, dir, peer, peer, torrent, torrent, svcCfg.String())
+%s`, tomlList(zkServers), root, sessionTimeout, name, dir, machineFile, peer, peer, torrent, torrent, svcCfg.String())
 	if err := os.WriteFile(h.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return h
 }
 
-// start runs `dcroll agent` for the host as a real process.
-func (h *host) start() {
+// start runs `dcroll agent` for the host as a real process, with flags.
+func (h *host) start(flags ...string) {
 	h.t.Helper()
 	logf, err := os.OpenFile(filepath.Join(h.dir, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.cmd = exec.Command(dcrollBin, "--config", h.config, "agent", "--view-interval", "50ms")
+	h.cmd = exec.Command(dcrollBin, append([]string{"--config", h.config, "agent", "--view-interval", "50ms"}, flags...)...)
 	h.cmd.Stdout, h.cmd.Stderr = logf, logf
 	h.cmd.Env = os.Environ()
 	if err := h.cmd.Start(); err != nil {
@@ -147,6 +164,16 @@ func (h *host) start() {
 			}
 		}
 	})
+}
+
+// log is what the agent has logged so far, over all its runs.
+func (h *host) log() string {
+	h.t.Helper()
+	b, err := os.ReadFile(filepath.Join(h.dir, "agent.log"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		h.t.Fatal(err)
+	}
+	return string(b)
 }
 
 func (h *host) signal(sig syscall.Signal) {

@@ -208,6 +208,7 @@ func printSummary(w io.Writer, st *roll.FleetSummary) {
 	}
 	printDeployRows(w, st.Deploy, rows)
 	printAttention(w, st)
+	printRefusals(w, st.Refused)
 }
 
 // printAttention lists the hosts that need attention, a line per host and
@@ -357,6 +358,41 @@ func printHosts(w io.Writer, st *roll.FleetStatus) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Name, agent, strings.Join(svcs, " "))
 	}
 	tw.Flush()
+	printRefused(w, st)
+}
+
+// printRefused says, per host name, which machines came up with it and
+// were refused it.
+func printRefused(w io.Writer, st *roll.FleetStatus) {
+	var rs []roll.Refusal
+	for _, h := range st.Hosts {
+		rs = append(rs, h.Refused...)
+	}
+	printRefusals(w, rs)
+}
+
+// printRefusals prints a line per machine refused its host name.
+func printRefusals(w io.Writer, rs []roll.Refusal) {
+	for _, r := range rs {
+		state := "down"
+		if r.HolderUp {
+			state = "up"
+		}
+		fmt.Fprintf(w, "%s refused to %s since %s: the name is %s's (its agent is %s)",
+			r.Host, machineName(r.Machine), r.Since.Format(time.RFC3339), machineName(r.Holder), state)
+		if !r.HolderUp {
+			fmt.Fprintf(w, "; if that machine is retired, start the agent with --replace on the new one, or run `dcroll forget %s`", r.Host)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// machineName names a machine by its id.
+func machineName(id string) string {
+	if id == "" {
+		return "a machine without a machine id"
+	}
+	return "machine " + id
 }
 
 // describeFetch says how far a host's download is, and, for one not over

@@ -368,11 +368,13 @@ func (s *Store) JoinReady(svc, host, version string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
 	}
+	// A node this session left earlier goes (one of an earlier session is
+	// gone: Register cleared it; another session's stays).
 	for _, e := range queue {
 		if e.Host != host {
 			continue
 		}
-		if err := s.conn.Delete(s.Tree.readyNode(svc, e.Name), -1); err != nil && !errors.Is(err, zk.ErrNoNode) {
+		if err := s.deleteOwned(s.Tree.readyNode(svc, e.Name), s.conn.SessionID()); err != nil {
 			return "", fmt.Errorf("roll: join the ready queue of %s: remove the earlier node %s: %w", svc, e.Name, err)
 		}
 	}

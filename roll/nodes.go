@@ -295,13 +295,17 @@ func (s Service) validate() error {
 // Member is the data of /members/<svc>/<host>.
 type Member struct {
 	Joined time.Time `json:"joined"`
+	// MachineID is the machine the host name belongs to (see Register);
+	// absent: written by an agent that published none, and any machine
+	// may take it.
+	MachineID string `json:"machine_id,omitempty"`
 }
 
 func (m Member) validate() error {
 	if m.Joined.IsZero() {
 		return errors.New("joined: missing")
 	}
-	return nil
+	return validMachineID(m.MachineID)
 }
 
 // ProtocolVersion is the version of this page's protocol that this dcroll
@@ -328,9 +332,12 @@ type Host struct {
 	Agent string `json:"agent"`
 	// Protocol is the protocol version the agent speaks (absent: 1, the
 	// agents from before it was published).
-	Protocol int       `json:"protocol,omitempty"`
-	Started  time.Time `json:"started"`
-	PeerAddr string    `json:"peer_addr,omitempty"`
+	Protocol int `json:"protocol,omitempty"`
+	// MachineID is the machine whose agent holds the name (see Register);
+	// absent: an agent that publishes none.
+	MachineID string    `json:"machine_id,omitempty"`
+	Started   time.Time `json:"started"`
+	PeerAddr  string    `json:"peer_addr,omitempty"`
 	// TorrentAddr is where the host's BitTorrent client takes peers.
 	TorrentAddr string   `json:"torrent_addr,omitempty"`
 	Rack        string   `json:"rack,omitempty"`
@@ -368,6 +375,9 @@ const (
 const MaxFetchWhy = 512
 
 func (h Host) validate() error {
+	if err := validMachineID(h.MachineID); err != nil {
+		return err
+	}
 	for svc, why := range h.Stuck {
 		if !config.ValidName(svc) {
 			return fmt.Errorf("stuck: %q is not a valid service name", svc)

@@ -228,13 +228,19 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 	case errors.Is(err, zk.ErrNoNode):
 		return ErrLeftQueue
 	case errors.Is(err, zk.ErrNodeExists):
-		// A turn this host holds while it waits for one is stale: one of
-		// an earlier session (an agent restarted before its old session
-		// expired), or one of this session whose take committed but whose
-		// answer a connection loss swallowed. Release it, and take the
-		// turn afresh, with this decision's checks.
+		// A turn this session holds while it waits for one is stale: its
+		// take committed, but a connection loss swallowed the answer.
+		// Release it, and take the turn afresh, with this decision's
+		// checks. (An earlier session's turn is gone: Register cleared
+		// it. Another session's is left alone.)
 		_, stat, gerr := s.conn.Get(turn)
-		if gerr == nil {
+		switch {
+		case errors.Is(gerr, zk.ErrNoNode):
+		case gerr != nil:
+			return fmt.Errorf("roll: get %s: %w", turn, gerr)
+		case stat.EphemeralOwner != s.conn.SessionID():
+			return fmt.Errorf("%w: %s (session %#x); it goes when that session ends", ErrHeldElsewhere, turn, stat.EphemeralOwner)
+		default:
 			if derr := s.conn.Delete(turn, stat.Version); derr != nil && !errors.Is(derr, zk.ErrNoNode) {
 				return fmt.Errorf("roll: replace stale %s: %w", turn, derr)
 			}

@@ -233,6 +233,7 @@ func TestIntegration_MalformedZnodesNameThePath(t *testing.T) {
 		{"current array", "/dc4/current/db/h1", `[1,2]`, func() error { _, err := s.CurrentOf("db"); return err }, "invalid JSON"},
 		{"host no agent", "/dc4/hosts/h1", `{"services":[]}`, func() error { _, err := s.Hosts(); return err }, "agent: missing"},
 		{"host bad service", "/dc4/hosts/h1", `{"agent":"1","services":["a/b"]}`, func() error { _, err := s.Hosts(); return err }, "a/b"},
+		{"host bad machine id", "/dc4/hosts/h1", `{"agent":"1","services":["db"],"machine_id":"web-01"}`, func() error { _, err := s.Hosts(); return err }, `machine_id "web-01"`},
 		{"host fetching via carrier pigeon", "/dc4/hosts/h1", `{"agent":"1","services":["db"],"fetching":{"db":{"version":"2","via":"pigeon"}}}`, func() error { _, err := s.Hosts(); return err }, `via "pigeon"`},
 	}
 	for _, tc := range cases {
@@ -287,13 +288,19 @@ func TestIntegration_EphemeralsAndStatus(t *testing.T) {
 	if err := s.RegisterHost("h2", Host{Agent: "test", Services: []string{"db"}}); err != nil {
 		t.Fatal(err)
 	}
-	// Re-registering from a new session replaces the stale node at once.
-	if err := s.SetCurrent("db", "h1", Current{Version: "v2", Since: time.Now()}); err != nil {
-		t.Fatal(err)
+	// A node of another session is left alone: Register clears those of
+	// this machine's earlier sessions, any other is not this agent's.
+	err := s.SetCurrent("db", "h1", Current{Version: "v2", Since: time.Now()})
+	if !errors.Is(err, ErrHeldElsewhere) || !strings.Contains(err.Error(), "/dc5/current/db/h1") {
+		t.Fatalf("writing another session's node: %v, want ErrHeldElsewhere naming it", err)
 	}
-	_, stat, err := s.conn.Get("/dc5/current/db/h1")
-	if err != nil || stat.EphemeralOwner != s.conn.SessionID() {
-		t.Fatalf("stale ephemeral not taken over: %v", err)
+	data, stat, err := s.conn.Get("/dc5/current/db/h1")
+	if err != nil || stat.EphemeralOwner != other.conn.SessionID() || !strings.Contains(string(data), `"v1"`) {
+		t.Fatalf("another session's node was touched: %s %v", data, err)
+	}
+	// This session's own node is rewritten in place.
+	if err := s.SetCurrent("db", "h2", Current{Version: "v2", Since: time.Now()}); err != nil {
+		t.Fatal(err)
 	}
 	st, err := s.Status()
 	if err != nil {
@@ -305,7 +312,7 @@ func TestIntegration_EphemeralsAndStatus(t *testing.T) {
 			db = svc
 		}
 	}
-	if fmt.Sprint(db.Online) != "[h1 h2]" || fmt.Sprint(db.Offline) != "[h3]" || db.Versions["v2"] != 2 || db.QuorumHosts != 2 {
+	if fmt.Sprint(db.Online) != "[h1 h2]" || fmt.Sprint(db.Offline) != "[h3]" || db.Versions["v1"] != 1 || db.Versions["v2"] != 1 || db.QuorumHosts != 2 {
 		t.Fatalf("db status: %+v", db)
 	}
 	var names []string
@@ -319,11 +326,11 @@ func TestIntegration_EphemeralsAndStatus(t *testing.T) {
 	if fmt.Sprint(names) != "[h1 h2 h3]" {
 		t.Fatalf("hosts: %v", names)
 	}
-	// Closing the session takes every ephemeral with it.
+	// Closing the session takes every ephemeral of it with it.
 	s.Close()
 	cur, err := other.CurrentOf("db")
-	if err != nil || len(cur) != 0 {
-		t.Fatalf("current after close: %v %v", cur, err)
+	if _, ok := cur["h1"]; err != nil || len(cur) != 1 || !ok {
+		t.Fatalf("current after close: %v %v: want other's h1 alone", cur, err)
 	}
 }
 

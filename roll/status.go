@@ -67,16 +67,21 @@ type ServiceStatus struct {
 // HostStatus is one host: whether its agent holds a session, and what it
 // serves.
 type HostStatus struct {
-	Name     string        `json:"name"`
-	AgentUp  bool          `json:"agent_up"`
-	Agent    string        `json:"agent_version,omitempty"`
-	Rack     string        `json:"rack,omitempty"`
-	Site     string        `json:"site,omitempty"`
-	Services []HostService `json:"services"`
+	Name    string `json:"name"`
+	AgentUp bool   `json:"agent_up"`
+	Agent   string `json:"agent_version,omitempty"`
+	Rack    string `json:"rack,omitempty"`
+	Site    string `json:"site,omitempty"`
+	// MachineID is the machine whose agent holds the name, when it is up.
+	MachineID string        `json:"machine_id,omitempty"`
+	Services  []HostService `json:"services"`
 	// Fetching is the host's downloads in progress, by service.
 	Fetching map[string]Fetch `json:"fetching,omitempty"`
 	// Stuck says, by service, why the host cannot get the staged release.
 	Stuck map[string]string `json:"stuck,omitempty"`
+	// Refused are the agents of other machines that came up with this
+	// host's name and were refused it.
+	Refused []Refusal `json:"refused,omitempty"`
 }
 
 // HostService is one service on one host; Version is empty when offline.
@@ -108,7 +113,7 @@ func (s *Store) Status() (*FleetStatus, error) {
 		if h == nil {
 			h = &HostStatus{Name: name, Services: []HostService{}}
 			if a, ok := agents[name]; ok {
-				h.AgentUp, h.Agent, h.Rack, h.Site = true, a.Agent, a.Rack, a.Site
+				h.AgentUp, h.Agent, h.Rack, h.Site, h.MachineID = true, a.Agent, a.Rack, a.Site, a.MachineID
 				h.Fetching, h.Stuck = a.Fetching, a.Stuck
 			}
 			hosts[name] = h
@@ -117,6 +122,13 @@ func (s *Store) Status() (*FleetStatus, error) {
 	}
 	for name := range agents {
 		hostOf(name)
+	}
+	refused, err := s.Refusals()
+	if err != nil {
+		return nil, err
+	}
+	for name, rs := range refused {
+		hostOf(name).Refused = rs
 	}
 	for _, name := range Catalog(services).Names() {
 		members, err := s.Members(name)

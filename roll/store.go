@@ -104,7 +104,8 @@ func (s *Store) EnsureMember(svc, host string, m Member) error {
 	return fmt.Errorf("roll: create %s: %w", path, err)
 }
 
-// RegisterHost creates the host's presence node.
+// RegisterHost writes the host's presence node, once Register has created
+// it in this session (or, for tools and tests, creates it).
 func (s *Store) RegisterHost(name string, h Host) error {
 	h.Protocol = s.protocol
 	data, err := encode(h)
@@ -145,11 +146,15 @@ func (s *Store) deleteIfPresent(path string) error {
 	return fmt.Errorf("roll: delete %s: %w", path, err)
 }
 
+// ErrHeldElsewhere means an ephemeral node this session would write is held
+// by another session.
+var ErrHeldElsewhere = errors.New("roll: held by another ZooKeeper session")
+
 // ensureEphemeral makes path an ephemeral node of this session holding data.
-// A node left by an earlier session of the same host (an agent restarted
-// before its old session expired) is replaced: only one agent runs per host,
-// so that session is dead, and waiting for it to expire would leave the host
-// looking offline for a whole session timeout.
+// A node of another session is left alone: Register has cleared the nodes
+// of this machine's earlier sessions before anything else is written, so
+// it is another machine's, or one of this machine's that the agent's
+// retries outlive.
 func (s *Store) ensureEphemeral(path string, data []byte) error {
 	for attempt := 0; attempt < 3; attempt++ {
 		_, err := s.conn.Create(path, data, zk.FlagEphemeral, s.acl)
@@ -166,16 +171,15 @@ func (s *Store) ensureEphemeral(path string, data []byte) error {
 		if err != nil {
 			return fmt.Errorf("roll: get %s: %w", path, err)
 		}
-		if stat.EphemeralOwner == s.conn.SessionID() {
-			if _, err := s.conn.Set(path, data, stat.Version); err != nil && !errors.Is(err, zk.ErrBadVersion) {
-				return fmt.Errorf("roll: set %s: %w", path, err)
-			} else if err == nil {
-				return nil
-			}
-			continue
+		if stat.EphemeralOwner != s.conn.SessionID() {
+			return fmt.Errorf("%w: %s (session %#x); it goes when that session ends", ErrHeldElsewhere, path, stat.EphemeralOwner)
 		}
-		if err := s.conn.Delete(path, stat.Version); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrBadVersion) {
-			return fmt.Errorf("roll: replace stale %s: %w", path, err)
+		_, err = s.conn.Set(path, data, stat.Version)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, zk.ErrBadVersion) && !errors.Is(err, zk.ErrNoNode) {
+			return fmt.Errorf("roll: set %s: %w", path, err)
 		}
 	}
 	return fmt.Errorf("roll: create %s: node keeps changing under us", path)

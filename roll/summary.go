@@ -19,7 +19,8 @@ import (
 // version, online, the offline members and the hosts of the odd
 // versions), the number of members (a stat of /members/<svc>), the control
 // node, the manifest, the ready queue and the turns; and then /hosts/<h> of
-// the hosts it names, at most SummaryLimit of each kind. Status reads the
+// the hosts it names, at most SummaryLimit of each kind, and the refusals
+// (/refused, see Register). Status reads the
 // whole fleet only with --hosts (Store.Status).
 
 // SummaryLimit is how many hosts of each kind a summary names per service;
@@ -52,6 +53,9 @@ type FleetSummary struct {
 	// else changing (a turn becomes long, an offline member expires); zero
 	// if none will.
 	NextChange time.Time `json:"next_change,omitzero"`
+	// Refused are the agents of machines refused their host name (another
+	// machine holds it), by host name and machine.
+	Refused []Refusal `json:"refused,omitempty"`
 }
 
 // ServiceSummary is one service in counts, and the hosts of it that need
@@ -335,7 +339,33 @@ func (r *reader) summary() (*FleetSummary, error) {
 			fs.NextChange = next
 		}
 	}
+	if fs.Refused, err = r.refusals(); err != nil {
+		return nil, err
+	}
 	return fs, nil
+}
+
+// refusals reads every refusal (rare: one per machine refused its name),
+// watched for new ones.
+func (r *reader) refusals() ([]Refusal, error) {
+	names, err := r.children(r.s.Tree.Refused(), true)
+	if err != nil {
+		return nil, err
+	}
+	var out []Refusal
+	for _, name := range names {
+		var ref Refusal
+		// A refusal changes only by going: its removal is watched above.
+		err := r.decode(r.s.Tree.join("refused", name), &ref, false)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ref)
+	}
+	return out, nil
 }
 
 // deploy reads the deploy queue and its control.
@@ -787,14 +817,18 @@ func (s *Store) HostsStatus(names []string) ([]HostStatus, error) {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Services(), err)
 	}
 	slices.Sort(services)
+	refused, err := s.Refusals()
+	if err != nil {
+		return nil, err
+	}
 	out := []HostStatus{}
 	for _, name := range names {
-		h := HostStatus{Name: name, Services: []HostService{}}
+		h := HostStatus{Name: name, Services: []HostService{}, Refused: refused[name]}
 		var a Host
 		_, err := s.get(s.Tree.Host(name), &a)
 		switch {
 		case err == nil:
-			h.AgentUp, h.Agent, h.Rack, h.Site = true, a.Agent, a.Rack, a.Site
+			h.AgentUp, h.Agent, h.Rack, h.Site, h.MachineID = true, a.Agent, a.Rack, a.Site, a.MachineID
 			h.Fetching, h.Stuck = a.Fetching, a.Stuck
 		case !errors.Is(err, zk.ErrNoNode):
 			return nil, err
@@ -817,7 +851,7 @@ func (s *Store) HostsStatus(names []string) ([]HostStatus, error) {
 				h.Services = append(h.Services, HostService{Name: svc})
 			}
 		}
-		if !h.AgentUp && len(h.Services) == 0 {
+		if !h.AgentUp && len(h.Services) == 0 && len(h.Refused) == 0 {
 			return nil, fmt.Errorf("%w %q: no agent holds %s, and it is a member of no service", ErrUnknownHost, name, s.Tree.Host(name))
 		}
 		out = append(out, h)

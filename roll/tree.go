@@ -17,6 +17,7 @@ import "path"
 //	<root>/deploy/step-N              pers. seq.  the deploy queue
 //	<root>/roll/<svc>                 persistent  Control: paused, halted
 //	<root>/roll/<svc>/turns/<host>    ephemeral   Turn: a host mid-upgrade
+//	<root>/refused/<host>@<machine>   ephemeral   Refusal: a machine refused the name
 type Tree struct{ Root string }
 
 // Top-level children of the root, in the order seed creates them.
