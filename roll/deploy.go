@@ -451,15 +451,7 @@ func (s *Store) Steps() ([]StepEntry, error) {
 // changed once created, so each is read once per store (see stepCache).
 func (s *Store) stepsW(watch bool) ([]StepEntry, <-chan zk.Event, error) {
 	dir := s.Tree.Deploy()
-	var names []string
-	var stat *zk.Stat
-	var ch <-chan zk.Event
-	var err error
-	if watch {
-		names, stat, ch, err = s.conn.ChildrenW(dir)
-	} else {
-		names, stat, err = s.conn.Children(dir)
-	}
+	names, stat, ch, err := s.list(dir, watch)
 	if err != nil {
 		return nil, nil, fmt.Errorf("roll: list %s: %w", dir, err)
 	}

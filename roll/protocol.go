@@ -522,14 +522,7 @@ func (s *Store) getW(p string, watch bool) ([]byte, *zk.Stat, <-chan zk.Event, e
 // childrenW lists p's children; a missing p has none (and, with watch, is
 // watched for creation).
 func (s *Store) childrenW(p string, watch bool) ([]string, <-chan zk.Event, error) {
-	var names []string
-	var ch <-chan zk.Event
-	var err error
-	if watch {
-		names, _, ch, err = s.conn.ChildrenW(p)
-	} else {
-		names, _, err = s.conn.Children(p)
-	}
+	names, _, ch, err := s.list(p, watch)
 	if errors.Is(err, zk.ErrNoNode) {
 		if watch {
 			_, _, ch, err = s.conn.ExistsW(p)
@@ -543,6 +536,16 @@ func (s *Store) childrenW(p string, watch bool) ([]string, <-chan zk.Event, erro
 		return nil, nil, fmt.Errorf("roll: list %s: %w", p, err)
 	}
 	return names, ch, nil
+}
+
+// list lists p's children, with a watch on them if watch is set: the one
+// request under every list of roll.
+func (s *Store) list(p string, watch bool) ([]string, *zk.Stat, <-chan zk.Event, error) {
+	if watch {
+		return s.conn.ChildrenW(p)
+	}
+	names, stat, err := s.conn.Children(p)
+	return names, stat, nil, err
 }
 
 // waitAny waits until one of chans fires or ctx ends.

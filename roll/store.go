@@ -205,14 +205,7 @@ func (s *Store) WatchCurrent(svc string) (map[string]Current, <-chan struct{}, e
 
 func (s *Store) currentOf(svc string, watch bool) (map[string]Current, <-chan zk.Event, error) {
 	dir := s.Tree.CurrentDir(svc)
-	var hosts []string
-	var ch <-chan zk.Event
-	var err error
-	if watch {
-		hosts, _, ch, err = s.conn.ChildrenW(dir)
-	} else {
-		hosts, _, err = s.conn.Children(dir)
-	}
+	hosts, _, ch, err := s.list(dir, watch)
 	if errors.Is(err, zk.ErrNoNode) {
 		return nil, nil, fmt.Errorf("roll: service %q is not in the catalog (%s is missing)", svc, dir)
 	}
