@@ -178,17 +178,38 @@ func printJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// printSummary prints the summary: a line per service, the deploy, and the
-// hosts that need attention.
-func printSummary(w io.Writer, st *roll.FleetSummary) {
-	fmt.Fprintf(w, "data center %s at %s\n\n", st.Root, st.Time.Format(time.RFC3339))
+// serviceRow is a line of the services' table.
+type serviceRow struct {
+	name            string
+	online, members int
+	quorumHosts     int
+	policy          roll.Service
+	versions        map[string]int
+	offline         string
+}
+
+// printServices prints the heading and the services' table.
+func printServices(w io.Writer, root string, at time.Time, rows []serviceRow) {
+	fmt.Fprintf(w, "data center %s at %s\n\n", root, at.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tONLINE\tQUORUM\tPARALLEL\tDEPENDS ON\tVERSIONS\tOFFLINE")
-	for _, s := range st.Services {
-		deps := strings.Join(s.Policy.DependsOn, ",")
+	for _, s := range rows {
+		deps := strings.Join(s.policy.DependsOn, ",")
 		if deps == "" {
 			deps = "-"
 		}
+		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", s.name, s.online, s.members,
+			quorumText(s.quorumHosts, s.policy.Quorum), s.policy.MaxParallel, deps, versions(s.versions), s.offline)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+}
+
+// printSummary prints the summary: a line per service, the deploy, and the
+// hosts that need attention.
+func printSummary(w io.Writer, st *roll.FleetSummary) {
+	var svcs []serviceRow
+	for _, s := range st.Services {
 		offline := "-"
 		if s.Offline > 0 {
 			offline = fmt.Sprint(s.Offline)
@@ -196,11 +217,9 @@ func printSummary(w io.Writer, st *roll.FleetSummary) {
 				offline += fmt.Sprintf(" (%d expired)", s.Expired)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", s.Name, s.Online, s.Members,
-			quorumText(s.QuorumHosts, s.Policy.Quorum), s.Policy.MaxParallel, deps, versions(s.Versions), offline)
+		svcs = append(svcs, serviceRow{s.Name, s.Online, s.Members, s.QuorumHosts, s.Policy, s.Versions, offline})
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	printServices(w, st.Root, st.Time, svcs)
 	rows := make([]deployRow, 0, len(st.Services))
 	for _, s := range st.Services {
 		rows = append(rows, deployRow{name: s.Name, staged: s.Staged, ready: s.Ready, online: s.Online, next: s.Next,
@@ -295,14 +314,8 @@ func quorumText(hosts int, q roll.Quorum) string {
 }
 
 func printStatus(w io.Writer, st *roll.FleetStatus) {
-	fmt.Fprintf(w, "data center %s at %s\n\n", st.Root, st.Time.Format(time.RFC3339))
-	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tONLINE\tQUORUM\tPARALLEL\tDEPENDS ON\tVERSIONS\tOFFLINE")
+	var svcs []serviceRow
 	for _, s := range st.Services {
-		deps := strings.Join(s.Policy.DependsOn, ",")
-		if deps == "" {
-			deps = "-"
-		}
 		var off []string
 		for _, h := range s.Offline {
 			if slices.Contains(s.Expired, h) {
@@ -314,11 +327,9 @@ func printStatus(w io.Writer, st *roll.FleetStatus) {
 		if offline == "" {
 			offline = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%d/%d\t%s\t%d\t%s\t%s\t%s\n", s.Name, len(s.Online), len(s.Members),
-			quorumText(s.QuorumHosts, s.Policy.Quorum), s.Policy.MaxParallel, deps, versions(s.Versions), offline)
+		svcs = append(svcs, serviceRow{s.Name, len(s.Online), len(s.Members), s.QuorumHosts, s.Policy, s.Versions, offline})
 	}
-	tw.Flush()
-	fmt.Fprintln(w)
+	printServices(w, st.Root, st.Time, svcs)
 	rows := make([]deployRow, 0, len(st.Services))
 	for _, s := range st.Services {
 		next := ""
