@@ -132,16 +132,26 @@ func (t Tree) Fleet(svc string) string { return t.join("fleet", svc) }
 // written it yet (a data center whose agents predate it), it counts
 // /current/<svc> itself, one read per host.
 func (s *Store) FleetView(svc string) (FleetView, error) {
+	v, _, err := s.fleetView(svc)
+	return v, err
+}
+
+// fleetView is FleetView with the version of the node read: -1 when there
+// is none and /current/<svc> was counted.
+func (s *Store) fleetView(svc string) (FleetView, int32, error) {
 	var v FleetView
-	_, err := s.get(s.Tree.Fleet(svc), &v)
+	stat, err := s.get(s.Tree.Fleet(svc), &v)
 	if !errors.Is(err, zk.ErrNoNode) {
-		return v, err
+		if err != nil {
+			return v, 0, err
+		}
+		return v, stat.Version, nil
 	}
 	cur, err := s.CurrentOf(svc)
 	if err != nil {
-		return v, err
+		return v, 0, err
 	}
-	return countVersions(cur), nil
+	return countVersions(cur), -1, nil
 }
 
 // BootView is the fleet view for a host's first look after boot, when it

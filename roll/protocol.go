@@ -161,8 +161,12 @@ func (s *Store) watchBlocker(svc string, st TurnState, b blocker) (watches []<-c
 		}
 	case onStep:
 		if err = children(s.Tree.Deploy(), st.stepNames); err == nil && !st.queued {
-			// A straggler waits for most online hosts to run the release.
-			err = children(s.Tree.CurrentDir(svc), st.Online)
+			// A straggler waits for most online hosts to run the release,
+			// judged on the fleet view, which follows /current a second
+			// later: both are watched.
+			if err = children(s.Tree.CurrentDir(svc), st.Online); err == nil {
+				err = s.watchView(svc, st.viewVersion, &watches, &changed)
+			}
 		}
 	case onParallel:
 		err = children(s.Tree.turnsDir(svc), st.InTurn)
@@ -172,6 +176,27 @@ func (s *Store) watchBlocker(svc string, st TurnState, b blocker) (watches []<-c
 		}
 	}
 	return watches, changed, err
+}
+
+// watchView watches svc's fleet view (its creation, if there is none yet),
+// and notes whether its version is no longer had (-1: none).
+func (s *Store) watchView(svc string, had int32, watches *[]<-chan zk.Event, changed *bool) error {
+	p := s.Tree.Fleet(svc)
+	_, stat, ch, err := s.conn.GetW(p)
+	if errors.Is(err, zk.ErrNoNode) {
+		var ok bool
+		ok, _, ch, err = s.conn.ExistsW(p)
+		if err == nil && ok {
+			*changed = true // created meanwhile
+		}
+		stat = &zk.Stat{Version: -1}
+	}
+	if err != nil {
+		return fmt.Errorf("roll: watch %s: %w", p, err)
+	}
+	*watches = append(*watches, ch)
+	*changed = *changed || stat.Version != had
+	return nil
 }
 
 // quorumRecheck is how often a host held on quorum decides again with
@@ -373,11 +398,11 @@ func (s *Store) turnState(svc, host string) (TurnState, error) {
 		// was done (it was down, or slow to fetch). It may catch up, under
 		// the same quorum and max_parallel, once most online hosts run the
 		// staged release; before any order, most do not.
-		caughtUp, err := s.mostRunStaged(svc)
+		caughtUp, view, err := s.mostRunStaged(svc)
 		if err != nil {
 			return st, err
 		}
-		st.HeadStep = caughtUp
+		st.HeadStep, st.viewVersion = caughtUp, view
 	}
 	deps := map[string]bool{}
 	for _, d := range services.dependencies(svc) {
@@ -660,13 +685,16 @@ func (s *Store) advance(ctx context.Context) error {
 
 // mostRunStaged reports whether most online hosts of svc run its staged
 // release.
-func (s *Store) mostRunStaged(svc string) (bool, error) {
+//
+// It also returns the version of the fleet view it read (-1: none), which
+// a straggler held on it watches (see watchBlocker).
+func (s *Store) mostRunStaged(svc string) (bool, int32, error) {
 	m, err := s.Manifest(svc)
 	if errors.Is(err, ErrNotStaged) {
-		return false, nil
+		return false, -1, nil
 	}
 	if err != nil {
-		return false, err
+		return false, -1, err
 	}
 	// The fleet view, one read, not every host's node. It lags /current
 	// by about a second, and that is safe: this decides only whether a
@@ -677,10 +705,10 @@ func (s *Store) mostRunStaged(svc string) (bool, error) {
 	// rules allowed. A stale count lets a straggler go a moment early or
 	// late. (Advancing the deploy queue needs exactness: rolledOut reads
 	// /current itself.)
-	v, err := s.FleetView(svc)
+	v, version, err := s.fleetView(svc)
 	if err != nil {
-		return false, err
+		return false, -1, err
 	}
 	n := v.Versions[m.Version]
-	return n > 0 && 2*n > v.Online, nil
+	return n > 0 && 2*n > v.Online, version, nil
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/internal/zktest"
 )
 
@@ -259,6 +260,57 @@ func TestIntegration_StragglerCatchesUpWithoutAStep(t *testing.T) {
 	defer cancel()
 	if _, err := straggler.turn(ctx, "db", "v2"); err != nil {
 		t.Fatalf("the straggler's turn: %v", err)
+	}
+}
+
+// A straggler is judged on the fleet view, which the advancer brings up to
+// date a second after /current changes. One held on a view that lags must
+// go once the view catches up, even if nothing else changes (found by a
+// chaos schedule: a host back from a partition waited for good).
+func TestIntegration_StragglerHeldOnALaggingViewGoesWhenItCatchesUp(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/lag")
+	seed(t, s, parse(t, "[services.db]\nquorum = 1\n"))
+	if err := s.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("d", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	for h, v := range map[string]string{"h1": "v2", "h2": "v2", "h3": "v1"} {
+		if err := s.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetCurrent("db", h, Current{Version: v, Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The view from before h1 and h2 moved.
+	if err := s.writeFleetView("db", FleetView{Versions: map[string]int{"v1": 3}, Online: 3}); err != nil {
+		t.Fatal(err)
+	}
+	straggler := &simHost{name: "h3", store: connect(t, zkc, "/lag")}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { _, err := straggler.turn(ctx, "db", "v2"); done <- err }()
+	testutil.Eventually(t, 10*time.Second, func() error {
+		st, v, err := s.TurnStateOf("db", "h3")
+		if err != nil {
+			return err
+		}
+		if v.Wait != "not in the head deploy step" || len(st.InTurn) != 0 {
+			return fmt.Errorf("h3: %+v", v)
+		}
+		q, err := s.ReadyQueue("db")
+		if err != nil || len(q) != 1 {
+			return fmt.Errorf("ready queue %v, %v", q, err)
+		}
+		return nil
+	})
+	// The advancer's next look, and nothing else.
+	if err := s.writeFleetView("db", FleetView{Versions: map[string]int{"v1": 1, "v2": 2}, Online: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the straggler's turn once the view caught up: %v", err)
 	}
 }
 

@@ -31,7 +31,8 @@ type TurnState struct {
 	// set (see Store.watchBlocker).
 	rootVersion int32
 	stepNames   []string
-	queued      bool // the service is in a step of the deploy queue
+	queued      bool  // the service is in a step of the deploy queue
+	viewVersion int32 // of the fleet view a straggler was judged on (-1: none)
 }
 
 // Verdict is Decide's answer: Go, or why not, in words for status.
