@@ -28,6 +28,7 @@ var regressions = []struct {
 	{2, 0, "after a ZooKeeper quorum loss, turns whose release failed on the lost connection were held for good, and the deploy stalled"},
 	{1795793887261778846, 16, "a take of a turn committed while a quorum loss swallowed its answer; the host, queued again, looped on its own turn and the hosts behind it stalled"},
 	{1796193033674552312, 4, "a stage committed while a quorum loss swallowed its answer; stage exited with an error, nobody ordered the release, and the deploy stalled"},
+	{1796202007453484121, 2, "a host back from a partition queued as a straggler, was judged on a fleet view not yet up to date, and waited for good on nodes that did not change"},
 }
 
 var (
