@@ -144,9 +144,9 @@ func (s *Store) watchBlocker(svc string, st TurnState, b blocker) (watches []<-c
 		return nil
 	}
 	version := func(p string, had int32) error {
-		_, stat, ch, err := s.getW(p, true)
+		_, stat, ch, err := s.conn.GetW(p)
 		if err != nil {
-			return err
+			return fmt.Errorf("roll: watch %s: %w", p, err)
 		}
 		watches = append(watches, ch)
 		changed = changed || stat.Version != had
@@ -526,22 +526,6 @@ func hasOffline(members, online []string) bool {
 		on[h] = true
 	}
 	return slices.ContainsFunc(members, func(h string) bool { return !on[h] })
-}
-
-func (s *Store) getW(p string, watch bool) ([]byte, *zk.Stat, <-chan zk.Event, error) {
-	var data []byte
-	var stat *zk.Stat
-	var ch <-chan zk.Event
-	var err error
-	if watch {
-		data, stat, ch, err = s.conn.GetW(p)
-	} else {
-		data, stat, err = s.conn.Get(p)
-	}
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("roll: get %s: %w", p, err)
-	}
-	return data, stat, ch, nil
 }
 
 // childrenW lists p's children; a missing p has none (and, with watch, is
