@@ -4,7 +4,7 @@ VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X github.com/dcroll/dcroll/modes.Version=$(VERSION) -X github.com/dcroll/dcroll/modes.Commit=$(COMMIT)
 
-.PHONY: build test bench fuzz clean demo package chaos
+.PHONY: build test bench fuzz clean demo package repo chaos
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dcroll .
@@ -32,6 +32,13 @@ demo:
 package:
 	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/dcroll .
 	$(GO) run ./packaging/cmd/mkpkg --version '$(VERSION)' --binary dist/dcroll --out dist
+
+# Signed apt and dnf repositories of the packages in dist/ (packaging/mkrepo.sh),
+# added to what $(REPO) holds; publish $(REPO)/public. DCROLL_REPO_KEY names
+# the signing key (an armored secret key file); no key is ever made here.
+REPO ?= dist/repo
+repo: package
+	packaging/mkrepo.sh '$(REPO)' dist/*.deb dist/*.rpm
 
 # Benchmarks recorded in docs/BENCHMARKS.md.
 bench:
