@@ -336,15 +336,6 @@ func (a *Agent) saveCache() {
 	}
 }
 
-func waitTick(ctx context.Context, t *time.Ticker) bool {
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // kickPublish asks the ZooKeeper loop to write what changed.
 func (a *Agent) kickPublish() {
 	select {

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -86,46 +85,6 @@ func (a *Agent) restartAs(ctx context.Context, svc, version string) error {
 		return fmt.Errorf("start %s: %w", version, err)
 	}
 	return nil
-}
-
-// awaitHealthy checks svc every health interval until it has been healthy
-// for the policy's min_healthy, or fails once the deadline has passed or
-// after max_failed_checks failed checks in a row.
-func (a *Agent) awaitHealthy(ctx context.Context, svc string, p roll.HealthPolicy) error {
-	u := a.units[svc]
-	deadline := time.Now().Add(time.Duration(p.Deadline))
-	var since time.Time
-	var last error
-	failed := 0 // checks failed in a row
-	t := time.NewTicker(u.Interval())
-	defer t.Stop()
-	for {
-		err := u.Check(ctx)
-		switch {
-		case !u.Running():
-			return errors.New("the process exited")
-		case err != nil:
-			since, last = time.Time{}, err
-			failed++
-		case since.IsZero():
-			since, failed = time.Now(), 0
-		}
-		if p.MaxFailedChecks > 0 && failed >= p.MaxFailedChecks {
-			return fmt.Errorf("%d health checks failed in a row (max_failed_checks): %v", failed, last)
-		}
-		if !since.IsZero() && time.Since(since) >= time.Duration(p.MinHealthy) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			if last == nil {
-				last = errors.New("not healthy for long enough")
-			}
-			return fmt.Errorf("not healthy for %s within %s: %v", p.MinHealthy, p.Deadline, last)
-		}
-		if !waitTick(ctx, t) {
-			return ctx.Err()
-		}
-	}
 }
 
 // recoverSwitch finishes, at boot, a switch that a crash interrupted: the
