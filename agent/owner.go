@@ -30,6 +30,13 @@ type owner struct {
 	// upgrade loop waits for it, so that a host back from a long absence
 	// first moves to the fleet's version instead of queueing for a turn.
 	booted chan struct{}
+	// rolling is held by the one upgrade loop of svc that runs: a new
+	// session's loop waits until the old session's loop has ended, for a
+	// switch runs to its end even when its session is gone, and until it
+	// has, the unit's version is not the one to judge the staged release
+	// by. The loop that lets go passes on a failure it could not record
+	// (its turn went with its session), and the next one records it.
+	rolling chan *roll.Failure
 
 	// Owned by run alone.
 	healthy     bool
@@ -78,15 +85,18 @@ type moveResult struct {
 
 func newOwner(a *Agent, svc string) *owner {
 	u := a.units[svc]
-	return &owner{
+	o := &owner{
 		a: a, svc: svc, u: u,
 		fleet:    make(chan fleetView, 1),
 		switches: make(chan switchReq),
 		firsts:   make(chan firstReq),
 		moved:    make(chan moveResult, 1),
 		booted:   make(chan struct{}),
+		rolling:  make(chan *roll.Failure, 1),
 		restarts: newBackoff(u.Interval(), 30*time.Second),
 	}
+	o.rolling <- nil
+	return o
 }
 
 // run is the owner's loop: a health check every interval, and the

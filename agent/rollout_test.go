@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -642,6 +643,88 @@ func TestIntegration_HostJoiningMidRolloutTakesPart(t *testing.T) {
 	members, err := f.admin.Members("web")
 	if err != nil || len(members) != 5 {
 		t.Fatalf("members %v %v", members, err)
+	}
+}
+
+var finishRetry = regexp.MustCompile(`cannot finish the turn; retrying: .*retry_in=([0-9.]+[mµn]?s)`)
+
+// A host frozen in the middle of a failing switch loses its session, and
+// its turn with it. When it thaws, the new version fails and it switches
+// back, but ZooKeeper is away; the failure must still halt the deploy,
+// recorded by the next session, and the host must not try the release
+// again meanwhile.
+// Found by the chaos harness (seed 1796204383436754420, schedule 14).
+func TestIntegration_FailedSwitchWhoseTurnEndedWithItsSessionHalts(t *testing.T) {
+	// Quorum 2 of 3: while the frozen host is out of /current, nobody else
+	// may take a turn, so only the frozen host's failure can halt web.
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 2, 1, "2s", "4s"), []string{"web"}, 3)
+	f.startAll()
+	f.stage("web", "v2", true)
+	f.order([]string{"web"})
+
+	var victim *host
+	testutil.Eventually(t, time.Minute, func() error {
+		turns, err := f.admin.Turns("web")
+		if err != nil {
+			return err
+		}
+		cur, err := f.admin.CurrentOf("web")
+		if err != nil {
+			return err
+		}
+		// Mid-switch: holding the turn, out of /current (the switch
+		// has begun; v2 never becomes healthy).
+		for name := range turns {
+			if _, ok := cur[name]; !ok {
+				victim = f.hosts[slices.IndexFunc(f.hosts, func(h *host) bool { return h.name == name })]
+				return nil
+			}
+		}
+		return fmt.Errorf("no host mid-switch yet (turns %v)", turns)
+	})
+	victim.signal(syscall.SIGSTOP)
+	testutil.Eventually(t, 3*sessionTimeout, func() error {
+		turns, err := f.admin.Turns("web")
+		if err != nil {
+			return err
+		}
+		if _, ok := turns[victim.name]; ok {
+			return errors.New("the frozen host still holds its turn")
+		}
+		return nil
+	})
+	// ZooKeeper goes away before the frozen host thaws: its switch fails
+	// and it cannot record the failure; when ZooKeeper is back, a new
+	// session begins, which ends the old session's loops.
+	f.zkc.Stop(0)
+	victim.signal(syscall.SIGCONT)
+	testutil.Eventually(t, time.Minute, func() error {
+		log, err := os.ReadFile(filepath.Join(victim.dir, "agent.log"))
+		if err != nil {
+			return err
+		}
+		// Until its retries are seconds apart, so that the new session
+		// comes between two of them.
+		for _, m := range finishRetry.FindAllStringSubmatch(string(log), -1) {
+			if d, err := time.ParseDuration(m[1]); err == nil && d >= 2*time.Second {
+				return nil
+			}
+		}
+		return errors.New("the thawed host has not retried recording its failure for long yet")
+	})
+	f.zkc.Start(0)
+
+	halted := f.waitHalted("web")
+	if halted.Version != "v2" || halted.Host != victim.name {
+		t.Fatalf("halt: %+v, want v2's failure on %s", halted, victim.name)
+	}
+	f.waitVersion("web", "v1", f.hosts)
+	log, err := os.ReadFile(filepath.Join(victim.dir, "agent.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(log), "taking the turn: switching"); n != 1 {
+		t.Fatalf("%s switched %d times, want once:\n%s", victim.name, n, lastLines(string(log), 40))
 	}
 }
 

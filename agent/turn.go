@@ -21,10 +21,27 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 		a.log.Warn(msg, "service", svc, "error", err, "retry_in", d)
 		return clock.Sleep(ctx, d)
 	}
+	o := a.owners[svc]
 	select {
 	case <-ctx.Done():
 		return
-	case <-a.owners[svc].booted:
+	case <-o.booted:
+	}
+	var unrecorded *roll.Failure
+	select {
+	case <-ctx.Done():
+		return
+	case unrecorded = <-o.rolling:
+	}
+	defer func() { o.rolling <- unrecorded }()
+	if unrecorded != nil {
+		// A failed switch whose turn ended with the last session: the
+		// deploy must still halt on it.
+		a.log.Warn("recording a failed switch whose turn ended with its session", "service", svc, "version", unrecorded.Version, "reason", unrecorded.Reason)
+		if !a.finishTurn(ctx, store, svc, unrecorded) {
+			return
+		}
+		unrecorded = nil
 	}
 	for ctx.Err() == nil {
 		m, staged, changed, err := store.WatchManifest(svc)
@@ -88,7 +105,10 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			continue
 		}
 		failure, switched := a.requestSwitch(ctx, store, svc, from, m.Version)
-		a.finishTurn(ctx, store, svc, failure)
+		if !a.finishTurn(ctx, store, svc, failure) && failure != nil {
+			unrecorded = failure
+			return
+		}
 		if switched && failure == nil {
 			a.prune(svc, m.Version, from)
 		}
@@ -118,28 +138,30 @@ func (a *Agent) setStuck(svc, why string) {
 // ZooKeeper has it. A turn is an ephemeral node, but a connection lost for
 // less than the session timeout does not end the session: a turn not
 // released would hold its place in max_parallel, and keep the step from
-// finishing, for as long as this agent lives.
-func (a *Agent) finishTurn(ctx context.Context, store *roll.Store, svc string, failure *roll.Failure) {
-	a.untilDone(ctx, svc, "cannot finish the turn", func() error {
+// finishing, for as long as this agent lives. It reports whether ZooKeeper
+// has it; if not, ctx ended first, and with a failure the caller hands it
+// to the next session's loop.
+func (a *Agent) finishTurn(ctx context.Context, store *roll.Store, svc string, failure *roll.Failure) bool {
+	return a.untilDone(ctx, svc, "cannot finish the turn", func() error {
 		return store.FinishTurn(svc, a.host, failure)
 	})
 }
 
 // untilDone calls op until it succeeds or ctx ends (the agent stops, or the
 // session ended and took the ephemeral nodes with it), backing off between
-// tries.
-func (a *Agent) untilDone(ctx context.Context, svc, msg string, op func() error) {
+// tries. It reports whether op succeeded.
+func (a *Agent) untilDone(ctx context.Context, svc, msg string, op func() error) bool {
 	backoff := newBackoff(100*time.Millisecond, 5*time.Second)
 	for {
 		err := op()
 		if err == nil {
-			return
+			return true
 		}
 		d := backoff.NextBackOff()
 		a.log.Warn(msg+"; retrying", "service", svc, "error", err, "retry_in", d)
 		if !clock.Sleep(ctx, d) {
 			a.log.Error(msg+"; giving up, the session's end releases it", "service", svc, "error", err)
-			return
+			return false
 		}
 	}
 }

@@ -29,6 +29,7 @@ var regressions = []struct {
 	{1795793887261778846, 16, "a take of a turn committed while a quorum loss swallowed its answer; the host, queued again, looped on its own turn and the hosts behind it stalled"},
 	{1796193033674552312, 4, "a stage committed while a quorum loss swallowed its answer; stage exited with an error, nobody ordered the release, and the deploy stalled"},
 	{1796202007453484121, 2, "a host back from a partition queued as a straggler, was judged on a fleet view not yet up to date, and waited for good on nodes that did not change"},
+	{1796204383436754420, 14, "a host paused mid-switch lost its session and its turn; the new version failed, the failure went unrecorded, and the step neither finished nor halted"},
 }
 
 var (
