@@ -56,18 +56,18 @@ for tool in gpg:gpg reprepro:reprepro createrepo_c:createrepo-c rpmsign:rpm rpm:
 	command -v "${tool%%:*}" >/dev/null 2>&1 || die "${tool%%:*} not found: apt-get install -y ${tool#*:}"
 done
 
-debs=
-rpms=
+debs=0
+rpms=0
 for p in "$@"; do
 	[ -f "$p" ] || die "$p: no such package (run make package first)"
 	case "$p" in
-	*.deb) debs="$debs $p" ;;
-	*.rpm) rpms="$rpms $p" ;;
+	*.deb) debs=$((debs + 1)) ;;
+	*.rpm) rpms=$((rpms + 1)) ;;
 	*) die "$p is neither a .deb nor an .rpm" ;;
 	esac
 done
-[ -n "$debs" ] || die "no .deb among the packages: the apt repository would be empty"
-[ -n "$rpms" ] || die "no .rpm among the packages: the dnf repository would be empty"
+[ "$debs" -gt 0 ] || die "no .deb among the packages: the apt repository would be empty"
+[ "$rpms" -gt 0 ] || die "no .rpm among the packages: the dnf repository would be empty"
 
 # A throwaway keyring, removed (with its gpg-agent) whatever happens.
 GNUPGHOME=$(mktemp -d "${TMPDIR:-/tmp}/dcroll-repo-gpg.XXXXXX")
@@ -91,6 +91,22 @@ echo probe | gpg --batch --pinentry-mode error --local-user "$fpr" --detach-sign
 	die "the key $fpr in $DCROLL_REPO_KEY cannot sign without a passphrase (or has no signing key): remove the passphrase (gpg --passwd) of the copy the build uses"
 
 public="$out/public"
+
+# A version is published once: other contents under a published name are
+# refused before anything changes. The pool keeps each .deb as it came;
+# signing changes an .rpm but not the header it signs.
+for p in "$@"; do
+	case "$p" in
+	*.deb)
+		dest="$public/deb/pool/main/d/dcroll/$(basename "$p")"
+		[ ! -f "$dest" ] || cmp -s "$p" "$dest" ;;
+	*.rpm)
+		dest="$public/rpm/$(basename "$p")"
+		[ ! -f "$dest" ] ||
+			[ "$(rpm -qp --qf '%{SHA256HEADER}' "$p" 2>/dev/null)" = "$(rpm -qp --qf '%{SHA256HEADER}' "$dest" 2>/dev/null)" ] ;;
+	esac || die "$(basename "$p") is published already, with other contents: a version is published once; build another version"
+done
+
 mkdir -p "$public/deb" "$public/rpm" "$out/reprepro/conf"
 gpg --batch --armor --export "$fpr" >"$public/dcroll.asc.new"
 mv "$public/dcroll.asc.new" "$public/dcroll.asc"
@@ -110,21 +126,17 @@ EOF
 reprepro() {
 	command reprepro --silent --basedir "$out/reprepro" --outdir "$(cd "$public/deb" && pwd)" "$@"
 }
-for deb in $debs; do
-	reprepro includedeb stable "$deb"
+for deb in "$@"; do
+	case "$deb" in *.deb) reprepro includedeb stable "$deb" ;; esac
 done
 reprepro export stable
 
 # dnf: each .rpm signed (rpm -K checks it against the imported key), and
 # the metadata signed for repo_gpgcheck.
-for rpm in $rpms; do
+for rpm in "$@"; do
+	case "$rpm" in *.rpm) ;; *) continue ;; esac
 	dest="$public/rpm/$(basename "$rpm")"
-	if [ -f "$dest" ]; then
-		# Signing changes the file but not the header it signs.
-		[ "$(rpm -qp --qf '%{SHA256HEADER}' "$rpm" 2>/dev/null)" = "$(rpm -qp --qf '%{SHA256HEADER}' "$dest" 2>/dev/null)" ] ||
-			die "$(basename "$rpm") is in $public/rpm already, with other contents: a version is published once; build another version"
-		continue
-	fi
+	[ -f "$dest" ] && continue # the same: checked above
 	cp "$rpm" "$dest.new"
 	# Debian's rpm names gpg2, which Debian no longer ships under that name.
 	rpmsign --addsign --define "__gpg $(command -v gpg)" --define "_gpg_name $fpr" --define "_gpg_path $GNUPGHOME" \

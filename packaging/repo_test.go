@@ -389,6 +389,31 @@ func TestIntegration_DnfRepository(t *testing.T) {
 		t.Errorf("the dnf repository's metadata is not signed: %v", err)
 	}
 
+	// A version is published once: the same packages again change
+	// nothing, other contents under a published name are refused.
+	before := file(t, signed)
+	mkrepo(t, key, repo, deb1, rpm1)
+	if !bytes.Equal(file(t, signed), before) {
+		t.Errorf("adding %s again changed it", filepath.Base(rpm1))
+	}
+	for _, pkg := range [][2]string{{deb1, deb2}, {rpm1, rpm2}} {
+		impostor := filepath.Join(t.TempDir(), filepath.Base(pkg[0]))
+		writeFile(t, impostor, string(file(t, pkg[1])))
+		args := []string{repo, deb1, rpm1}
+		if filepath.Ext(impostor) == ".deb" {
+			args[1] = impostor
+		} else {
+			args[2] = impostor
+		}
+		release := file(t, filepath.Join(public, "deb/dists/stable/InRelease"))
+		if stderr := mkrepoFails(t, append(os.Environ(), "DCROLL_REPO_KEY="+key), args...); !strings.Contains(stderr, filepath.Base(pkg[0])+" is published already, with other contents") {
+			t.Errorf("mkrepo.sh with another %s: %s", filepath.Base(pkg[0]), stderr)
+		}
+		if !bytes.Equal(file(t, filepath.Join(public, "deb/dists/stable/InRelease")), release) {
+			t.Errorf("the refused %s changed the apt repository", filepath.Base(pkg[0]))
+		}
+	}
+
 	if _, err := exec.LookPath("dnf"); err != nil {
 		t.Skip("dnf not found: apt-get install -y dnf (.ci/run installs it); the signatures were checked with rpm -K only")
 	}
