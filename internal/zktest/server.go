@@ -34,6 +34,7 @@ type server struct {
 	clientPort   int
 	peerPort     int
 	electionPort int
+	observer     bool // follows the leader without voting
 
 	mu   sync.Mutex
 	proc *process // nil when the server is stopped
@@ -68,7 +69,7 @@ func (s *server) writeConfig(all []*server, ensemble bool) error {
 	fmt.Fprintf(&cfg, "admin.enableServer=false\n")
 	fmt.Fprintf(&cfg, "minSessionTimeout=400\n")
 	fmt.Fprintf(&cfg, "maxSessionTimeout=60000\n")
-	fmt.Fprintf(&cfg, "4lw.commands.whitelist=srvr,ruok,mntr,wchs,wchp\n")
+	fmt.Fprintf(&cfg, "4lw.commands.whitelist=srvr,ruok,mntr,wchs,wchp,cons\n")
 	// No cap on connections per client address: the fleet simulator holds
 	// thousands of sessions from 127.0.0.1.
 	fmt.Fprintf(&cfg, "maxClientCnxns=0\n")
@@ -79,8 +80,15 @@ func (s *server) writeConfig(all []*server, ensemble bool) error {
 	if ensemble {
 		fmt.Fprintf(&cfg, "initLimit=10\n")
 		fmt.Fprintf(&cfg, "syncLimit=5\n")
+		if s.observer {
+			fmt.Fprintf(&cfg, "peerType=observer\n")
+		}
 		for _, peer := range all {
-			fmt.Fprintf(&cfg, "server.%d=%s:%d:%d\n", peer.index+1, peer.host, peer.peerPort, peer.electionPort)
+			role := ""
+			if peer.observer {
+				role = ":observer"
+			}
+			fmt.Fprintf(&cfg, "server.%d=%s:%d:%d%s\n", peer.index+1, peer.host, peer.peerPort, peer.electionPort, role)
 		}
 		myid := strconv.Itoa(s.index+1) + "\n"
 		if err := os.WriteFile(filepath.Join(s.dataDir(), "myid"), []byte(myid), 0o644); err != nil {

@@ -9,7 +9,9 @@
 // Each server is a separate JVM running the ZooKeeper jar, with its own
 // directory under the test's t.TempDir() (configuration, data and a log file
 // with the JVM's output) and its own free ports on 127.0.0.1 (EnsembleAt
-// puts each server on an address of its own instead). Everything is
+// puts each server on an address of its own instead). EnsembleObservers adds
+// observers: servers that serve clients and forward their writes but do not
+// vote. Everything is
 // killed when the test ends, whether it passed or not. If ZooKeeper or Java
 // is not installed the test is skipped. The jar defaults to the one of the
 // Debian package (/usr/share/java/zookeeper.jar); the environment variable
@@ -52,6 +54,7 @@ const (
 	ModeStandalone = "standalone"
 	ModeLeader     = "leader"
 	ModeFollower   = "follower"
+	ModeObserver   = "observer"
 )
 
 // skipMessage is given to t.Skip when ZooKeeper cannot be run.
@@ -72,6 +75,8 @@ type Cluster struct {
 	wrap  func(index int, argv []string) []string
 	// heap is the JVMs' -Xmx; empty: the small default of jvmFlags.
 	heap string
+	// observers is how many of the servers, the last ones, are observers.
+	observers int
 }
 
 // Standalone starts a single ZooKeeper server in standalone mode and waits
@@ -112,7 +117,7 @@ func EnsembleAt(t testing.TB, hosts []string, wrap func(index int, argv []string
 		t.Fatalf("zktest: an ensemble needs at least 2 servers, got %d", len(hosts))
 		return nil
 	}
-	return newClusterOpts(t, len(hosts), true, hosts, wrap, "")
+	return newClusterOpts(t, len(hosts), 0, true, hosts, wrap, "")
 }
 
 // EnsembleHeap is Ensemble with each JVM's maximum heap set to heap (as
@@ -123,7 +128,44 @@ func EnsembleHeap(t testing.TB, n int, heap string) *Cluster {
 		t.Fatalf("zktest: an ensemble needs at least 2 servers, got %d; use Standalone for one", n)
 		return nil
 	}
-	return newClusterOpts(t, n, true, nil, nil, heap)
+	return newClusterOpts(t, n, 0, true, nil, nil, heap)
+}
+
+// EnsembleObservers starts an ensemble of voters voting servers (at least 2)
+// and observers observers, which follow the leader without voting: they
+// serve reads and watches themselves and forward writes to the leader. The
+// observers are the last servers, voters to voters+observers-1; heap is as
+// for EnsembleHeap ("" for the default).
+func EnsembleObservers(t testing.TB, voters, observers int, heap string) *Cluster {
+	t.Helper()
+	if voters < 2 || observers < 0 {
+		t.Fatalf("zktest: an ensemble needs at least 2 voting servers and no negative count of observers, got %d and %d", voters, observers)
+		return nil
+	}
+	return newClusterOpts(t, voters+observers, observers, true, nil, nil, heap)
+}
+
+// Observers returns the client addresses of the observers, running or
+// stopped; none unless the cluster was started by EnsembleObservers.
+func (c *Cluster) Observers() []string {
+	var addrs []string
+	for _, s := range c.servers {
+		if s.observer {
+			addrs = append(addrs, s.clientAddr())
+		}
+	}
+	return addrs
+}
+
+// Voters returns the indexes of the voting servers: all but the observers.
+func (c *Cluster) Voters() []int {
+	var is []int
+	for i, s := range c.servers {
+		if !s.observer {
+			is = append(is, i)
+		}
+	}
+	return is
 }
 
 // jvmFlags are the JVMs' options, with the cluster's heap.
@@ -154,17 +196,17 @@ func (c *Cluster) FourLetterWord(i int, cmd string) (string, error) {
 
 func newCluster(t testing.TB, n int, ensemble bool) *Cluster {
 	t.Helper()
-	return newClusterOpts(t, n, ensemble, nil, nil, "")
+	return newClusterOpts(t, n, 0, ensemble, nil, nil, "")
 }
 
-func newClusterOpts(t testing.TB, n int, ensemble bool, hosts []string, wrap func(int, []string) []string, heap string) *Cluster {
+func newClusterOpts(t testing.TB, n, observers int, ensemble bool, hosts []string, wrap func(int, []string) []string, heap string) *Cluster {
 	t.Helper()
 	java, classpath, err := lookupZooKeeper()
 	if err != nil {
 		t.Skipf("%s (%v)", skipMessage, err)
 		return nil
 	}
-	c := &Cluster{t: t, java: java, classpath: classpath, ensemble: ensemble, hosts: hosts, wrap: wrap, heap: heap}
+	c := &Cluster{t: t, java: java, classpath: classpath, ensemble: ensemble, hosts: hosts, wrap: wrap, heap: heap, observers: observers}
 
 	// t.TempDir registers its removal before c.stopAll is registered, so
 	// the servers are killed before their directories are removed.
@@ -213,6 +255,7 @@ func (c *Cluster) start(root string, n int) error {
 			clientPort:   ports[3*i],
 			peerPort:     ports[3*i+1],
 			electionPort: ports[3*i+2],
+			observer:     i >= n-c.observers,
 		}
 		if c.hosts != nil {
 			s := c.servers[i]
@@ -260,8 +303,8 @@ func (c *Cluster) Stop(i int) {
 }
 
 // Start restarts server i, which must be stopped, with its data directory and
-// ports, and waits until it serves: in standalone mode, or as leader or
-// follower in an ensemble.
+// ports, and waits until it serves: in standalone mode, or as leader,
+// follower or observer in an ensemble.
 //
 // Beware of clients that reconnect to a standalone server while it starts:
 // ZooKeeper 3.8.0 fails to close connections that arrive before it has
@@ -317,7 +360,7 @@ func (c *Cluster) Leader() int {
 }
 
 // Mode returns the mode server i reports through the srvr four-letter word:
-// ModeStandalone, ModeLeader or ModeFollower. It returns "" if the server is
+// ModeStandalone, ModeLeader, ModeFollower or ModeObserver. It returns "" if the server is
 // stopped or does not serve requests at the moment.
 func (c *Cluster) Mode(i int) string {
 	s, ok := c.server(i)
@@ -356,7 +399,7 @@ func (c *Cluster) waitReady(servers []*server) error {
 			if err != nil {
 				return err
 			}
-			if !c.servesIn(mode) {
+			if !c.servesIn(s, mode) {
 				return fmt.Errorf("it reports mode %q", mode)
 			}
 		}
@@ -378,12 +421,15 @@ func (c *Cluster) waitReady(servers []*server) error {
 	}
 }
 
-// servesIn tells whether a server that reports mode is ready.
-func (c *Cluster) servesIn(mode string) bool {
-	if c.ensemble {
-		return mode == ModeLeader || mode == ModeFollower
+// servesIn tells whether server s, which reports mode, is ready.
+func (c *Cluster) servesIn(s *server, mode string) bool {
+	switch {
+	case !c.ensemble:
+		return mode == ModeStandalone
+	case s.observer:
+		return mode == ModeObserver
 	}
-	return mode == ModeStandalone
+	return mode == ModeLeader || mode == ModeFollower
 }
 
 // stopAll kills all servers at once and waits until they have exited. If the

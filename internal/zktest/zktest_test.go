@@ -177,3 +177,52 @@ func (l *testLogger) stop() {
 	defer l.mu.Unlock()
 	l.stopped = true
 }
+
+func TestIntegration_ObserverServesAndForwardsWrites(t *testing.T) {
+	c := zktest.EnsembleObservers(t, 3, 1, "")
+
+	servers := c.Servers()
+	if len(servers) != 4 {
+		t.Fatalf("Servers() = %q, want four addresses", servers)
+	}
+	if got := c.Observers(); !slices.Equal(got, servers[3:]) {
+		t.Errorf("Observers() = %q, want %q", got, servers[3:])
+	}
+	if got := c.Voters(); !slices.Equal(got, []int{0, 1, 2}) {
+		t.Errorf("Voters() = %v, want [0 1 2]", got)
+	}
+	if got := c.Mode(3); got != zktest.ModeObserver {
+		t.Errorf("Mode(3) = %q, want %q", got, zktest.ModeObserver)
+	}
+	if l := c.Leader(); l < 0 || l > 2 {
+		t.Errorf("Leader() = %d, want one of the voters", l)
+	}
+
+	// A client of the observer alone writes: the observer forwards it to
+	// the leader, and a client of a voter reads it.
+	observer := connect(t, c.Observers())
+	const path = "/dcroll-zktest-observer"
+	if _, err := observer.Create(path, []byte("through the observer"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+		t.Fatalf("create %s through the observer: %v", path, err)
+	}
+	if got := observer.Server(); got != servers[3] {
+		t.Errorf("the observer's client is connected to %s, want %s", got, servers[3])
+	}
+	voter := connect(t, servers[:1])
+	if _, err := voter.Sync(path); err != nil {
+		t.Fatalf("sync %s through server 0: %v", path, err)
+	}
+	if got := get(t, voter, path); got != "through the observer" {
+		t.Errorf("server 0 has %s = %q, want %q", path, got, "through the observer")
+	}
+
+	// Losing the observer loses no vote: the voters still write.
+	c.Stop(3)
+	if _, err := voter.Set(path, []byte("without the observer"), -1); err != nil {
+		t.Errorf("set %s with the observer stopped: %v", path, err)
+	}
+	c.Start(3)
+	if got := c.Mode(3); got != zktest.ModeObserver {
+		t.Errorf("Mode(3) after restart = %q, want %q", got, zktest.ModeObserver)
+	}
+}
