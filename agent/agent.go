@@ -74,6 +74,7 @@ type Agent struct {
 	swarm     *fetch.Swarm // nil without transfer.torrent_listen
 	started   time.Time
 	artifacts string        // where fetched artifacts are kept and served from
+	peerToken string        // transfer.peer_token_file's token; empty: none
 	recovered *state.Switch // a switch interrupted by a crash, rolled back at boot
 	// store is set by Run before the ZooKeeper loop starts; the owners
 	// use it only on a message sent after that.
@@ -160,6 +161,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		cache.Services = map[string]*state.Service{}
 	}
 	a.cache = cache
+	if f := a.cfg.Transfer.PeerTokenFile; f != "" {
+		if a.peerToken, err = config.ReadSecret("transfer.peer_token_file", f); err != nil {
+			return err
+		}
+	}
+	a.removeLeftovers()
 	a.recoverSwitch()
 	a.machine = a.identify()
 

@@ -48,28 +48,61 @@ func (a *Agent) ensureRelease(ctx context.Context, store *roll.Store, svc, versi
 			return nil
 		}
 	}
+	// A fresh host has no releases directory yet.
+	if err := os.MkdirAll(rel.Dir, 0o755); err != nil {
+		return err
+	}
 	if err := fetch.Verify(path, art); err != nil {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			return err
 		}
 		_ = os.Remove(path) // a tampered or partial file is fetched again
+		if err := a.checkSpace(m, path, rel.Dir, true); err != nil {
+			return err
+		}
 		unlock := a.lockHotFiles(svc)
 		err := a.fetchArtifact(ctx, store, svc, m, art, path)
 		unlock()
 		if err != nil {
 			return err
 		}
-	}
-	// A fresh host has no releases directory yet.
-	if err := os.MkdirAll(rel.Dir, 0o755); err != nil {
+	} else if err := a.checkSpace(m, path, rel.Dir, false); err != nil {
 		return err
 	}
-	if err := fetch.Unpack(path, rel.Path(version)); err != nil {
+	// The manifest says what the release unpacks to: no more is written.
+	if err := fetch.UnpackAtMost(path, rel.Path(version), m.Unpacked); err != nil {
 		return fmt.Errorf("unpack %s %s: %w", svc, version, err)
 	}
 	a.seed(svc, m, path)
 	a.log.Info("release verified and unpacked", "service", svc, "version", version)
 	return nil
+}
+
+// checkSpace refuses a release the disk cannot hold before any of it is
+// written: the artifact (unless it is already here) and what it unpacks to.
+func (a *Agent) checkSpace(m roll.Manifest, artifact, releases string, fetching bool) error {
+	needs := []fetch.Need{{Dir: releases, Bytes: m.Unpacked, What: "unpacked release"}}
+	if fetching {
+		needs = append(needs, fetch.Need{Dir: filepath.Dir(artifact), Bytes: m.Size, What: "artifact"})
+	}
+	return fetch.CheckSpace(needs...)
+}
+
+// removeLeftovers removes what a fetch or an unpack that was killed midway
+// left on disk (partial downloads, half-unpacked releases), before any new
+// one starts: a restart must not strand the disk space they hold.
+func (a *Agent) removeLeftovers() {
+	for _, svc := range a.serviceNames() {
+		for _, dir := range []string{filepath.Join(a.artifacts, svc), a.rels[svc].Dir} {
+			removed, err := fetch.RemoveTemps(dir)
+			if err != nil {
+				a.log.Warn("cannot remove leftovers of an interrupted fetch", "dir", dir, "error", err)
+			}
+			if len(removed) > 0 {
+				a.log.Info("removed leftovers of an interrupted fetch", "dir", dir, "removed", removed)
+			}
+		}
+	}
 }
 
 // checkArtifact verifies, when this host holds it, the artifact a staged
@@ -106,9 +139,20 @@ func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string
 	default:
 		peers := append(slices.Clone(m.Seeders), a.torrentPeers(store)...)
 		a.log.Info("fetching over BitTorrent", "service", svc, "version", m.Version, "size", m.Size, "peers", len(peers))
+		// Downloads of releases no longer staged (replaced, aborted, or
+		// cut short by a restart) give their space back first.
+		if removed, err := a.swarm.PrunePartials(a.stagedInfohashes(store)...); err != nil {
+			a.log.Warn("cannot remove abandoned downloads", "error", err)
+		} else if len(removed) > 0 {
+			a.log.Info("removed abandoned downloads", "infohashes", removed)
+		}
 		err := a.fetchTorrent(ctx, art, m, peers, a.torrentShare(store, svc), path)
 		if err == nil {
 			return nil
+		}
+		// HTTP starts from scratch: what BitTorrent got is of no use.
+		if rerr := a.swarm.RemovePartial(m.Infohash); rerr != nil {
+			a.log.Warn("cannot remove the failed download", "service", svc, "version", m.Version, "error", rerr)
 		}
 		if ctx.Err() != nil {
 			return err
@@ -126,6 +170,18 @@ func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string
 	a.setFetching(svc, &roll.Fetch{Version: m.Version, Size: m.Size, Via: roll.ViaHTTP, Why: truncate(why, roll.MaxFetchWhy)})
 	defer a.setFetching(svc, nil)
 	return a.fetcher.Fetch(ctx, art, path)
+}
+
+// stagedInfohashes lists the infohashes of this host's services' staged
+// releases, whose partial downloads are worth keeping.
+func (a *Agent) stagedInfohashes(store *roll.Store) []string {
+	var out []string
+	for _, svc := range a.serviceNames() {
+		if m, err := store.Manifest(svc); err == nil && m.Infohash != "" {
+			out = append(out, m.Infohash)
+		}
+	}
+	return out
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary.
@@ -234,7 +290,7 @@ func (a *Agent) peerURLs(store *roll.Store, svc, version string) []string {
 	var urls []string
 	for h, c := range cur {
 		if h != a.host && c.Version == version && hosts[h].PeerAddr != "" {
-			urls = append(urls, fetch.PeerURL(hosts[h].PeerAddr, svc, version))
+			urls = append(urls, fetch.PeerURLWithToken(hosts[h].PeerAddr, svc, version, a.peerToken))
 		}
 	}
 	return urls
@@ -249,9 +305,7 @@ func (a *Agent) servePeers() (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv := &http.Server{Handler: fetch.NewServer(a.artifacts), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	return srv, nil
+	return fetch.Serve(ln, a.artifacts, fetch.ServerOptions{MaxConns: a.cfg.Transfer.MaxConns, Token: a.peerToken}), nil
 }
 
 // lockHotFiles locks svc's hot files in memory for the length of a

@@ -8,11 +8,13 @@ package config
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"sort"
@@ -71,6 +73,9 @@ type Host struct {
 
 // Transfer says where the agent serves the releases it holds to its peers.
 type Transfer struct {
+	// Bind is the address of the management network: listen addresses
+	// without a host (":7434") bind it. Empty: every interface.
+	Bind             string `koanf:"bind"`
 	Listen           string `koanf:"listen"`
 	Advertise        string `koanf:"advertise"`
 	TorrentListen    string `koanf:"torrent_listen"`
@@ -79,6 +84,12 @@ type Transfer struct {
 	// second; 0 is no cap.
 	UploadRate   int64 `koanf:"upload_rate"`
 	DownloadRate int64 `koanf:"download_rate"`
+	// MaxConns caps the peers' connections to the listen address; more
+	// wait to be accepted.
+	MaxConns int `koanf:"max_conns"`
+	// PeerTokenFile holds a token (mode 0600) that peers must present to
+	// fetch from this host, and that it presents to them. Empty: none.
+	PeerTokenFile string `koanf:"peer_token_file"`
 }
 
 // Log selects the go-hclog level and output format.
@@ -204,6 +215,7 @@ func decode(k *koanf.Koanf, out *Config, md *mapstructure.Metadata) error {
 	return k.UnmarshalWithConf("", out, koanf.UnmarshalConf{
 		DecoderConfig: &mapstructure.DecoderConfig{
 			DecodeHook: mapstructure.ComposeDecodeHookFunc(
+				durationWithUnit,
 				mapstructure.StringToTimeDurationHookFunc(),
 				mapstructure.StringToSliceHookFunc(","),
 			),
@@ -213,6 +225,17 @@ func decode(k *koanf.Koanf, out *Config, md *mapstructure.Metadata) error {
 			WeaklyTypedInput: false,
 		},
 	})
+}
+
+var durationType = reflect.TypeFor[time.Duration]()
+
+// durationWithUnit refuses a duration given as a number: TOML's interval =
+// 2 would otherwise be 2 nanoseconds.
+func durationWithUnit(from, to reflect.Type, data any) (any, error) {
+	if to != durationType || from == durationType || from.Kind() == reflect.String {
+		return data, nil
+	}
+	return nil, fmt.Errorf("duration %v has no unit: write a string with one, like \"%vs\" or \"%vm\"", data, data, data)
 }
 
 // envKeys maps each DCROLL_* variable to the config key it sets. Services
@@ -231,7 +254,9 @@ var envKeys = map[string]string{
 	"DCROLL_HOST_MACHINE_ID_FILE":       "host.machine_id_file",
 	"DCROLL_LOG_LEVEL":                  "log.level",
 	"DCROLL_LOG_FORMAT":                 "log.format",
+	"DCROLL_TRANSFER_BIND":              "transfer.bind",
 	"DCROLL_TRANSFER_LISTEN":            "transfer.listen",
+	"DCROLL_TRANSFER_PEER_TOKEN_FILE":   "transfer.peer_token_file",
 	"DCROLL_TRANSFER_ADVERTISE":         "transfer.advertise",
 	"DCROLL_TRANSFER_TORRENT_LISTEN":    "transfer.torrent_listen",
 	"DCROLL_TRANSFER_TORRENT_ADVERTISE": "transfer.torrent_advertise",
@@ -302,6 +327,39 @@ func ValidRoot(root string) error {
 	return nil
 }
 
+// ReadSecret reads the secret in the file at path, which the config key
+// names: a password or a token. The file must be a regular file that only
+// its owner can read or write (mode 0600 or stricter), and not empty.
+func ReadSecret(key, path string) (string, error) {
+	if !filepath.IsAbs(path) {
+		return "", invalid(key, "%q is not an absolute path", path)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", invalid(key, "%v", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return "", invalid(key, "%v", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", invalid(key, "%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return "", invalid(key, "%s has mode %04o: others may read it; run chmod 600 %s", path, perm, path)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", invalid(key, "%v", err)
+	}
+	secret := strings.TrimSpace(string(b))
+	if secret == "" {
+		return "", invalid(key, "%s is empty", path)
+	}
+	return secret, nil
+}
+
 func invalid(key string, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...))
 }
@@ -335,6 +393,11 @@ func (c *Config) complete() error {
 	}
 	if z.User != "" && z.PasswordFile == "" {
 		return invalid("zookeeper.password_file", "empty, but zookeeper.user is set")
+	}
+	if z.PasswordFile != "" {
+		if _, err := ReadSecret("zookeeper.password_file", z.PasswordFile); err != nil {
+			return err
+		}
 	}
 
 	if c.Host.Name == "" {
@@ -381,6 +444,24 @@ func (c *Config) complete() error {
 func (t *Transfer) complete(host string) error {
 	if t.UploadRate < 0 || t.DownloadRate < 0 {
 		return invalid("transfer", "upload_rate and download_rate must be 0 (no cap) or positive bytes per second")
+	}
+	if t.MaxConns < 1 {
+		return invalid("transfer.max_conns", "%d: want at least 1", t.MaxConns)
+	}
+	if t.PeerTokenFile != "" {
+		if _, err := ReadSecret("transfer.peer_token_file", t.PeerTokenFile); err != nil {
+			return err
+		}
+	}
+	if t.Bind != "" {
+		if net.ParseIP(t.Bind) == nil {
+			return invalid("transfer.bind", "%q is not an IP address (empty: every interface)", t.Bind)
+		}
+		for _, l := range []*string{&t.Listen, &t.TorrentListen} {
+			if h, port, err := net.SplitHostPort(*l); err == nil && h == "" {
+				*l = net.JoinHostPort(t.Bind, port)
+			}
+		}
 	}
 	var err error
 	if t.Advertise, err = advertised("transfer.listen", t.Listen, "transfer.advertise", t.Advertise, host); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -30,8 +31,32 @@ var defaultClient = &http.Client{
 	},
 }
 
+// maxRedirects is how many redirects one fetch follows, all on its host.
+const maxRedirects = 5
+
+// sameHost keeps c's redirects on the host the fetch started on: a URL in
+// a manifest names its host, and a redirect must not take the agent (and
+// any credentials in the URL) elsewhere.
+func sameHost(c *http.Client) *http.Client {
+	cc := *c
+	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		first := via[0].URL
+		switch {
+		case len(via) >= maxRedirects:
+			return fmt.Errorf("stopped after %d redirects", maxRedirects)
+		case !strings.EqualFold(req.URL.Host, first.Host):
+			return fmt.Errorf("redirect to another host refused: %s to %s", first.Redacted(), req.URL.Redacted())
+		case first.Scheme == "https" && req.URL.Scheme != "https":
+			return fmt.Errorf("redirect from https to %s refused", req.URL.Scheme)
+		}
+		return nil
+	}
+	return &cc
+}
+
 // HTTP fetches artifacts over http and https, trying the artifact's URLs in
 // order. A nil Client means a default with connect and header timeouts.
+// Redirects are followed only on the host of the URL being fetched.
 type HTTP struct {
 	Client *http.Client
 }
@@ -48,6 +73,7 @@ func (h HTTP) Fetch(ctx context.Context, a Artifact, dst string) error {
 	if client == nil {
 		client = defaultClient
 	}
+	client = sameHost(client)
 	var errs []error
 	for _, raw := range a.URLs {
 		if err := ctx.Err(); err != nil {

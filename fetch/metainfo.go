@@ -115,6 +115,11 @@ func parseMetainfo(b []byte, maxBytes int, expectInfohash string) (*metainfo.Met
 	if len(b) > maxBytes {
 		return nil, nil, bad("%d bytes exceeds limit %d", len(b), maxBytes)
 	}
+	// The decoder recurses and allocates per value: megabytes of nested
+	// lists cost it hundreds of megabytes. Look at the shape first.
+	if err := checkBencode(b); err != nil {
+		return nil, nil, bad("decode: %v", err)
+	}
 	mi, err := metainfo.Load(bytes.NewReader(b))
 	if err != nil {
 		return nil, nil, bad("decode: %v", err)

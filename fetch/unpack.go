@@ -26,13 +26,30 @@ const (
 // ErrBadArchive means an archive is malformed or holds an entry Unpack refuses.
 var ErrBadArchive = errors.New("fetch: bad archive")
 
-// Unpack extracts the tar archive at path archive, gzip-compressed or not, into
+// ErrTooLarge means an archive unpacks to more than it may: more than
+// MaxUnpacked, or than the size its manifest declares.
+var ErrTooLarge = errors.New("fetch: archive unpacks to more than allowed")
+
+// noWrite are the mode bits an unpacked entry never keeps: a release holds
+// code the agent may run as root, so only its owner may change it.
+const noWrite fs.FileMode = 0o022
+
+// Unpack is UnpackAtMost with the limit MaxUnpacked.
+func Unpack(archive, dir string) error { return UnpackAtMost(archive, dir, MaxUnpacked) }
+
+// UnpackAtMost extracts the tar archive at path archive, gzip-compressed or not, into
 // dir, which must not exist. It extracts into a temporary sibling and renames
 // it to dir only when everything is written and synced, so dir either appears
 // complete or not at all. Entries that could reach outside dir (absolute or
 // ".." paths, escaping or absolute symlinks, paths through symlinks), hard
-// links and special files are rejected with ErrBadArchive.
-func Unpack(archive, dir string) (err error) {
+// links and special files are rejected with ErrBadArchive. Regular files
+// adding up to more than limit bytes (as a gzip bomb or a sparse file would)
+// are an ErrTooLarge, refused before they are written. No entry keeps group
+// or world write permission.
+func UnpackAtMost(archive, dir string, limit int64) (err error) {
+	if limit <= 0 || limit > MaxUnpacked {
+		limit = MaxUnpacked
+	}
 	dir = filepath.Clean(dir) // "out/" must still get its temp dir beside out
 	if _, err := os.Lstat(dir); err == nil {
 		return fmt.Errorf("unpack %s: %s: %w", archive, dir, fs.ErrExist)
@@ -61,7 +78,7 @@ func Unpack(archive, dir string) (err error) {
 		return fmt.Errorf("unpack %s: %w", archive, err)
 	}
 	defer root.Close()
-	if _, err := extract(f, diskTree{root}, archive); err != nil {
+	if _, _, err := extract(f, diskTree{root}, archive, limit); err != nil {
 		return err
 	}
 	syncDir(tmp)
@@ -84,49 +101,58 @@ func Unpack(archive, dir string) (err error) {
 // corrupt stream, a refused entry or an archive without entries is an
 // ErrBadArchive naming the file and the problem.
 func CheckArchive(archive string) error {
+	_, err := UnpackedSize(archive)
+	return err
+}
+
+// UnpackedSize checks the archive as CheckArchive does and returns the total
+// size of its regular files, which a manifest declares so that hosts can
+// refuse an archive that unpacks to more.
+func UnpackedSize(archive string) (int64, error) {
 	f, err := os.Open(archive)
 	if err != nil {
-		return fmt.Errorf("check archive: %w", err)
+		return 0, fmt.Errorf("check archive: %w", err)
 	}
 	defer f.Close()
-	n, err := extract(f, checkTree{".": fs.ModeDir}, archive)
+	n, total, err := extract(f, checkTree{".": fs.ModeDir}, archive, MaxUnpacked)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: %s: no entries (not a tar archive?)", ErrBadArchive, archive)
+		return 0, fmt.Errorf("%w: %s: no entries (not a tar archive?)", ErrBadArchive, archive)
 	}
-	return nil
+	return total, nil
 }
 
 // extract reads the archive in f, gzip-compressed or not, to its end and
-// puts its entries into t, returning how many there were. Every file
+// puts its entries into t, returning how many there were and the total size
+// of the regular files, at most limit. Every file
 // operation goes through t, which for the disk is an os.Root, and no entry
 // may pass through a symlink, so neither a crafted path nor a crafted link
 // can write outside it.
-func extract(f io.Reader, t tree, archive string) (int, error) {
+func extract(f io.Reader, t tree, archive string, limit int64) (int, int64, error) {
 	br := bufio.NewReader(f)
 	var r io.Reader = br
 	var gz *gzip.Reader
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
 		var err error
 		if gz, err = gzip.NewReader(br); err != nil {
-			return 0, fmt.Errorf("%w: %s: gzip: %v", ErrBadArchive, archive, err)
+			return 0, 0, fmt.Errorf("%w: %s: gzip: %v", ErrBadArchive, archive, err)
 		}
 		r = gz
 	}
-	n, err := extractTar(tar.NewReader(r), t, archive, gz != nil)
+	n, total, err := extractTar(tar.NewReader(r), t, archive, gz != nil, limit)
 	if err != nil {
-		return n, err
+		return n, total, err
 	}
 	if gz != nil {
 		// The tar end marker comes before the gzip trailer; read on so the
 		// CRC and length are checked. Only padding should remain.
 		if _, err := io.Copy(io.Discard, io.LimitReader(gz, 1<<20)); err != nil {
-			return n, fmt.Errorf("%w: %s: gzip: %v", ErrBadArchive, archive, streamErr(err))
+			return n, total, fmt.Errorf("%w: %s: gzip: %v", ErrBadArchive, archive, streamErr(err))
 		}
 	}
-	return n, nil
+	return n, total, nil
 }
 
 // streamErr says what an unexpected EOF means in an archive.
@@ -137,7 +163,7 @@ func streamErr(err error) error {
 	return err
 }
 
-func extractTar(tr *tar.Reader, root tree, archive string, compressed bool) (int, error) {
+func extractTar(tr *tar.Reader, root tree, archive string, compressed bool, limit int64) (int, int64, error) {
 	bad := func(name, format string, args ...any) error {
 		return fmt.Errorf("%w: %s: entry %q: %s", ErrBadArchive, archive, name, fmt.Sprintf(format, args...))
 	}
@@ -155,28 +181,28 @@ func extractTar(tr *tar.Reader, root tree, archive string, compressed bool) (int
 		}
 		if err != nil {
 			if hdr != nil {
-				return n, bad(hdr.Name, "%v", streamErr(err))
+				return n, total, bad(hdr.Name, "%v", streamErr(err))
 			}
 			if n == 0 && !compressed {
-				return n, fmt.Errorf("%w: %s: neither a tar nor a tar.gz archive (%v)", ErrBadArchive, archive, err)
+				return n, total, fmt.Errorf("%w: %s: neither a tar nor a tar.gz archive (%v)", ErrBadArchive, archive, err)
 			}
-			return n, fmt.Errorf("%w: %s: after %d entries: %v", ErrBadArchive, archive, n, streamErr(err))
+			return n, total, fmt.Errorf("%w: %s: after %d entries: %v", ErrBadArchive, archive, n, streamErr(err))
 		}
 		if n >= MaxEntries {
-			return n, fmt.Errorf("%w: %s: more than %d entries", ErrBadArchive, archive, MaxEntries)
+			return n, total, fmt.Errorf("%w: %s: more than %d entries", ErrBadArchive, archive, MaxEntries)
 		}
 		name, err := entryName(hdr.Name)
 		if err != nil {
-			return n, bad(hdr.Name, "%v", err)
+			return n, total, bad(hdr.Name, "%v", err)
 		}
 		if name != "." {
 			if why, err := makeParents(root, name); err != nil {
-				return n, failed(hdr.Name, err)
+				return n, total, failed(hdr.Name, err)
 			} else if why != "" {
-				return n, bad(hdr.Name, "%s", why)
+				return n, total, bad(hdr.Name, "%s", why)
 			}
 		}
-		mode := fs.FileMode(hdr.Mode) & 0o777
+		mode := fs.FileMode(hdr.Mode) & 0o777 &^ noWrite
 
 		switch hdr.Typeflag {
 		case tar.TypeDir:
@@ -185,10 +211,10 @@ func extractTar(tr *tar.Reader, root tree, archive string, compressed bool) (int
 				if errors.Is(err, fs.ErrExist) {
 					kind, kerr := root.Kind(name)
 					if kerr != nil || !kind.IsDir() {
-						return n, bad(hdr.Name, "directory over an existing non-directory")
+						return n, total, bad(hdr.Name, "directory over an existing non-directory")
 					}
 				} else if err != nil {
-					return n, failed(hdr.Name, err)
+					return n, total, failed(hdr.Name, err)
 				}
 			}
 			// Applied at the end: a read-only directory must still take
@@ -197,50 +223,51 @@ func extractTar(tr *tar.Reader, root tree, archive string, compressed bool) (int
 
 		case tar.TypeReg:
 			if name == "." {
-				return n, bad(hdr.Name, "file at the archive root")
+				return n, total, bad(hdr.Name, "file at the archive root")
 			}
-			if hdr.Size > MaxUnpacked-total {
-				return n, bad(hdr.Name, "unpacked size exceeds %d bytes", MaxUnpacked)
+			if hdr.Size > limit-total {
+				return n, total, fmt.Errorf("%w: %s: entry %q: %d bytes would make the unpacked size %d, over %d",
+					ErrTooLarge, archive, hdr.Name, hdr.Size, total+hdr.Size, limit)
 			}
 			total += hdr.Size
 			src := &readErr{r: tr}
 			if err := root.WriteFile(name, src, hdr.Size, mode); err != nil {
 				switch {
 				case src.err != nil:
-					return n, bad(hdr.Name, "%v", streamErr(src.err))
+					return n, total, bad(hdr.Name, "%v", streamErr(src.err))
 				case errors.Is(err, fs.ErrExist):
-					return n, bad(hdr.Name, "duplicate entry")
+					return n, total, bad(hdr.Name, "duplicate entry")
 				}
-				return n, failed(hdr.Name, err)
+				return n, total, failed(hdr.Name, err)
 			}
 
 		case tar.TypeSymlink:
 			if name == "." {
-				return n, bad(hdr.Name, "symlink at the archive root")
+				return n, total, bad(hdr.Name, "symlink at the archive root")
 			}
 			if err := checkLinkTarget(name, hdr.Linkname); err != nil {
-				return n, bad(hdr.Name, "%v", err)
+				return n, total, bad(hdr.Name, "%v", err)
 			}
 			if err := root.Symlink(hdr.Linkname, name); err != nil {
 				if errors.Is(err, fs.ErrExist) {
-					return n, bad(hdr.Name, "duplicate entry")
+					return n, total, bad(hdr.Name, "duplicate entry")
 				}
-				return n, failed(hdr.Name, err)
+				return n, total, failed(hdr.Name, err)
 			}
 
 		case tar.TypeLink:
-			return n, bad(hdr.Name, "hard link to %q not allowed", hdr.Linkname)
+			return n, total, bad(hdr.Name, "hard link to %q not allowed", hdr.Linkname)
 		case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-			return n, bad(hdr.Name, "device or fifo not allowed")
+			return n, total, bad(hdr.Name, "device or fifo not allowed")
 		default:
-			return n, bad(hdr.Name, "unsupported entry type %q", hdr.Typeflag)
+			return n, total, bad(hdr.Name, "unsupported entry type %q", hdr.Typeflag)
 		}
 	}
 
 	if err := root.SetDirModes(dirModes); err != nil {
-		return n, fmt.Errorf("unpack %s: %w", archive, err)
+		return n, total, fmt.Errorf("unpack %s: %w", archive, err)
 	}
-	return n, nil
+	return n, total, nil
 }
 
 // tree is where extract puts an archive's entries: diskTree writes them,

@@ -7,7 +7,6 @@ import (
 	"io"
 	"maps"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -113,7 +112,12 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	if err != nil {
 		return err
 	}
-	man := roll.Manifest{Version: version, Size: size, SHA256: sum, Staged: time.Now().UTC(), By: hostname}
+	// Hosts check their free space for it, and unpack no more.
+	unpacked, err := fetch.UnpackedSize(artifact)
+	if err != nil {
+		return err
+	}
+	man := roll.Manifest{Version: version, Size: size, SHA256: sum, Unpacked: unpacked, Staged: time.Now().UTC(), By: hostname}
 	urls, stopHTTP, err := m.serveHTTP(dir, svc, version, hostname)
 	if err != nil {
 		return err
@@ -237,8 +241,7 @@ func (m *stageMode) serveHTTP(dir, svc, version, hostname string) (urls []string
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen on %s: %w", m.listen, err)
 	}
-	srv := &http.Server{Handler: fetch.NewServer(dir), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(l)
+	srv := fetch.Serve(l, dir, fetch.ServerOptions{})
 	own := fetch.PeerURL(advertiseAddr(m.advertise, l.Addr(), hostname), svc, version)
 	return append([]string{own}, m.urls...), func() { srv.Close() }, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -188,13 +187,9 @@ func (s *Store) Ops() int64 { return s.ops.ops.Load() }
 func aclFor(cfg config.ZooKeeper) ([]zk.ACL, []byte, error) {
 	var password string
 	if cfg.PasswordFile != "" {
-		b, err := os.ReadFile(cfg.PasswordFile)
-		if err != nil {
-			return nil, nil, fmt.Errorf("roll: zookeeper.password_file: %w", err)
-		}
-		password = strings.TrimSpace(string(b))
-		if password == "" {
-			return nil, nil, fmt.Errorf("roll: zookeeper.password_file %s is empty", cfg.PasswordFile)
+		var err error
+		if password, err = config.ReadSecret("zookeeper.password_file", cfg.PasswordFile); err != nil {
+			return nil, nil, fmt.Errorf("roll: %w", err)
 		}
 	}
 	var auth []byte

@@ -34,6 +34,11 @@ type Manifest struct {
 	Infohash string   `json:"infohash,omitempty"`
 	Metainfo []byte   `json:"metainfo,omitempty"`
 	Seeders  []string `json:"seeders,omitempty"`
+	// Unpacked is the total size of the release's files once unpacked;
+	// hosts check their free space for it and unpack no more. 0: not
+	// declared (a manifest from before it was), and only the size is
+	// checked.
+	Unpacked int64 `json:"unpacked,omitempty"`
 }
 
 var (
@@ -47,6 +52,9 @@ func (m Manifest) validate() error {
 	}
 	if m.Size <= 0 {
 		return fmt.Errorf("size %d: must be positive", m.Size)
+	}
+	if m.Unpacked < 0 {
+		return fmt.Errorf("unpacked %d: must not be negative", m.Unpacked)
 	}
 	if !sha256RE.MatchString(m.SHA256) {
 		return fmt.Errorf("sha256 %q: want 64 lower-case hex digits", m.SHA256)
