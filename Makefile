@@ -59,6 +59,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzDecodeService -fuzztime 60s ./roll/
 	$(GO) test -run '^$$' -fuzz FuzzDecode -fuzztime 60s ./state/
 	$(GO) test -run '^$$' -fuzz FuzzParseMetainfo -fuzztime 60s ./fetch/
+	$(GO) test -run '^$$' -fuzz FuzzUnpack -fuzztime 60s ./fetch/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeManifest -fuzztime 60s ./roll/
 
 clean:
 	rm -f dcroll bench.txt chaos.md
