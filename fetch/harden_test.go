@@ -322,7 +322,9 @@ func TestIntegration_SwarmRemovesAbandonedDownloads(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- first.Fetch(ctx, a, mi, []string{seeder.Addr()}, filepath.Join(t.TempDir(), "dst"), Share{}) }()
+	go func() {
+		done <- first.Fetch(ctx, a, mi, []string{seeder.Addr()}, filepath.Join(t.TempDir(), "dst"), Share{})
+	}()
 	waitFor(t, 20*time.Second, "some pieces", func() bool { return piecesComplete(first, ih) >= 4 })
 	cancel()
 	if err := <-done; err == nil {

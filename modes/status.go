@@ -228,6 +228,15 @@ func printSummary(w io.Writer, st *roll.FleetSummary) {
 	printDeployRows(w, st.Deploy, rows)
 	printAttention(w, st)
 	printRefusals(w, st.Refused)
+	printSkipped(w, st.Skipped)
+}
+
+// printSkipped lists the bad znodes the status left out. Their paths come
+// quoted, so a name cannot disguise itself (a right-to-left override).
+func printSkipped(w io.Writer, sk []roll.Skipped) {
+	for _, s := range sk {
+		fmt.Fprintf(w, "skipped bad znode %s: %s; fix or delete it\n", s.Path, s.Why)
+	}
 }
 
 // printAttention lists the hosts that need attention, a line per host and
@@ -341,6 +350,7 @@ func printStatus(w io.Writer, st *roll.FleetStatus) {
 	}
 	printDeployRows(w, st.Deploy, rows)
 	printHosts(w, st)
+	printSkipped(w, st.Skipped)
 }
 
 // printHosts prints a line per host: its agent and what it serves.
@@ -365,6 +375,9 @@ func printHosts(w io.Writer, st *roll.FleetStatus) {
 			if why, ok := h.Stuck[s.Name]; ok {
 				svcs = append(svcs, fmt.Sprintf("(stuck: %s)", why))
 			}
+		}
+		if h.Bad != "" {
+			svcs = append(svcs, fmt.Sprintf("(bad znode: %s)", h.Bad))
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\n", h.Name, agent, strings.Join(svcs, " "))
 	}

@@ -35,6 +35,9 @@ type Store struct {
 	auth []byte
 
 	steps stepCache
+
+	log   hclog.Logger // nil in tests that build a Store by hand
+	skips skips        // children of /current, /members, /hosts left out
 }
 
 // conn is the seam between the protocol and ZooKeeper: the requests roll
@@ -130,7 +133,7 @@ func dial(cfg config.ZooKeeper, log hclog.Logger, requestBuffer int) (*Store, <-
 		return nil, nil, fmt.Errorf("roll: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
 	}
 	counting := &countingConn{Conn: zc}
-	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, ops: counting, acl: acl, auth: auth, protocol: ProtocolVersion}
+	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, ops: counting, acl: acl, auth: auth, protocol: ProtocolVersion, log: log.Named("roll")}
 	return s, sessionEvents(zevents), nil
 }
 

@@ -268,6 +268,7 @@ func (s *Store) summarizeOnce(known map[string]map[string]string, written map[st
 			return nil, err
 		}
 		watches = append(watches, ch)
+		hosts = s.validHosts(s.Tree.CurrentDir(svc), hosts)
 		k := known[svc]
 		if k == nil {
 			k = map[string]string{}

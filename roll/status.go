@@ -17,6 +17,9 @@ type FleetStatus struct {
 	Services []ServiceStatus `json:"services"`
 	Hosts    []HostStatus    `json:"hosts"`
 	Deploy   DeployStatus    `json:"deploy"`
+	// Skipped are the bad children of /current, /members and /hosts left
+	// out of the status.
+	Skipped []Skipped `json:"skipped,omitempty"`
 }
 
 // DeployStatus is the deploy queue and whether the whole deploy is paused.
@@ -82,6 +85,9 @@ type HostStatus struct {
 	// Refused are the agents of other machines that came up with this
 	// host's name and were refused it.
 	Refused []Refusal `json:"refused,omitempty"`
+	// Bad says which of the host's nodes holds data that does not decode
+	// (HostsStatus only; Status skips such nodes).
+	Bad string `json:"bad,omitempty"`
 }
 
 // HostService is one service on one host; Version is empty when offline.
@@ -189,6 +195,9 @@ func (s *Store) Status() (*FleetStatus, error) {
 	}
 	if fs.Deploy, err = s.deployStatus(); err != nil {
 		return nil, err
+	}
+	if sk := s.Skipped(); len(sk) > 0 {
+		fs.Skipped = sk
 	}
 	return fs, nil
 }

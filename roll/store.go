@@ -73,7 +73,8 @@ func (s *Store) Services() (map[string]Service, error) {
 	return out, nil
 }
 
-// Members lists the hosts known to run svc.
+// Members lists the hosts known to run svc. A child whose name is not a
+// valid host name is skipped (Skipped): it counts toward no quorum.
 func (s *Store) Members(svc string) ([]string, error) {
 	hosts, _, err := s.conn.Children(s.Tree.Members(svc))
 	if errors.Is(err, zk.ErrNoNode) {
@@ -82,6 +83,7 @@ func (s *Store) Members(svc string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Members(svc), err)
 	}
+	hosts = s.validHosts(s.Tree.Members(svc), hosts)
 	sort.Strings(hosts)
 	return hosts, nil
 }
@@ -186,8 +188,9 @@ func (s *Store) ensureEphemeral(path string, data []byte) error {
 }
 
 // CurrentOf reads svc's current set: host -> what it serves. Hosts whose
-// node vanishes while being read are left out; a node with bad data is an
-// error naming it.
+// node vanishes while being read are left out, and so are, recorded in
+// Skipped, a child with bad data or a name that is not a host name: one
+// bad node must not keep every agent from reading the fleet.
 func (s *Store) CurrentOf(svc string) (map[string]Current, error) {
 	cur, _, err := s.currentOf(svc, false)
 	return cur, err
@@ -212,6 +215,7 @@ func (s *Store) currentOf(svc string, watch bool) (map[string]Current, <-chan zk
 	if err != nil {
 		return nil, nil, fmt.Errorf("roll: list %s: %w", dir, err)
 	}
+	hosts = s.validHosts(dir, hosts)
 	out := make(map[string]Current, len(hosts))
 	errs := make([]error, len(hosts))
 	vals := make([]Current, len(hosts))
@@ -227,19 +231,24 @@ func (s *Store) currentOf(svc string, watch bool) (map[string]Current, <-chan zk
 		}()
 	}
 	wg.Wait()
+	bad := map[string]string{}
 	for i, h := range hosts {
 		switch {
 		case errs[i] == nil:
 			out[h] = vals[i]
 		case errors.Is(errs[i], zk.ErrNoNode):
+		case errors.Is(errs[i], ErrBadNode):
+			bad[s.Tree.Current(svc, h)] = errs[i].Error()
 		default:
 			return nil, nil, errs[i]
 		}
 	}
+	s.skipBad(dir, bad)
 	return out, ch, nil
 }
 
-// Hosts reads every registered agent's presence node.
+// Hosts reads every registered agent's presence node. A node with bad data
+// or a name that is not a host name is left out and recorded in Skipped.
 func (s *Store) Hosts() (map[string]Host, error) {
 	names, _, err := s.conn.Children(s.Tree.Hosts())
 	if errors.Is(err, zk.ErrNoNode) {
@@ -248,11 +257,17 @@ func (s *Store) Hosts() (map[string]Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Hosts(), err)
 	}
+	names = s.validHosts(s.Tree.Hosts(), names)
 	out := make(map[string]Host, len(names))
+	bad := map[string]string{}
 	for _, name := range names {
 		var h Host
 		_, err := s.get(s.Tree.Host(name), &h)
 		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if errors.Is(err, ErrBadNode) {
+			bad[s.Tree.Host(name)] = err.Error()
 			continue
 		}
 		if err != nil {
@@ -260,6 +275,7 @@ func (s *Store) Hosts() (map[string]Host, error) {
 		}
 		out[name] = h
 	}
+	s.skipBad(s.Tree.Hosts(), bad)
 	return out, nil
 }
 
@@ -273,6 +289,7 @@ func (s *Store) OnlineHosts(svc string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.CurrentDir(svc), err)
 	}
+	hosts = s.validHosts(s.Tree.CurrentDir(svc), hosts)
 	sort.Strings(hosts)
 	return hosts, nil
 }

@@ -56,6 +56,9 @@ type FleetSummary struct {
 	// Refused are the agents of machines refused their host name (another
 	// machine holds it), by host name and machine.
 	Refused []Refusal `json:"refused,omitempty"`
+	// Skipped are the bad children of /current, /members and /hosts that
+	// the summary's reads left out.
+	Skipped []Skipped `json:"skipped,omitempty"`
 }
 
 // ServiceSummary is one service in counts, and the hosts of it that need
@@ -342,6 +345,9 @@ func (r *reader) summary() (*FleetSummary, error) {
 	if fs.Refused, err = r.refusals(); err != nil {
 		return nil, err
 	}
+	if sk := r.s.Skipped(); len(sk) > 0 {
+		fs.Skipped = sk
+	}
 	return fs, nil
 }
 
@@ -437,6 +443,7 @@ func (r *reader) facts(svc string) (fleetFacts, error) {
 		if err != nil {
 			return f, err
 		}
+		online = r.s.validHosts(r.s.Tree.CurrentDir(svc), online)
 		for _, h := range members {
 			if _, ok := slices.BinarySearch(online, h); !ok {
 				if _, ok := f.offline[h]; !ok {
@@ -497,6 +504,7 @@ func (r *reader) versionsByHost(svc string, f fleetFacts) (map[string]string, bo
 	if err != nil {
 		return nil, false, err
 	}
+	online = r.s.validHosts(r.s.Tree.CurrentDir(svc), online)
 	out := make(map[string]string, len(online))
 	for _, h := range online {
 		out[h] = common
@@ -680,6 +688,10 @@ func (r *reader) service(services Catalog, svc string, root Root, deployPaused b
 		var a Host
 		err := r.decode(r.s.Tree.Host(h), &a, true)
 		switch {
+		case errors.Is(err, ErrBadNode):
+			// Shown as an agent that is not up; Hosts records it.
+			agents[h] = nil
+			return nil, nil
 		case errors.Is(err, zk.ErrNoNode):
 			agents[h] = nil
 			return nil, nil
@@ -830,6 +842,8 @@ func (s *Store) HostsStatus(names []string) ([]HostStatus, error) {
 		case err == nil:
 			h.AgentUp, h.Agent, h.Rack, h.Site, h.MachineID = true, a.Agent, a.Rack, a.Site, a.MachineID
 			h.Fetching, h.Stuck = a.Fetching, a.Stuck
+		case errors.Is(err, ErrBadNode):
+			h.Bad = err.Error() // shown, not fatal: the agent is not up
 		case !errors.Is(err, zk.ErrNoNode):
 			return nil, err
 		}
@@ -840,6 +854,8 @@ func (s *Store) HostsStatus(names []string) ([]HostStatus, error) {
 			case err == nil:
 				h.Services = append(h.Services, HostService{Name: svc, Online: true, Version: c.Version, Since: c.Since})
 				continue
+			case errors.Is(err, ErrBadNode):
+				h.Bad = err.Error()
 			case !errors.Is(err, zk.ErrNoNode):
 				return nil, err
 			}
@@ -851,7 +867,7 @@ func (s *Store) HostsStatus(names []string) ([]HostStatus, error) {
 				h.Services = append(h.Services, HostService{Name: svc})
 			}
 		}
-		if !h.AgentUp && len(h.Services) == 0 && len(h.Refused) == 0 {
+		if !h.AgentUp && len(h.Services) == 0 && len(h.Refused) == 0 && h.Bad == "" {
 			return nil, fmt.Errorf("%w %q: no agent holds %s, and it is a member of no service", ErrUnknownHost, name, s.Tree.Host(name))
 		}
 		out = append(out, h)
