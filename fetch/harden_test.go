@@ -322,9 +322,8 @@ func TestIntegration_SwarmRemovesAbandonedDownloads(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() {
-		done <- first.Fetch(ctx, a, mi, []string{seeder.Addr()}, filepath.Join(t.TempDir(), "dst"), Share{})
-	}()
+	firstDst := filepath.Join(t.TempDir(), "dst")
+	go func() { done <- first.Fetch(ctx, a, mi, []string{seeder.Addr()}, firstDst, Share{}) }()
 	waitFor(t, 20*time.Second, "some pieces", func() bool { return piecesComplete(first, ih) >= 4 })
 	cancel()
 	if err := <-done; err == nil {
