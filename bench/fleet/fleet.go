@@ -43,6 +43,8 @@ type options struct {
 	idle           time.Duration // the idle window measured before the rollout
 	batch          int           // hosts started at a time
 	heap           string        // each ZooKeeper JVM's -Xmx
+	observers      int           // observers next to the 3 voters; the hosts use only them
+	restart        bool          // restart the ensemble instead of rolling out (restart.go)
 	timeout        time.Duration // the rollout's limit
 }
 
@@ -157,6 +159,28 @@ type sim struct {
 	// counts its requests, which are taken out of the servers' counts.
 	obs *zk.Conn
 	ops atomic.Int64
+
+	// said counts what the hosts log about their sessions; nil unless
+	// the ensemble is restarted (restart.go).
+	said *sessionLog
+}
+
+// hostServers is the hosts' zookeeper.servers: the observers if any, else
+// the voters.
+func (s *sim) hostServers() []string {
+	if obs := s.zkc.Observers(); len(obs) > 0 {
+		return obs
+	}
+	return s.zkc.Servers()
+}
+
+// hostLog is a host's logger: errors go to the simulator's log; when the
+// ensemble is restarted, what the host says of its session is counted too.
+func (s *sim) hostLog(name string) hclog.Logger {
+	if s.said == nil {
+		return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Error, Output: s.log})
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Info, Output: s.said})
 }
 
 func (s *sim) serving(d int) {
@@ -199,59 +223,16 @@ func simulate(ctx context.Context, t testing.TB, o options, log io.Writer) (resu
 	r := result{hosts: o.hosts, maxParallel: o.maxParallel()}
 	r.need = roll.Quorum{Percent: o.quorumPct}.Need(o.hosts)
 
-	s.logf("starting a 3-server ensemble")
-	s.zkc = zktest.EnsembleHeap(t, 3, o.heap)
-	admin := rolltest.Open(t, s.zkc, root)
-	rolltest.Seed(t, admin, fmt.Sprintf(`
-[services.%s]
-quorum = "%d%%"
-max_parallel = %d
-[services.%s.health]
-min_healthy = %q
-deadline = "10m"
-`, svc, o.quorumPct, r.maxParallel, svc, o.minHealthy.String()))
-	obs, _, err := zk.Connect(s.zkc.Servers(), 30*time.Second, zk.WithLogInfo(false), zk.WithLogger(discard{}))
-	if err != nil {
-		return r, err
-	}
-	defer obs.Close()
-	s.obs = obs
-
 	ctx, stop := context.WithCancel(ctx)
 	var agents sync.WaitGroup
 	defer func() {
 		stop()
 		agents.Wait()
 	}()
-
-	// The hosts, a batch at a time, each online before the next batch.
-	var before runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	rss0, _ := procRSS(os.Getpid())
-	t0 := time.Now()
-	dir := t.TempDir()
-	for i := 0; i < o.hosts; i++ {
-		a, err := s.newHost(dir, fmt.Sprintf("host-%05d", i))
-		if err != nil {
-			return r, err
-		}
-		agents.Add(1)
-		go func() { defer agents.Done(); _ = a.Run(ctx) }()
-		if (i+1)%o.batch == 0 || i+1 == o.hosts {
-			if err := s.awaitOnline(ctx, i+1, 2*time.Minute); err != nil {
-				return r, err
-			}
-			s.logf("%d online", i+1)
-		}
+	admin, err := s.startFleet(ctx, &agents, &r)
+	if err != nil {
+		return r, err
 	}
-	r.connect = time.Since(t0)
-	var after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	r.heapPerHost = (int64(after.HeapInuse) - int64(before.HeapInuse)) / int64(o.hosts)
-	rss1, _ := procRSS(os.Getpid())
-	r.rssPerHost = (rss1 - rss0) / int64(o.hosts)
 
 	// What the fleet costs doing nothing: sessions ping. The hosts that
 	// came online last are let settle first.
@@ -291,7 +272,7 @@ deadline = "10m"
 		return r, err
 	}
 	ops0 = s.ops.Load()
-	t0 = time.Now()
+	t0 := time.Now()
 	s.logf("rolling out v2: max_parallel %d, quorum %d%% (%d hosts)", r.maxParallel, o.quorumPct, r.need)
 	m := roll.Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("0", 64), Staged: time.Now().UTC(), By: "fleet"}
 	if err := admin.Stage(svc, m, false); err != nil {
@@ -349,6 +330,66 @@ deadline = "10m"
 	return r, nil
 }
 
+// startFleet starts the ensemble, seeds the data center and brings the
+// hosts online, a batch at a time, each batch online before the next. It
+// records in r how long that took and what a host costs in memory.
+func (s *sim) startFleet(ctx context.Context, agents *sync.WaitGroup, r *result) (*roll.Store, error) {
+	o, t := s.o, s.t
+	if o.observers > 0 {
+		s.logf("starting a 3-server ensemble and %d observers", o.observers)
+		s.zkc = zktest.EnsembleObservers(t, 3, o.observers, o.heap)
+	} else {
+		s.logf("starting a 3-server ensemble")
+		s.zkc = zktest.EnsembleHeap(t, 3, o.heap)
+	}
+	admin := rolltest.Open(t, s.zkc, root)
+	rolltest.Seed(t, admin, fmt.Sprintf(`
+[services.%s]
+quorum = "%d%%"
+max_parallel = %d
+[services.%s.health]
+min_healthy = %q
+deadline = "10m"
+`, svc, o.quorumPct, r.maxParallel, svc, o.minHealthy.String()))
+	obs, _, err := zk.Connect(s.zkc.Servers(), 30*time.Second, zk.WithLogInfo(false), zk.WithLogger(discard{}))
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(obs.Close)
+	s.obs = obs
+
+	// The hosts, a batch at a time, each online before the next batch.
+	var before runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rss0, _ := procRSS(os.Getpid())
+	t0 := time.Now()
+	dir := t.TempDir()
+	for i := 0; i < o.hosts; i++ {
+		a, err := s.newHost(dir, fmt.Sprintf("host-%05d", i))
+		if err != nil {
+			return nil, err
+		}
+		agents.Add(1)
+		go func() { defer agents.Done(); _ = a.Run(ctx) }()
+		if (i+1)%o.batch == 0 || i+1 == o.hosts {
+			if err := s.awaitOnline(ctx, i+1, 2*time.Minute); err != nil {
+				return nil, err
+			}
+			s.logf("%d online", i+1)
+		}
+	}
+	r.connect = time.Since(t0)
+	var after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	r.heapPerHost = (int64(after.HeapInuse) - int64(before.HeapInuse)) / int64(o.hosts)
+	rss1, _ := procRSS(os.Getpid())
+	r.rssPerHost = (rss1 - rss0) / int64(o.hosts)
+
+	return admin, nil
+}
+
 // newHost writes a host's config and state dir, with v1 and v2 installed
 // and v1 last run, and returns its agent.
 func (s *sim) newHost(dir, name string) (*agent.Agent, error) {
@@ -379,7 +420,7 @@ run = "played in-process by the fleet simulator"
 [services.%s.health]
 command = "true"
 interval = %q
-`, agentconf.QuoteList(s.zkc.Servers()), root, s.o.sessionTimeout.String(), name, hdir, svc, rels.Dir, svc, s.o.health.String())
+`, agentconf.QuoteList(s.hostServers()), root, s.o.sessionTimeout.String(), name, hdir, svc, rels.Dir, svc, s.o.health.String())
 	cfg, err := config.Load(config.Sources{File: name + ".toml", FileData: []byte(toml)})
 	if err != nil {
 		return nil, err
@@ -388,7 +429,7 @@ interval = %q
 	s.fakes[name] = f
 	return agent.New(agent.Options{
 		Config:    cfg,
-		Log:       hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Error, Output: s.log}),
+		Log:       s.hostLog(name),
 		Version:   "fleet",
 		InProcess: func(string, string) service.InProcess { return f },
 	}), nil

@@ -29,33 +29,10 @@ func TestIntegration_FleetCostPerHostIsConstant(t *testing.T) {
 	if testing.Short() {
 		t.Skip("the simulation takes minutes; not in -short")
 	}
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "fleet")
-	if out, err := exec.Command("go", "build", "-race", "-o", exe, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build -race: %v\n%s", err, out)
-	}
-	countsFile := filepath.Join(dir, "counts.json")
-	cmd := exec.Command(exe, "--hosts", "50,200", "--max-parallel", "5", "--quorum", "90",
+	countsFile := filepath.Join(t.TempDir(), "counts.json")
+	runSimulator(t, "--hosts", "50,200", "--max-parallel", "5", "--quorum", "90",
 		"--health", "50ms", "--min-healthy", "300ms", "--session-timeout", "20s", "--idle", "2s",
 		"--batch", "50", "--heap", "512m", "--timeout", "5m", "--json", countsFile)
-	var stderr bytes.Buffer
-	cmd.Stdout = testWriter{t}
-	cmd.Stderr = io.MultiWriter(&stderr, testWriter{t})
-	err := cmd.Run()
-	races := 0
-	for _, report := range testutil.RaceReports(stderr.String()) {
-		if testutil.LibraryRace(report) {
-			t.Logf("a data race inside go-zookeeper (known upstream):\n%s", report)
-			continue
-		}
-		t.Errorf("data race:\n%s", report)
-		races++
-	}
-	var exit *exec.ExitError
-	// 66 is the race detector's exit code: the races were judged above.
-	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 66 && races == 0 && strings.Contains(stderr.String(), "WARNING: DATA RACE")) {
-		t.Fatalf("the simulator failed: %v", err)
-	}
 	b, err := os.ReadFile(countsFile)
 	if err != nil {
 		t.Fatal(err)
@@ -79,6 +56,35 @@ func TestIntegration_FleetCostPerHostIsConstant(t *testing.T) {
 	if cs[1].RequestsPerHost > 1.5*cs[0].RequestsPerHost {
 		t.Errorf("requests per host per rollout grow with the fleet: %.1f at %d hosts, %.1f at %d",
 			cs[0].RequestsPerHost, cs[0].Hosts, cs[1].RequestsPerHost, cs[1].Hosts)
+	}
+}
+
+// runSimulator builds the simulator with the race detector and runs it with
+// args, failing t if it fails or races outside go-zookeeper.
+func runSimulator(t *testing.T, args ...string) {
+	t.Helper()
+	exe := filepath.Join(t.TempDir(), "fleet")
+	if out, err := exec.Command("go", "build", "-race", "-o", exe, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build -race: %v\n%s", err, out)
+	}
+	cmd := exec.Command(exe, args...)
+	var stderr bytes.Buffer
+	cmd.Stdout = testWriter{t}
+	cmd.Stderr = io.MultiWriter(&stderr, testWriter{t})
+	err := cmd.Run()
+	races := 0
+	for _, report := range testutil.RaceReports(stderr.String()) {
+		if testutil.LibraryRace(report) {
+			t.Logf("a data race inside go-zookeeper (known upstream):\n%s", report)
+			continue
+		}
+		t.Errorf("data race:\n%s", report)
+		races++
+	}
+	var exit *exec.ExitError
+	// 66 is the race detector's exit code: the races were judged above.
+	if err != nil && !(errors.As(err, &exit) && exit.ExitCode() == 66 && races == 0 && strings.Contains(stderr.String(), "WARNING: DATA RACE")) {
+		t.Fatalf("the simulator failed: %v", err)
 	}
 }
 

@@ -11,6 +11,12 @@
 // requests per host do not grow with N.
 //
 //	go run ./bench/fleet --hosts 100,1000 [--max-parallel 5] [--quorum 90]
+//
+// With --restart-ensemble it rolls nothing out: once every host is online
+// and idle it restarts the voting servers one by one, the leader first, and
+// counts the sessions that expired, the hosts that left /current and when
+// each session reconnected (restart.go). --observers K points the hosts at
+// K observers instead of the voters.
 package main
 
 import (
@@ -64,6 +70,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.batch, "batch", 200, "hosts started at a time")
 	fs.StringVar(&o.heap, "heap", "2g", "each ZooKeeper server's maximum heap (java -Xmx)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "the limit of each rollout")
+	fs.IntVar(&o.observers, "observers", 0, "start `K` observers next to the 3 voting servers and point the hosts at them alone")
+	fs.BoolVar(&o.restart, "restart-ensemble", false, "instead of a rollout, restart each voting server in turn, the leader first, once the hosts are online and idle")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -75,8 +83,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		sizes = append(sizes, n)
 	}
+	if o.observers < 0 {
+		return fmt.Errorf("--observers: %d is negative", o.observers)
+	}
 	if err := raiseFileLimit(); err != nil {
 		fmt.Fprintln(stderr, "fleet: cannot raise the open-file limit:", err)
+	}
+	if o.restart {
+		cs, err := runRestart(ctx, sizes, *runs, o, stdout, stderr)
+		if err == nil && *jsonOut != "" {
+			err = writeJSON(*jsonOut, cs)
+		}
+		return err
 	}
 	var results []result
 	for _, n := range sizes {
@@ -129,7 +147,11 @@ func writeCounts(file string, rs []result) error {
 			OnNew: r.onNew, MaxInTurn: r.maxInTurn, MaxParallel: r.maxParallel, MinServing: r.minServing, Need: r.need,
 		})
 	}
-	b, err := json.MarshalIndent(cs, "", "  ")
+	return writeJSON(file, cs)
+}
+
+func writeJSON(file string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
