@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/internal/clock"
 )
 
 // ErrNotSeeded means the data center's root does not exist yet.
@@ -25,6 +28,7 @@ type Store struct {
 
 	conn    conn     // every request of the protocol goes through it
 	session *zk.Conn // the session itself: its state, auth, close
+	dialer  *reconnectDialer
 	ops     *countingConn
 	acl     []zk.ACL
 	// protocol is the protocol version this store's agent speaks:
@@ -127,13 +131,14 @@ func dial(cfg config.ZooKeeper, log hclog.Logger, requestBuffer int) (*Store, <-
 		return nil, nil, err
 	}
 	zlog := log.Named("zk").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug})
+	dialer := newReconnectDialer(reconnectSpread(cfg.SessionTimeout))
 	zc, zevents, err := zk.Connect(cfg.Servers, cfg.SessionTimeout, zk.WithLogger(zlog), zk.WithLogInfo(false),
-		zk.WithMaxBufferSize(ReplyBuffer), zk.WithMaxConnBufferSize(requestBuffer))
+		zk.WithMaxBufferSize(ReplyBuffer), zk.WithMaxConnBufferSize(requestBuffer), zk.WithDialer(dialer.dial))
 	if err != nil {
 		return nil, nil, fmt.Errorf("roll: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
 	}
 	counting := &countingConn{Conn: zc}
-	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, ops: counting, acl: acl, auth: auth, protocol: ProtocolVersion, log: log.Named("roll")}
+	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, dialer: dialer, ops: counting, acl: acl, auth: auth, protocol: ProtocolVersion, log: log.Named("roll")}
 	return s, sessionEvents(zevents), nil
 }
 
@@ -181,7 +186,69 @@ func (s *Store) Authenticate() error {
 }
 
 // Close ends the session: every ephemeral node of this store goes at once.
-func (s *Store) Close() { s.session.Close() }
+func (s *Store) Close() {
+	if s.dialer != nil {
+		s.dialer.close() // a reconnect waiting for its turn gives up now
+	}
+	s.session.Close()
+}
+
+// reconnectSpread is the longest a store waits before each connection
+// attempt but its first: a random share of one second, as ZooKeeper's own
+// client waits, and at most a tenth of the session timeout, so that a
+// session can still try every server of a 5-server ensemble in time.
+func reconnectSpread(sessionTimeout time.Duration) time.Duration {
+	return min(time.Second, sessionTimeout/10)
+}
+
+// reconnectDialer dials ZooKeeper servers for go-zookeeper, which retries a
+// lost connection at once on the next server: when a server restarts, every
+// session it held would land on the others in the same few milliseconds,
+// and when the leader restarts, every session of the ensemble would. It
+// makes each attempt but the first wait a random time up to spread, so that
+// the reconnects of ten thousand hosts spread over that time.
+type reconnectDialer struct {
+	spread time.Duration
+	dialer zk.Dialer
+	// wait waits d or until quit is closed, and reports whether d passed.
+	wait func(d time.Duration, quit <-chan struct{}) bool
+
+	dialed    atomic.Bool   // the first attempt was made
+	quit      chan struct{} // closed by close: the store is closing
+	closeOnce sync.Once
+}
+
+func newReconnectDialer(spread time.Duration) *reconnectDialer {
+	return &reconnectDialer{spread: spread, dialer: net.DialTimeout, wait: waitOrQuit, quit: make(chan struct{})}
+}
+
+// errClosing is what a dial attempt returns once the store is closing.
+var errClosing = errors.New("roll: the store is closing")
+
+func (d *reconnectDialer) dial(network, address string, timeout time.Duration) (net.Conn, error) {
+	if d.dialed.Swap(true) && !d.wait(clock.Jitter(d.spread), d.quit) {
+		return nil, errClosing
+	}
+	select {
+	case <-d.quit:
+		return nil, errClosing
+	default:
+	}
+	return d.dialer(network, address, timeout)
+}
+
+func (d *reconnectDialer) close() { d.closeOnce.Do(func() { close(d.quit) }) }
+
+func waitOrQuit(d time.Duration, quit <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-quit:
+		return false
+	}
+}
 
 // Ops is the number of requests this store has sent so far, so that tests
 // and benchmarks can show what a protocol step costs.
