@@ -25,6 +25,7 @@ import (
 	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/service"
 	"github.com/dcroll/dcroll/state"
+	"github.com/dcroll/dcroll/trust"
 )
 
 // Options configure an agent.
@@ -73,9 +74,10 @@ type Agent struct {
 	fetcher   fetch.Fetcher
 	swarm     *fetch.Swarm // nil without transfer.torrent_listen
 	started   time.Time
-	artifacts string        // where fetched artifacts are kept and served from
-	peerToken string        // transfer.peer_token_file's token; empty: none
-	recovered *state.Switch // a switch interrupted by a crash, rolled back at boot
+	artifacts string            // where fetched artifacts are kept and served from
+	peerToken string            // transfer.peer_token_file's token; empty: none
+	trusted   []trust.PublicKey // [trust] keys; empty: releases need no signature
+	recovered *state.Switch     // a switch interrupted by a crash, rolled back at boot
 	// store is set by Run before the ZooKeeper loop starts; the owners
 	// use it only on a message sent after that.
 	store *roll.Store
@@ -165,6 +167,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		if a.peerToken, err = config.ReadSecret("transfer.peer_token_file", f); err != nil {
 			return err
 		}
+	}
+	for _, s := range a.cfg.Trust.Keys {
+		k, err := trust.ParsePublicKey(s)
+		if err != nil {
+			return err
+		}
+		a.trusted = append(a.trusted, k)
 	}
 	a.removeLeftovers()
 	a.recoverSwitch()

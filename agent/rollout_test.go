@@ -37,6 +37,8 @@ type fleet struct {
 	// payload is the size of a random file that stage adds to a release,
 	// to make its transfer take a while.
 	payload int
+	// amend, if set, changes each manifest stage writes: signs it, say.
+	amend func(*roll.Manifest)
 	// httpOnly makes stage write manifests without BitTorrent metainfo,
 	// as `dcroll stage --detach` does.
 	httpOnly bool
@@ -134,6 +136,9 @@ func (f *fleet) stage(svc, version string, unhealthy bool) {
 			f.t.Fatal(err)
 		}
 		m.Infohash, m.Metainfo, m.Seeders = infohash, mi, []string{f.seeder.Addr()}
+	}
+	if f.amend != nil {
+		f.amend(&m)
 	}
 	if err := f.admin.Stage(svc, m, true); err != nil {
 		f.t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/dcroll/dcroll/fetch"
 	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/state"
+	"github.com/dcroll/dcroll/trust"
 )
 
 // ensureRelease makes sure version of svc is unpacked in its releases
@@ -39,6 +40,12 @@ func (a *Agent) ensureRelease(ctx context.Context, store *roll.Store, svc, versi
 	}
 	if m.Version != version {
 		return fmt.Errorf("%s %s is not staged (staged: %s)", svc, version, m.Version)
+	}
+	// Before a byte is fetched: a release this host does not trust is
+	// refused, and the refusal shows in status (the caller marks svc
+	// stuck); the other hosts go on.
+	if err := a.checkTrust(svc, m); err != nil {
+		return err
 	}
 	path := fetch.ArtifactPath(a.artifacts, svc, version)
 	art := fetch.Artifact{Service: svc, Version: version, Size: m.Size, SHA256: m.SHA256}
@@ -76,6 +83,16 @@ func (a *Agent) ensureRelease(ctx context.Context, store *roll.Store, svc, versi
 	a.seed(svc, m, path)
 	a.log.Info("release verified and unpacked", "service", svc, "version", version)
 	return nil
+}
+
+// checkTrust refuses a release that the [trust] keys did not sign, for
+// this data center and svc, unexpired and not older than what runs.
+func (a *Agent) checkTrust(svc string, m roll.Manifest) error {
+	if len(a.trusted) == 0 {
+		return nil
+	}
+	return trust.Check(a.trusted, m.Release(a.cfg.ZooKeeper.Root, svc), m.Signatures,
+		a.units[svc].Version(), time.Now(), state.CompareVersions)
 }
 
 // checkSpace refuses a release the disk cannot hold before any of it is

@@ -28,6 +28,7 @@ import (
 	"github.com/knadh/koanf/v2"
 
 	"github.com/dcroll/dcroll/etc"
+	"github.com/dcroll/dcroll/trust"
 )
 
 // DefaultPath is where a host keeps its config.
@@ -45,7 +46,15 @@ type Config struct {
 	Host      Host               `koanf:"host"`
 	Log       Log                `koanf:"log"`
 	Transfer  Transfer           `koanf:"transfer"`
+	Trust     Trust              `koanf:"trust"`
 	Services  map[string]Service `koanf:"services"`
+}
+
+// Trust names the keys whose signatures a release needs on this host.
+type Trust struct {
+	// Keys are ed25519 public keys as dcroll keygen writes them; several
+	// for a rotation. Empty: releases need no signature.
+	Keys []string `koanf:"keys"`
 }
 
 // ZooKeeper says how to reach the ensemble and how to protect what dcroll
@@ -430,6 +439,11 @@ func (c *Config) complete() error {
 
 	if err := c.Transfer.complete(c.Host.Name); err != nil {
 		return err
+	}
+	for i, k := range c.Trust.Keys {
+		if _, err := trust.ParsePublicKey(k); err != nil {
+			return invalid(fmt.Sprintf("trust.keys[%d]", i), "%v", err)
+		}
 	}
 
 	for name, s := range c.Services {

@@ -19,6 +19,7 @@ import (
 	"github.com/dcroll/dcroll/config"
 	"github.com/dcroll/dcroll/fetch"
 	"github.com/dcroll/dcroll/roll"
+	"github.com/dcroll/dcroll/trust"
 )
 
 func init() { register("stage", func() mode { return &stageMode{} }) }
@@ -36,6 +37,8 @@ type stageMode struct {
 	torrentListen    string
 	torrentAdvertise string
 	uploadRate       int64
+	signKey          string
+	signFor          time.Duration
 }
 
 func (*stageMode) Synopsis() string {
@@ -53,6 +56,8 @@ func (m *stageMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs.StringVar(&m.torrentListen, "torrent-listen", "0.0.0.0:0", "`address` to seed the release over BitTorrent on (empty: HTTP only)")
 	fs.StringVar(&m.torrentAdvertise, "torrent-advertise", "", "`host:port` the hosts reach the seeder at (default: this host's name and the bound port)")
 	fs.Int64Var(&m.uploadRate, "upload-rate", 0, "cap on the seeder's upload in `bytes/s` (0: none)")
+	fs.StringVar(&m.signKey, "sign-key", "", "sign the release with the private key in `FILE` (dcroll keygen), for hosts with [trust] keys")
+	fs.DurationVar(&m.signFor, "sign-expiry", 7*24*time.Hour, "how long the signature stays good")
 	return fs, "stage [--replace] [--listen ADDR] [--advertise HOST:PORT] [--url URL]... [--timeout D] [--detach] SERVICE VERSION PATH", `
 PATH is a release archive (tar or tar.gz) or a directory, which is packed
 into one. Stage reads an archive to its end first and refuses one that is
@@ -70,7 +75,12 @@ it fetch it from peers that have it. With --detach the hosts fetch from the
 Stage refuses a version that already runs on every online host, and, unless
 --replace, a staged release of the service that has not finished rolling.
 --replace empties the ready queue: every host starts over with the new
-release.`
+release.
+
+With --sign-key, stage signs the release (the data center's root, the
+service, the version, the size, sha256 and unpacked size, the BitTorrent
+infohash and the expiry) with a key made by dcroll keygen. Hosts that list
+its public key in [trust] keys run only releases signed so.`
 }
 
 // completeArgs: PATH, after SERVICE and VERSION, is a file or directory.
@@ -80,6 +90,17 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	svc, version, src, err := m.parseArgs(args)
 	if err != nil {
 		return err
+	}
+	var key *trust.PrivateKey
+	if m.signKey != "" {
+		k, err := trust.ReadPrivateKey(m.signKey)
+		if err != nil {
+			return err
+		}
+		if m.signFor <= 0 {
+			return usageErr("--sign-expiry must be positive")
+		}
+		key = &k
 	}
 	isDir, err := checkSource(src)
 	if err != nil {
@@ -130,6 +151,10 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	}
 	if swarm != nil {
 		defer swarm.Close()
+	}
+	if key != nil {
+		man.Expires = time.Now().Add(m.signFor).UTC().Truncate(time.Second)
+		man.Signatures = []trust.Signature{key.Sign(man.Release(store.Tree.Root, svc))}
 	}
 	if err := store.Stage(svc, man, m.replace); err != nil {
 		return err

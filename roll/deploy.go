@@ -18,6 +18,7 @@ import (
 	"github.com/go-zookeeper/zk"
 
 	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/trust"
 )
 
 // Manifest is a staged release of one service: /staging/<svc>.
@@ -39,6 +40,18 @@ type Manifest struct {
 	// declared (a manifest from before it was), and only the size is
 	// checked.
 	Unpacked int64 `json:"unpacked,omitempty"`
+	// Signatures sign the release (trust.Release: the root, the service,
+	// and the fields above) until Expires; hosts with [trust] keys run
+	// nothing else.
+	Expires    time.Time         `json:"expires,omitzero"`
+	Signatures []trust.Signature `json:"signatures,omitempty"`
+}
+
+// Release is what a signature of m covers, for svc in the data center
+// root.
+func (m Manifest) Release(root, svc string) trust.Release {
+	return trust.Release{Root: root, Service: svc, Version: m.Version, Size: m.Size, SHA256: m.SHA256,
+		Unpacked: m.Unpacked, Infohash: m.Infohash, Expires: m.Expires}
 }
 
 var (
