@@ -248,12 +248,27 @@ func (s *Store) PlanSeed(c Catalog) (*Plan, error) {
 		}
 		return nil
 	}
-	// The root's ancestors, the root, and its fixed children.
+	// The root's ancestors, the root, and its fixed children. A new root
+	// requires this dcroll's protocol of the agents that take turns: a new
+	// data center has no older agents. An existing root keeps its minimum
+	// (seed --min-protocol changes it).
 	parts := strings.Split(strings.TrimPrefix(s.Tree.Root, "/"), "/")
-	for i := range parts {
+	for i := range parts[:len(parts)-1] {
 		if err := want("/"+path.Join(parts[:i+1]...), nil); err != nil {
 			return nil, err
 		}
+	}
+	switch ok, _, err := s.conn.Exists(s.Tree.Root); {
+	case err != nil:
+		return nil, fmt.Errorf("roll: read %s: %w", s.Tree.Root, err)
+	case ok:
+		p.Unchanged++
+	default:
+		data, err := encode(Root{MinProtocol: s.protocol})
+		if err != nil {
+			return nil, err
+		}
+		p.Changes = append(p.Changes, Change{Op: "create", Path: s.Tree.Root, New: string(data)})
 	}
 	for _, top := range topLevel {
 		if err := want(s.Tree.join(top), nil); err != nil {

@@ -38,7 +38,8 @@ type Store struct {
 	// auth is the digest credential, sent once connected.
 	auth []byte
 
-	steps stepCache
+	steps   stepCache
+	tickets ticketMemo
 
 	log   hclog.Logger // nil in tests that build a Store by hand
 	skips skips        // children of /current, /members, /hosts left out

@@ -146,9 +146,17 @@ func (t Turn) validate() error { return ValidVersion(t.To) }
 // Ready is the data of a ready-queue node.
 type Ready struct {
 	Version string `json:"version"`
+	// Host is the queued host: a ticket's name does not say it (absent
+	// below protocol 2, where the node's name does).
+	Host string `json:"host,omitempty"`
 }
 
-func (r Ready) validate() error { return ValidVersion(r.Version) }
+func (r Ready) validate() error {
+	if r.Host != "" && !config.ValidName(r.Host) {
+		return fmt.Errorf("host %q is not a valid host name", r.Host)
+	}
+	return ValidVersion(r.Version)
+}
 
 // ReadyEntry is one host in a ready queue.
 type ReadyEntry struct {
@@ -166,6 +174,8 @@ var ErrStagingInProgress = errors.New("roll: a staging is in progress")
 func (t Tree) step(name string) string           { return t.join("deploy", name) }
 func (t Tree) readyNode(svc, name string) string { return t.join("staging", svc, "ready", name) }
 func (t Tree) readyDir(svc string) string        { return t.join("staging", svc, "ready") }
+func (t Tree) queuedDir(svc string) string       { return t.join("staging", svc, "queued") }
+func (t Tree) queued(svc, host string) string    { return t.join("staging", svc, "queued", host) }
 func (t Tree) turnsDir(svc string) string        { return t.join("roll", svc, "turns") }
 
 // Turn is host's turn node for svc.
@@ -248,6 +258,7 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 		_, err := s.conn.Multi(
 			&zk.CreateRequest{Path: path, Data: data, Acl: s.acl},
 			&zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acl},
+			&zk.CreateRequest{Path: s.Tree.queuedDir(svc), Acl: s.acl},
 		)
 		return s.staged(svc, data, err)
 	}
@@ -279,6 +290,16 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 	}
 	if errors.Is(err, zk.ErrNoNode) {
 		ops = append(ops, &zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acl})
+	}
+	queued, _, err := s.conn.Children(s.Tree.queuedDir(svc))
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return fmt.Errorf("roll: list %s: %w", s.Tree.queuedDir(svc), err)
+	}
+	for _, h := range queued {
+		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.queued(svc, h), Version: -1})
+	}
+	if errors.Is(err, zk.ErrNoNode) {
+		ops = append(ops, &zk.CreateRequest{Path: s.Tree.queuedDir(svc), Acl: s.acl})
 	}
 	_, err = s.conn.Multi(ops...)
 	return s.staged(svc, data, err)
@@ -347,9 +368,18 @@ func (s *Store) Unstage(svc string) error {
 	for _, r := range ready {
 		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyNode(svc, r), Version: -1})
 	}
-	ops = append(ops,
-		&zk.DeleteRequest{Path: s.Tree.readyDir(svc), Version: -1},
-		&zk.DeleteRequest{Path: s.Tree.Staging(svc), Version: -1})
+	ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyDir(svc), Version: -1})
+	switch queued, _, err := s.conn.Children(s.Tree.queuedDir(svc)); {
+	case errors.Is(err, zk.ErrNoNode): // staged before the ticket queue
+	case err != nil:
+		return fmt.Errorf("roll: list %s: %w", s.Tree.queuedDir(svc), err)
+	default:
+		for _, h := range queued {
+			ops = append(ops, &zk.DeleteRequest{Path: s.Tree.queued(svc, h), Version: -1})
+		}
+		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.queuedDir(svc), Version: -1})
+	}
+	ops = append(ops, &zk.DeleteRequest{Path: s.Tree.Staging(svc), Version: -1})
 	if _, err := s.conn.Multi(ops...); err != nil {
 		return fmt.Errorf("roll: unstage %s (try again): %w", svc, err)
 	}
@@ -385,6 +415,9 @@ func (s *Store) JoinReady(svc, host, version string) (string, error) {
 	if err := s.protocolTooOld(min); err != nil {
 		return "", err
 	}
+	if min >= ticketQueue {
+		return s.joinTicket(svc, Ready{Version: version, Host: host})
+	}
 	queue, err := s.ReadyQueue(svc)
 	if err != nil {
 		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
@@ -409,7 +442,12 @@ func (s *Store) JoinReady(svc, host, version string) (string, error) {
 // LeaveReady removes a ready node that JoinReady returned, if it is still
 // there: a host that gives up waiting leaves the queue cleanly, since after
 // a connection loss its session, and the node, may live on.
-func (s *Store) LeaveReady(ready string) error { return s.deleteIfPresent(ready) }
+func (s *Store) LeaveReady(ready string) error {
+	if isTicket(ready) {
+		return s.leaveTicket(ready)
+	}
+	return s.deleteIfPresent(ready)
+}
 
 // parseReady reads the host and sequence from a ready node's name,
 // "_c_<guid>-<host>-<seq>".
@@ -440,7 +478,13 @@ func (s *Store) ReadyQueue(svc string) ([]ReadyEntry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.readyDir(svc), err)
 	}
-	return sortReady(names), nil
+	tickets, err := s.ticketQueue(svc, names)
+	if err != nil {
+		return nil, err
+	}
+	// Both forms at once only while min_protocol changes: the tickets
+	// came later.
+	return append(sortReady(names), tickets...), nil
 }
 
 func sortReady(names []string) []ReadyEntry {

@@ -264,7 +264,7 @@ func (s *Store) clearSession(host string, session int64) ([]string, error) {
 	slices.Sort(svcs)
 	var paths []string
 	for _, svc := range svcs {
-		paths = append(paths, s.Tree.Current(svc, host), s.Tree.Turn(svc, host))
+		paths = append(paths, s.Tree.Current(svc, host), s.Tree.Turn(svc, host), s.Tree.queued(svc, host))
 		names, _, err := s.conn.Children(s.Tree.readyDir(svc))
 		if err != nil && !errors.Is(err, zk.ErrNoNode) {
 			return nil, fmt.Errorf("roll: list %s: %w", s.Tree.readyDir(svc), err)

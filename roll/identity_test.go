@@ -190,7 +190,9 @@ func TestIntegration_RegisterClearsThisMachinesEarlierSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"/id/current/api/h1", queued, "/id/current/db/h1", "/id/roll/db/turns/h1", "/id/roll/_advancer", "/id/hosts/h1"}
+	// A ticket in a ready queue does not name its host: it is not found
+	// without reading the whole queue, and goes when that session ends.
+	want := []string{"/id/current/api/h1", "/id/staging/api/queued/h1", "/id/current/db/h1", "/id/roll/db/turns/h1", "/id/roll/_advancer", "/id/hosts/h1"}
 	if reg.StaleSession != earlier.conn.SessionID() || !slices.Equal(reg.Cleared, want) {
 		t.Errorf("registration %+v:\nwant session %#x cleared of %v", reg, earlier.conn.SessionID(), want)
 	}
@@ -202,6 +204,9 @@ func TestIntegration_RegisterClearsThisMachinesEarlierSession(t *testing.T) {
 	_, stat, err := admin.conn.Get("/id/hosts/h1")
 	if err != nil || stat.EphemeralOwner != restarted.conn.SessionID() {
 		t.Errorf("/id/hosts/h1 not the restarted agent's: %v", err)
+	}
+	if ok, _, err := admin.conn.Exists(queued); err != nil || !ok {
+		t.Errorf("the earlier session's ticket %s: %v %v, want it there until that session ends", queued, ok, err)
 	}
 	if _, stat, err := admin.conn.Get("/id/current/db/h2"); err != nil || stat.EphemeralOwner != earlier.conn.SessionID() {
 		t.Errorf("h2's node of the same session was touched: %v", err)
@@ -361,14 +366,21 @@ func TestIntegration_TurnAndQueueLeaveAnotherSessionsNodes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ready, err := mine.JoinReady("db", "h1", "v2")
-	if err != nil {
-		t.Fatal(err)
+	// The host is queued already, by the other session: refused, and
+	// nothing of theirs is touched.
+	if _, err := mine.JoinReady("db", "h1", "v2"); err == nil || !strings.Contains(err.Error(), "h1 is queued by another session") {
+		t.Fatalf("joining under a name another session has queued: %v, want it refused", err)
 	}
-	if ok, _, _ := admin.conn.Exists(theirs); !ok {
-		t.Fatal("JoinReady removed another session's ready node")
+	for _, p := range []string{theirs, admin.Tree.queued("db", "h1")} {
+		if _, stat, err := admin.conn.Get(p); err != nil || stat.EphemeralOwner != other.conn.SessionID() {
+			t.Fatalf("JoinReady touched another session's %s: %v", p, err)
+		}
 	}
 	if err := other.AwaitTurn(t.Context(), "db", "h1", theirs, Turn{From: "v1", To: "v2", Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	ready, err := mine.JoinReady("db", "h1", "v2")
+	if err != nil {
 		t.Fatal(err)
 	}
 	err = mine.AwaitTurn(t.Context(), "db", "h1", ready, Turn{From: "v1", To: "v2", Started: time.Now()})

@@ -311,7 +311,9 @@ func (m Member) validate() error {
 // ProtocolVersion is the version of this page's protocol that this dcroll
 // speaks (docs/PROTOCOL.md). It grows only with a change that is not
 // compatible; the root says the minimum that may take turns.
-const ProtocolVersion = 1
+//
+// Protocol 2 brought the ticket queue (roll/queue.go).
+const ProtocolVersion = 2
 
 // Root is the data of the data center's root node.
 type Root struct {

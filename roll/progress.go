@@ -82,12 +82,12 @@ func (s *Store) StageNames(svc, version string, limit int) (Progress, error) {
 		return p, err
 	}
 	holding := map[string]bool{}
-	queue, err := s.ReadyQueue(svc)
+	queue, err := s.queuedHosts(r, svc)
 	if err != nil {
 		return p, err
 	}
-	for _, e := range queue {
-		holding[e.Host] = true
+	for _, h := range queue {
+		holding[h] = true
 	}
 	turns, err := r.children(s.Tree.turnsDir(svc), false)
 	if err != nil {

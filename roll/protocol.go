@@ -49,7 +49,7 @@ var ErrLeftQueue = errors.New("roll: no longer in the ready queue")
 // node: ZooKeeper cannot remove a watch, and a watch left on a node that
 // changes with every turn would wake a host that has moved on.
 func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Turn) error {
-	if err := s.awaitFront(ctx, svc, readyPath); err != nil {
+	if err := s.awaitFront(ctx, svc, host, readyPath); err != nil {
 		return err
 	}
 	for {
@@ -63,6 +63,11 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 		if err := s.protocolTooOld(st.MinProtocol); err != nil {
 			// Leave the queue rather than stand in front of the others.
 			return err
+		}
+		if isTicket(readyPath) != (st.MinProtocol >= ticketQueue) {
+			// min_protocol crossed the ticket queue: queue again in the
+			// form the data center now uses.
+			return ErrLeftQueue
 		}
 		v, err := s.decide(svc, &st)
 		if err != nil {
@@ -96,7 +101,10 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 }
 
 // awaitFront returns once the host's ready node is the first of the queue.
-func (s *Store) awaitFront(ctx context.Context, svc, readyPath string) error {
+func (s *Store) awaitFront(ctx context.Context, svc, host, readyPath string) error {
+	if isTicket(readyPath) {
+		return s.awaitTicket(ctx, svc, host, readyPath)
+	}
 	readyName := path.Base(readyPath)
 	dir := s.Tree.readyDir(svc)
 	for {
@@ -239,12 +247,27 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 		return err
 	}
 	turn := s.Tree.Turn(svc, host)
-	_, err = s.conn.Multi(
+	ops := []any{
+		// The root too: the form of the queue follows its min_protocol,
+		// and a turn is taken only in the form the root names.
+		&zk.CheckVersionRequest{Path: s.Tree.Root, Version: st.rootVersion},
 		&zk.CheckVersionRequest{Path: s.Tree.Roll(svc), Version: st.controlVersion},
 		&zk.CheckVersionRequest{Path: s.Tree.Deploy(), Version: st.deployVersion},
+	}
+	if seq, ok := parseTicket(path.Base(readyPath)); ok {
+		head, err := encode(QueueHead{Admitted: seq})
+		if err != nil {
+			return err
+		}
+		ops = append(ops,
+			&zk.SetDataRequest{Path: s.Tree.readyDir(svc), Data: head, Version: -1},
+			&zk.DeleteRequest{Path: s.Tree.queued(svc, host), Version: -1})
+	}
+	ops = append(ops,
 		&zk.DeleteRequest{Path: readyPath, Version: -1},
 		&zk.CreateRequest{Path: turn, Data: data, Acl: s.acl, Flags: zk.FlagEphemeral},
 	)
+	_, err = s.conn.Multi(ops...)
 	switch {
 	case err == nil:
 		return nil

@@ -511,14 +511,20 @@ func TestIntegration_SingleHostQuorumZeroUpgrades(t *testing.T) {
 }
 
 // A fleet mid-upgrade of dcroll itself: two agents speak protocol 2, one
-// still speaks 1, and the root requires 2. The old agent publishes what it
-// speaks, leaves the ready queue it joined before the minimum was raised,
-// cannot join again, and says why; the new ones take their turns.
+// still speaks 1, and the root requires 1, then 2. The old agent publishes
+// what it speaks, leaves the ready queue it joined before the minimum was
+// raised, cannot join again, and says why; the new ones take their turns.
+// A new agent queued in the old form (a named node) before the raise
+// queues again as a ticket.
 func TestIntegration_MixedFleetOnlyAllowedProtocolsTakeTurns(t *testing.T) {
 	zkc := zktest.Standalone(t)
 	admin := connect(t, zkc, "/mixed")
 	admin.protocol = 2
 	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
+	// A data center seeded before protocol 2.
+	if err := admin.SetMinProtocol(1); err != nil {
+		t.Fatal(err)
+	}
 	hosts := map[string]*simHost{}
 	for name, protocol := range map[string]int{"old": 1, "new1": 2, "new2": 2} {
 		h := &simHost{name: name, store: connect(t, zkc, "/mixed")}
@@ -556,6 +562,10 @@ func TestIntegration_MixedFleetOnlyAllowedProtocolsTakeTurns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	early, err := hosts["new1"].store.JoinReady("db", "new1", "v2")
+	if err != nil || isTicket(early) {
+		t.Fatalf("new1 queued as %q (%v) under min_protocol 1, want a named node", early, err)
+	}
 	if err := admin.SetMinProtocol(2); err != nil {
 		t.Fatal(err)
 	}
@@ -570,6 +580,13 @@ func TestIntegration_MixedFleetOnlyAllowedProtocolsTakeTurns(t *testing.T) {
 	}
 	if _, err := old.store.JoinReady("db", "old", "v2"); !errors.Is(err, ErrProtocolTooOld) {
 		t.Fatalf("the old agent joins the ready queue again: %v; want it refused", err)
+	}
+	err = hosts["new1"].store.AwaitTurn(ctx, "db", "new1", early, Turn{From: "v1", To: "v2", Started: time.Now()})
+	if !errors.Is(err, ErrLeftQueue) {
+		t.Fatalf("new1 at the front of the old form of the queue: %v, want ErrLeftQueue (to queue again as a ticket)", err)
+	}
+	if err := hosts["new1"].store.LeaveReady(early); err != nil {
+		t.Fatal(err)
 	}
 	for _, name := range []string{"new1", "new2"} {
 		if _, err := hosts[name].turn(ctx, "db", "v2"); err != nil {

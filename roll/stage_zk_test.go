@@ -39,7 +39,7 @@ func TestIntegration_StageWhoseAnswerIsLostHasStaged(t *testing.T) {
 	staging := s.Tree.Staging("db")
 	lost := 0
 	f.set(nil, func(op, path string) bool {
-		if (op == "multi" || op == "set") && (path == staging || strings.HasPrefix(path, s.Tree.readyDir("db"))) {
+		if (op == "multi" || op == "set") && (path == staging || strings.HasPrefix(path, s.Tree.readyDir("db")) || strings.HasPrefix(path, s.Tree.queuedDir("db"))) {
 			lost++
 			return true
 		}

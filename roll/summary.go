@@ -613,9 +613,34 @@ func (r *reader) service(services Catalog, svc string, root Root, deployPaused b
 			return ss, next, err
 		}
 		queue = sortReady(names)
-		ss.Ready = len(queue)
-		if len(queue) > 0 {
+		var tickets []int64
+		for _, n := range names {
+			if seq, ok := parseTicket(n); ok {
+				tickets = append(tickets, seq)
+			}
+		}
+		ss.Ready = len(queue) + len(tickets)
+		switch {
+		case len(queue) > 0:
 			ss.Next = queue[0].Host
+		case len(tickets) > 0:
+			// The front ticket names its host in its data.
+			var front Ready
+			err := r.decode(r.s.Tree.readyNode(svc, ticketName(slices.Min(tickets))), &front, false)
+			if err != nil && !errors.Is(err, zk.ErrNoNode) {
+				return ss, next, err
+			}
+			ss.Next = front.Host
+		}
+		if len(tickets) > 0 {
+			// The queued hosts' names, for the hosts lacking the release.
+			hosts, err := r.children(r.s.Tree.queuedDir(svc), false)
+			if err != nil {
+				return ss, next, err
+			}
+			for _, h := range hosts {
+				queue = append(queue, ReadyEntry{Host: h})
+			}
 		}
 	}
 

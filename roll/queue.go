@@ -1,0 +1,325 @@
+package roll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/go-zookeeper/zk"
+)
+
+// The ready queue comes in two forms, and the root's min_protocol says
+// which one a data center uses.
+//
+// Below protocol 2, a ready node is a protected ephemeral-sequential node
+// named after its host, "_c_<guid>-<host>-<seq>". A host finds its
+// predecessor by listing the queue: at each join, and each time its
+// predecessor goes. With N hosts joining at once that is N lists of up to N
+// names, and another list of up to N names at every turn.
+//
+// From protocol 2 on, a ready node is a ticket, "t-<seq>", whose data names
+// the host, and /staging/<svc>/queued/<host>, made and removed in the same
+// transactions, names the queued hosts for status. The queue directory's
+// own data records the ticket that took the last turn (QueueHead.Admitted),
+// written in the transaction that takes it.
+// Tickets only grow, and every ticket below the admitted one is gone (only
+// the front takes turns), so a host's predecessor is the nearest ticket
+// below its own, above the admitted one, that still exists. It finds it by
+// trying names, one request each, without listing the queue: the ticket just
+// below its own almost always exists (the hosts joined in a row) or is the
+// admitted one. A ZooKeeper sequence number counts every change of the
+// directory's children, deletions too, so a host that joins while turns are
+// taken meets gaps: one request per turn taken between its join and its
+// predecessor's.
+
+// ticketQueue is the first protocol version whose agents queue by ticket.
+const ticketQueue = 2
+
+// ticketPrefix starts the name of every ticket.
+const ticketPrefix = "t-"
+
+// QueueHead is the data of a ticket queue's directory,
+// /staging/<svc>/ready.
+type QueueHead struct {
+	// Admitted is the ticket that took the last turn: every ticket up to
+	// it has left the queue. -1 (or no data): none yet.
+	Admitted int64 `json:"admitted"`
+}
+
+func (h QueueHead) validate() error {
+	if h.Admitted < -1 {
+		return fmt.Errorf("admitted %d is below -1", h.Admitted)
+	}
+	return nil
+}
+
+// ticketName is the node name of ticket seq.
+func ticketName(seq int64) string { return fmt.Sprintf("%s%010d", ticketPrefix, seq) }
+
+// parseTicket reads the ticket number from a ticket's node name.
+func parseTicket(name string) (int64, bool) {
+	digits, ok := strings.CutPrefix(name, ticketPrefix)
+	if !ok || len(digits) != 10 {
+		return 0, false
+	}
+	seq, err := strconv.ParseInt(digits, 10, 64)
+	return seq, err == nil && seq >= 0
+}
+
+// isTicket says whether the ready node at p is a ticket.
+func isTicket(p string) bool {
+	_, ok := parseTicket(path.Base(p))
+	return ok
+}
+
+// queueHead reads the ticket queue's directory: the admitted ticket, and
+// its child version (the next ticket is at least that). ErrLeftQueue: the
+// queue is gone.
+func (s *Store) queueHead(svc string) (QueueHead, *zk.Stat, error) {
+	dir := s.Tree.readyDir(svc)
+	data, stat, err := s.conn.Get(dir)
+	if errors.Is(err, zk.ErrNoNode) {
+		return QueueHead{}, nil, ErrLeftQueue
+	}
+	if err != nil {
+		return QueueHead{}, nil, fmt.Errorf("roll: get %s: %w", dir, err)
+	}
+	h := QueueHead{Admitted: -1}
+	if len(data) > 0 {
+		if err := decode(dir, data, &h); err != nil {
+			return QueueHead{}, nil, err
+		}
+	}
+	return h, stat, nil
+}
+
+// joinTicket takes a ticket in svc's ready queue for r.Host. The ticket
+// this store took last for that host and svc, in this session, goes first: after a connection loss
+// the session, and the node, may live on, and the host would wait behind
+// itself.
+func (s *Store) joinTicket(svc string, r Ready) (string, error) {
+	data, err := encode(r)
+	if err != nil {
+		return "", err
+	}
+	prev, _ := s.lastTicket(svc, r.Host)
+	for _, p := range []string{prev, s.Tree.queued(svc, r.Host)} {
+		if p == "" {
+			continue
+		}
+		if err := s.deleteOwned(p, s.conn.SessionID()); err != nil {
+			return "", fmt.Errorf("roll: join the ready queue of %s: remove the earlier ticket: %w", svc, err)
+		}
+	}
+	_, before, err := s.queueHead(svc)
+	if err != nil {
+		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
+	}
+	take := func() ([]zk.MultiResponse, error) {
+		return s.conn.Multi(
+			&zk.CreateRequest{Path: s.Tree.readyNode(svc, ticketPrefix), Data: data, Acl: s.acl, Flags: zk.FlagEphemeral | zk.FlagSequence},
+			&zk.CreateRequest{Path: s.Tree.queued(svc, r.Host), Acl: s.acl, Flags: zk.FlagEphemeral},
+		)
+	}
+	res, err := take()
+	if errors.Is(err, zk.ErrNoNode) {
+		// Staged before the ticket queue: no queued directory yet.
+		if _, err := s.conn.Create(s.Tree.queuedDir(svc), nil, 0, s.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+			return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
+		}
+		res, err = take()
+	}
+	var p string
+	switch {
+	case err == nil:
+		p = res[0].String
+	case lostAnswer(err):
+		p, err = s.findTicket(svc, before.Cversion)
+	case errors.Is(err, zk.ErrNodeExists):
+		err = fmt.Errorf("%w: %s is queued by another session, which ends soon", err, r.Host)
+	}
+	if err != nil {
+		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
+	}
+	s.setLastTicket(svc, r.Host, p)
+	return p, nil
+}
+
+// leaveTicket removes a ticket and its host's queued node, if this session
+// holds them.
+func (s *Store) leaveTicket(ticket string) error {
+	data, stat, err := s.conn.Get(ticket)
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return nil
+	case err != nil:
+		return fmt.Errorf("roll: get %s: %w", ticket, err)
+	}
+	var r Ready
+	if decode(ticket, data, &r) == nil {
+		svc := path.Base(path.Dir(path.Dir(ticket)))
+		if err := s.deleteOwned(s.Tree.queued(svc, r.Host), stat.EphemeralOwner); err != nil {
+			return err
+		}
+	}
+	return s.deleteOwned(ticket, stat.EphemeralOwner)
+}
+
+// findTicket finds the ticket a create whose answer was lost may have made:
+// its number lies between the directory's child version before the create
+// and now, and this session owns it. It returns the ErrConnectionClosed of
+// the lost answer if there is none (the create did not happen).
+func (s *Store) findTicket(svc string, from int32) (string, error) {
+	dir := s.Tree.readyDir(svc)
+	if _, err := s.conn.Sync(dir); err != nil {
+		return "", err
+	}
+	_, now, err := s.queueHead(svc)
+	if err != nil {
+		return "", err
+	}
+	for seq := int64(from); seq < int64(now.Cversion); seq++ {
+		p := s.Tree.readyNode(svc, ticketName(seq))
+		ok, stat, err := s.conn.Exists(p)
+		if err != nil {
+			return "", fmt.Errorf("roll: exists %s: %w", p, err)
+		}
+		if ok && stat.EphemeralOwner == s.conn.SessionID() {
+			return p, nil
+		}
+	}
+	return "", zk.ErrConnectionClosed
+}
+
+// awaitTicket returns once the ticket at readyPath is the front of svc's
+// ready queue. It watches only its predecessor, and reads the queue's head
+// when the predecessor goes, to tell a turn taken from a host that left.
+func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) error {
+	mine, _ := parseTicket(path.Base(readyPath))
+	head, _, err := s.queueHead(svc)
+	if err != nil {
+		return err
+	}
+	below := mine - 1
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if below <= head.Admitted {
+			return nil
+		}
+		p := s.Tree.readyNode(svc, ticketName(below))
+		// A data watch on a ticket that does not exist is not set: the
+		// gaps between tickets leave no watches behind.
+		data, stat, ch, err := s.conn.GetW(p)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			below--
+			continue
+		case err != nil:
+			return fmt.Errorf("roll: watch the predecessor %s: %w", p, err)
+		case stat.EphemeralOwner == s.conn.SessionID() && ticketOf(p, data) == host:
+			// A ticket of this host and session ahead of its own: a join
+			// whose answer was lost. It goes; the host would wait behind
+			// itself.
+			if err := s.deleteOwned(p, stat.EphemeralOwner); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := waitAny(ctx, ch); err != nil {
+			return err
+		}
+		// The predecessor is gone (its ticket is never used again): did it
+		// take its turn, or leave? And is this host still queued?
+		if head, _, err = s.queueHead(svc); err != nil {
+			return err
+		}
+		ok, _, err := s.conn.Exists(readyPath)
+		if err != nil {
+			return fmt.Errorf("roll: exists %s: %w", readyPath, err)
+		}
+		if !ok {
+			return ErrLeftQueue
+		}
+		below--
+	}
+}
+
+// queuedHosts names the hosts in svc's ready queue, in no order, from two
+// lists: the named nodes of the queue's older form, and the queued
+// directory.
+func (s *Store) queuedHosts(r *reader, svc string) ([]string, error) {
+	names, err := r.children(s.Tree.readyDir(svc), false)
+	if err != nil {
+		return nil, err
+	}
+	var hosts []string
+	for _, e := range sortReady(names) {
+		hosts = append(hosts, e.Host)
+	}
+	queued, err := r.children(s.Tree.queuedDir(svc), false)
+	if err != nil {
+		return nil, err
+	}
+	return append(hosts, queued...), nil
+}
+
+// ticketMemo remembers the ticket a store took last, per service and host.
+type ticketMemo struct {
+	mu   sync.Mutex
+	last map[[2]string]string
+}
+
+func (s *Store) lastTicket(svc, host string) (string, bool) {
+	s.tickets.mu.Lock()
+	defer s.tickets.mu.Unlock()
+	p, ok := s.tickets.last[[2]string{svc, host}]
+	return p, ok
+}
+
+func (s *Store) setLastTicket(svc, host, p string) {
+	s.tickets.mu.Lock()
+	defer s.tickets.mu.Unlock()
+	if s.tickets.last == nil {
+		s.tickets.last = map[[2]string]string{}
+	}
+	s.tickets.last[[2]string{svc, host}] = p
+}
+
+// ticketOf is the host a ticket's data names ("" if none).
+func ticketOf(p string, data []byte) string {
+	var r Ready
+	if decode(p, data, &r) != nil {
+		return ""
+	}
+	return r.Host
+}
+
+// ticketQueue lists a ticket queue in ticket order, reading each ticket for
+// its host: N requests, for status's full view only.
+func (s *Store) ticketQueue(svc string, names []string) ([]ReadyEntry, error) {
+	var q []ReadyEntry
+	for _, name := range names {
+		seq, ok := parseTicket(name)
+		if !ok {
+			continue
+		}
+		var r Ready
+		_, err := s.getOptional(s.Tree.readyNode(svc, name), &r)
+		switch {
+		case errors.Is(err, zk.ErrNoNode):
+			continue // it took its turn, or left, meanwhile
+		case err != nil:
+			return nil, err
+		}
+		q = append(q, ReadyEntry{Name: name, Host: r.Host, Seq: seq})
+	}
+	slices.SortFunc(q, func(a, b ReadyEntry) int { return int(a.Seq - b.Seq) })
+	return q, nil
+}
