@@ -262,9 +262,21 @@ func (s *Store) clearSession(host string, session int64) ([]string, error) {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Services(), err)
 	}
 	slices.Sort(svcs)
+	min, err := s.MinProtocol()
+	if err != nil {
+		return nil, err
+	}
 	var paths []string
 	for _, svc := range svcs {
-		paths = append(paths, s.Tree.Current(svc, host), s.Tree.Turn(svc, host), s.Tree.queued(svc, host))
+		paths = append(paths, s.Tree.Current(svc, host), s.Tree.Turn(svc, host))
+		if min >= ticketQueue {
+			// The ticket, from the host's queued node, then that node.
+			if t, ok := s.ticketOfQueued(svc, host, session); ok {
+				paths = append(paths, t)
+			}
+			paths = append(paths, s.Tree.queued(svc, host))
+			continue
+		}
 		names, _, err := s.conn.Children(s.Tree.readyDir(svc))
 		if err != nil && !errors.Is(err, zk.ErrNoNode) {
 			return nil, fmt.Errorf("roll: list %s: %w", s.Tree.readyDir(svc), err)

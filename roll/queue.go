@@ -24,7 +24,8 @@ import (
 //
 // From protocol 2 on, a ready node is a ticket, "t-<seq>", whose data names
 // the host, and /staging/<svc>/queued/<host>, made and removed in the same
-// transactions, names the queued hosts for status. The queue directory's
+// transactions, names the queued hosts for status, and then the host's
+// ticket for a restarted agent's Register. The queue directory's
 // own data records the ticket that took the last turn (QueueHead.Admitted),
 // written in the transaction that takes it.
 // Tickets only grow, and every ticket below the admitted one is gone (only
@@ -56,6 +57,30 @@ func (h QueueHead) validate() error {
 		return fmt.Errorf("admitted %d is below -1", h.Admitted)
 	}
 	return nil
+}
+
+// Queued is the data of /staging/<svc>/queued/<host>: the host's ticket,
+// written just after it is taken (empty until then).
+type Queued struct {
+	Ticket string `json:"ticket"`
+}
+
+func (q Queued) validate() error {
+	if _, ok := parseTicket(q.Ticket); !ok {
+		return fmt.Errorf("ticket %q is not a ticket's name", q.Ticket)
+	}
+	return nil
+}
+
+// ticketOfQueued reads which ticket session holds for host in svc's queue,
+// from the host's queued node.
+func (s *Store) ticketOfQueued(svc, host string, session int64) (string, bool) {
+	var q Queued
+	stat, err := s.getOptional(s.Tree.queued(svc, host), &q)
+	if err != nil || stat.EphemeralOwner != session || q.Ticket == "" {
+		return "", false
+	}
+	return s.Tree.readyNode(svc, q.Ticket), true
 }
 
 // ticketName is the node name of ticket seq.
@@ -147,6 +172,12 @@ func (s *Store) joinTicket(svc string, r Ready) (string, error) {
 		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
 	}
 	s.setLastTicket(svc, r.Host, p)
+	// The queued node names the ticket for the Register of an agent of
+	// this machine restarted before this session ends. Without it that
+	// ticket waits for the session's end, or for the host to find it.
+	if q, err := encode(Queued{Ticket: path.Base(p)}); err == nil {
+		_, _ = s.conn.Set(s.Tree.queued(svc, r.Host), q, -1)
+	}
 	return p, nil
 }
 
@@ -196,7 +227,7 @@ func (s *Store) findTicket(svc string, from int32) (string, error) {
 	return "", zk.ErrConnectionClosed
 }
 
-// awaitTicket returns once the ticket at readyPath is the front of svc's
+// awaitTicket returns once host's ticket at readyPath is the front of svc's
 // ready queue. It watches only its predecessor, and reads the queue's head
 // when the predecessor goes, to tell a turn taken from a host that left.
 func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) error {
@@ -223,10 +254,13 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) er
 			continue
 		case err != nil:
 			return fmt.Errorf("roll: watch the predecessor %s: %w", p, err)
-		case stat.EphemeralOwner == s.conn.SessionID() && ticketOf(p, data) == host:
-			// A ticket of this host and session ahead of its own: a join
-			// whose answer was lost. It goes; the host would wait behind
-			// itself.
+		case ticketOf(p, data) == host:
+			// A ticket of this host ahead of its own: a join of this
+			// session whose answer was lost, or one of an earlier session
+			// of this machine (Register made the name this machine's, and
+			// cleared that session's other nodes; a ticket does not name
+			// its host, so it is found here). It goes; the host would
+			// wait behind itself.
 			if err := s.deleteOwned(p, stat.EphemeralOwner); err != nil {
 				return err
 			}
