@@ -156,13 +156,7 @@ func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string
 	default:
 		peers := append(slices.Clone(m.Seeders), a.torrentPeers(store)...)
 		a.log.Info("fetching over BitTorrent", "service", svc, "version", m.Version, "size", m.Size, "peers", len(peers))
-		// Downloads of releases no longer staged (replaced, aborted, or
-		// cut short by a restart) give their space back first.
-		if removed, err := a.swarm.PrunePartials(a.stagedInfohashes(store)...); err != nil {
-			a.log.Warn("cannot remove abandoned downloads", "error", err)
-		} else if len(removed) > 0 {
-			a.log.Info("removed abandoned downloads", "infohashes", removed)
-		}
+		a.pruneAbandoned(store)
 		err := a.fetchTorrent(ctx, art, m, peers, a.torrentShare(store, svc), path)
 		if err == nil {
 			return nil
@@ -189,16 +183,39 @@ func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string
 	return a.fetcher.Fetch(ctx, art, path)
 }
 
+// pruneAbandoned removes the partial downloads of releases no longer
+// staged (replaced, aborted, or cut short by a restart), so that they give
+// their disk space back.
+func (a *Agent) pruneAbandoned(store *roll.Store) {
+	if a.swarm == nil {
+		return
+	}
+	keep, err := a.stagedInfohashes(store)
+	if err != nil {
+		return // without knowing what is staged, nothing is abandoned
+	}
+	if removed, err := a.swarm.PrunePartials(keep...); err != nil {
+		a.log.Warn("cannot remove abandoned downloads", "error", err)
+	} else if len(removed) > 0 {
+		a.log.Info("removed abandoned downloads", "infohashes", removed)
+	}
+}
+
 // stagedInfohashes lists the infohashes of this host's services' staged
 // releases, whose partial downloads are worth keeping.
-func (a *Agent) stagedInfohashes(store *roll.Store) []string {
+func (a *Agent) stagedInfohashes(store *roll.Store) ([]string, error) {
 	var out []string
 	for _, svc := range a.serviceNames() {
-		if m, err := store.Manifest(svc); err == nil && m.Infohash != "" {
+		m, err := store.Manifest(svc)
+		switch {
+		case errors.Is(err, roll.ErrNotStaged), errors.Is(err, roll.ErrBadNode):
+		case err != nil:
+			return nil, err
+		case m.Infohash != "":
 			out = append(out, m.Infohash)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // truncate cuts s to at most n bytes, on a rune boundary.

@@ -1,12 +1,17 @@
 package agent_test
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/dcroll/dcroll/fetch"
 	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/trust"
@@ -111,4 +116,64 @@ func TestIntegration_ReleaseUnpackingToMoreThanDeclaredIsRefused(t *testing.T) {
 	if _, err := os.Stat(f.hosts[0].releases.Path("v2")); err == nil {
 		t.Fatal("the refused release was unpacked")
 	}
+}
+
+// A download abandoned gives its disk space back: the review found that
+// partial BitTorrent downloads were never removed, even after an abort or
+// a restart. The agent is killed mid-download, the release is aborted
+// meanwhile, and the agent that comes back removes what was left.
+func TestIntegration_AbortRemovesThePartialDownload(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "30s"), []string{"web"}, 1)
+	h := f.hosts[0]
+	f.startAll()
+	// A slow seeder, so that the download is caught midway.
+	slow, err := fetch.NewSwarm(fetch.SwarmConfig{DataDir: t.TempDir(), Listen: "127.0.0.1:0", UploadRate: 1_000_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = slow.Close() })
+	f.seeder = slow
+	f.payload = 32 << 20
+	f.stage("web", "v2", false)
+	m, err := f.admin.Manifest("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	partial := filepath.Join(h.dir, "torrent", m.Infohash)
+	testutil.Eventually(t, time.Minute, func() error {
+		if n := dirBytes(partial); n < 1<<20 {
+			return fmt.Errorf("%d bytes in %s", n, partial)
+		}
+		return nil
+	})
+	h.signal(syscall.SIGKILL)
+	h.wait()
+	if _, err := f.admin.Abort(); err != nil {
+		t.Fatal(err)
+	}
+	if dirBytes(partial) == 0 {
+		t.Fatal("the killed agent left no partial download")
+	}
+	h.start()
+	testutil.Eventually(t, time.Minute, func() error {
+		if _, err := os.Stat(partial); !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%s still there (%d bytes): %v", partial, dirBytes(partial), err)
+		}
+		return nil
+	})
+	f.waitVersion("web", "v1", f.hosts)
+}
+
+// dirBytes is the size of the files under dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
+	return n
 }

@@ -52,6 +52,9 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			continue
 		}
 		if !staged || m.Version == a.units[svc].Version() {
+			if !staged {
+				a.pruneAbandoned(store) // an abort leaves no download to finish
+			}
 			select {
 			case <-ctx.Done():
 				return

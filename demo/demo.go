@@ -29,6 +29,7 @@ import (
 	"github.com/dcroll/dcroll/config"
 	"github.com/dcroll/dcroll/fetch"
 	"github.com/dcroll/dcroll/roll"
+	"github.com/dcroll/dcroll/trust"
 )
 
 // Limits of Options.Hosts. Below MinHosts a quorum of 75% leaves nobody
@@ -139,6 +140,9 @@ type run struct {
 	restarted bool
 	back      bool
 	seeder    *fetch.Swarm
+	// key signs the releases, as stage --sign-key does; the hosts trust
+	// only it.
+	key trust.PrivateKey
 }
 
 // Run runs the demo until every host runs version 2 of every service, or ctx
@@ -258,11 +262,14 @@ func (d *run) setup(ctx context.Context, java, classpath string) error {
 	}
 	d.event("seeded %s: db; api depends on db; web depends on api (quorum 66%%/50%%/75%%, max_parallel 2/3/2, min_healthy 1s)", d.root)
 
+	if d.key, err = trust.GenerateKey(); err != nil {
+		return err
+	}
 	hostsDir := filepath.Join(d.dir, "hosts")
 	var pids []string
 	for i := range d.o.Hosts {
 		name := fmt.Sprintf("host%d", i+1)
-		h, err := newHost(name, filepath.Join(hostsDir, name), d.o.Exe, d.servers, d.root, services)
+		h, err := newHost(name, filepath.Join(hostsDir, name), d.o.Exe, d.servers, d.root, services, d.key.Public.String())
 		if err != nil {
 			return err
 		}
@@ -343,11 +350,17 @@ func (d *run) stage() error {
 			Infohash: infohash, Metainfo: mi, Seeders: []string{byName(d.seeder.Addr())},
 			Staged: time.Now().UTC(), By: "dcroll demo",
 		}
+		if m.Unpacked, err = fetch.UnpackedSize(artifact); err != nil {
+			return err
+		}
+		m.Expires = time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+		m.Signatures = []trust.Signature{d.key.Sign(m.Release(d.root, svc))}
 		if err := d.store.Stage(svc, m, false); err != nil {
 			return err
 		}
 	}
-	d.event("staged version %s of %s, seeded over BitTorrent from %s (HTTP fallback %s)", toVersion, strings.Join(services, ", "), d.seeder.Addr(), l.Addr())
+	d.event("staged version %s of %s, signed by key %s, which every host trusts; seeded over BitTorrent from %s (HTTP fallback %s)",
+		toVersion, strings.Join(services, ", "), d.key.Public.ID, d.seeder.Addr(), l.Addr())
 	catalog, err := d.store.Services()
 	if err != nil {
 		return err

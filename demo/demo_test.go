@@ -222,6 +222,7 @@ func TestIntegration_DemoRollsOutAndSurvivesAKilledHost(t *testing.T) {
 		"restarted host",
 		"is back online",
 		"ordered the deploy: db -> api -> web",
+		"signed by key",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the output lacks %q", want)

@@ -39,8 +39,9 @@ func (h *host) logPath() string    { return filepath.Join(h.dir, "agent.log") }
 // newHost lays out a host under dir: version 1 of every service installed
 // (an empty directory is a whole release of `dcroll _serve`), and an agent
 // config that runs each service as exe _serve on a port of its own and
-// serves the host's artifacts to its peers on another.
-func newHost(name, dir, exe string, zkServers []string, root string, services []string) (*host, error) {
+// serves the host's artifacts to its peers on another. The host runs only
+// releases signed by trustKey.
+func newHost(name, dir, exe string, zkServers []string, root string, services []string, trustKey string) (*host, error) {
 	h := &host{name: name, dir: dir, ports: map[string]int{}}
 	// Distinct ports: the transfer, BitTorrent, then one per service.
 	ports, err := freeport.Ports(2 + len(services))
@@ -62,6 +63,7 @@ func newHost(name, dir, exe string, zkServers []string, root string, services []
 		LogLevel:          "info",
 		Exe:               exe,
 		HealthInterval:    healthInterval,
+		TrustKeys:         []string{trustKey},
 	}
 	for i, svc := range services {
 		if err := os.MkdirAll(filepath.Join(dir, "releases", svc, "1"), 0o755); err != nil {

@@ -31,6 +31,9 @@ type Host struct {
 	Services []Service
 	// HealthInterval is how often each service is checked.
 	HealthInterval time.Duration
+	// TrustKeys are the public keys whose signature a release needs
+	// ([trust] keys); empty: none.
+	TrustKeys []string
 }
 
 // Service is one service of the host: `dcroll _serve` on Addr (host:port),
@@ -56,10 +59,11 @@ state_dir = %q
 listen = %q
 torrent_listen = %q
 %s
+%s
 [log]
 level = %q
 `, h.Comment, QuoteList(h.ZooKeeper), h.Root, h.SessionTimeout.String(), h.Name, h.StateDir,
-		h.Transfer, h.Torrent, h.advertised(), h.LogLevel)
+		h.Transfer, h.Torrent, h.advertised(), h.trust(), h.LogLevel)
 	for _, s := range h.Services {
 		fmt.Fprintf(&b, `
 [services.%s]
@@ -72,6 +76,15 @@ timeout = "1s"
 `, s.Name, "exec "+ShellQuote(h.Exe)+" _serve --addr "+s.Addr, s.Name, "http://"+s.Addr+"/healthz", h.HealthInterval.String())
 	}
 	return b.String()
+}
+
+// trust is the [trust] table, left out without keys: an older dcroll, as
+// an upgrade test runs, knows no such table.
+func (h Host) trust() string {
+	if len(h.TrustKeys) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\n[trust]\nkeys = [%s]\n", QuoteList(h.TrustKeys))
 }
 
 // advertised is the [transfer] lines of the addresses given for peers.
