@@ -79,6 +79,8 @@ deadline = "30s"
 
 // Timings of the scenario.
 const (
+	// pollInterval is how often the demo checks its agents and redraws;
+	// it reads the fleet again at most this often, when it changed.
 	pollInterval = 500 * time.Millisecond
 	bootTimeout  = 90 * time.Second
 	rollTimeout  = 5 * time.Minute
@@ -127,6 +129,7 @@ type run struct {
 	root    string
 	ownRoot bool // the root was created by the demo in a ZooKeeper of someone else's
 	store   *roll.Store
+	sw      *roll.SummaryWatch // the reads of the fleet, watched
 	logFile *os.File
 	origin  *http.Server
 	hosts   []*host
@@ -134,12 +137,13 @@ type run struct {
 	events   []string
 	lastLine string
 
-	victim    *host
-	killedAt  time.Time
-	killedIn  string // the service whose step was rolling
-	restarted bool
-	back      bool
-	seeder    *fetch.Swarm
+	victim      *host
+	killedAt    time.Time
+	killedIn    string // the service whose step was rolling
+	restarted   bool
+	restartedAt time.Time
+	back        bool
+	seeder      *fetch.Swarm
 	// key signs the releases, as stage --sign-key does; the hosts trust
 	// only it.
 	key trust.PrivateKey
@@ -236,7 +240,7 @@ func (d *run) setup(ctx context.Context, java, classpath string) error {
 	if err != nil {
 		return err
 	}
-	d.store = store
+	d.store, d.sw = store, store.WatchSummary()
 	if d.zk == nil {
 		exists, err := store.RootExists()
 		if err != nil {
@@ -380,22 +384,41 @@ func (d *run) stage() error {
 	return nil
 }
 
-// watch reads the fleet every pollInterval, shows it, and hands it to phase
-// until phase reports done or fails, ctx ends or timeout passes.
-func (d *run) watch(ctx context.Context, timeout time.Duration, what string, phase func(*roll.FleetStatus) (bool, error)) error {
+// watch reads the fleet, shows it, and hands it to phase until phase
+// reports done or fails, ctx ends or timeout passes. It reads again when
+// something it read changed (ZooKeeper watches, see readFleet), at most
+// once per pollInterval; in between it checks the agents, runs phase on
+// the last reading (the scenario's timers) and redraws.
+func (d *run) watch(ctx context.Context, timeout time.Duration, what string, phase func(*snapshot) (bool, error)) error {
 	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(pollInterval)
 	defer tick.Stop()
-	var last *roll.FleetStatus
+	c := &changes{w: d.sw}
+	defer c.stop()
+	var last *snapshot
+	retry := true
 	for {
-		st, err := d.store.Status()
-		if err != nil {
-			// A display refresh: ride out a ZooKeeper hiccup.
-			fmt.Fprintf(d.logFile, "status: %v\n", err)
-		} else {
-			last = st
-			done, err := phase(st)
-			d.show(st)
+		// While the restarted host is awaited, its own nodes are read at
+		// every tick: its return need not change what the summary watches.
+		if retry || c.fired() || d.restarted && !d.back {
+			c.stop()
+			st, err := d.read()
+			retry = err != nil
+			if err != nil {
+				// A display refresh: ride out a ZooKeeper hiccup.
+				fmt.Fprintf(d.logFile, "status: %v\n", err)
+			} else {
+				last = st
+			}
+			var until time.Time
+			if last != nil {
+				until = last.sum.NextChange
+			}
+			c.start(ctx, until)
+		}
+		if last != nil {
+			done, err := phase(last)
+			d.show(last)
 			if err != nil || done {
 				return err
 			}
@@ -420,6 +443,23 @@ func (d *run) watch(ctx context.Context, timeout time.Duration, what string, pha
 	}
 }
 
+// read reads the fleet for one screen and, while the demo waits for the
+// restarted host, what that host serves again.
+func (d *run) read() (*snapshot, error) {
+	before := d.store.Ops()
+	st, err := readFleet(d.store, d.sw)
+	if err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(d.logFile, "%6.1fs  read the fleet: %d requests\n", time.Since(d.start).Seconds(), d.store.Ops()-before)
+	if d.restarted && !d.back {
+		if st.back, err = servesSince(d.store, d.victim.name, d.restartedAt); err != nil {
+			return nil, err
+		}
+	}
+	return st, nil
+}
+
 // checkAgents fails when ZooKeeper or an agent died that the demo did not
 // kill.
 func (d *run) checkAgents() error {
@@ -438,18 +478,16 @@ func (d *run) checkAgents() error {
 }
 
 // booted reports whether every host serves every service on version 1.
-func (d *run) booted(st *roll.FleetStatus) (bool, error) {
+func (d *run) booted(st *snapshot) (bool, error) {
 	return d.allOn(st, fromVersion), nil
 }
 
-// allOn reports whether every host is online for every service on version.
-func (d *run) allOn(st *roll.FleetStatus, version string) bool {
-	on := hostVersions(st)
-	for _, h := range d.hosts {
-		for _, svc := range services {
-			if on[h.name][svc] != version {
-				return false
-			}
+// allOn reports whether every host is online for every service on version,
+// from the per-version counts: the demo's root holds its hosts alone.
+func (d *run) allOn(st *snapshot, version string) bool {
+	for _, svc := range services {
+		if ss := st.service(svc); ss.Versions[version] != len(d.hosts) || ss.Online != len(d.hosts) {
+			return false
 		}
 	}
 	return true
@@ -458,14 +496,15 @@ func (d *run) allOn(st *roll.FleetStatus, version string) bool {
 // rolling drives the scenario during the rollout: it kills a host once db
 // is done, restarts it, and reports done once every host runs version 2
 // and the queue is empty.
-func (d *run) rolling(st *roll.FleetStatus) (bool, error) {
-	for _, ss := range st.Services {
+func (d *run) rolling(st *snapshot) (bool, error) {
+	for _, ss := range st.sum.Services {
 		if ss.Halted != nil {
 			return false, fmt.Errorf("%s halted: %s", ss.Name, ss.Halted)
 		}
 	}
+	steps := st.sum.Deploy.Steps
 	queued := map[string]bool{}
-	for _, step := range st.Deploy.Steps {
+	for _, step := range steps {
 		for _, s := range step.Services {
 			queued[s] = true
 		}
@@ -474,6 +513,7 @@ func (d *run) rolling(st *roll.FleetStatus) (bool, error) {
 		d.kill(st)
 	}
 	if d.victim != nil && !d.restarted && time.Since(d.killedAt) >= restartAfter {
+		d.restartedAt = time.Now()
 		if err := d.victim.start(d.o.Exe, d.env); err != nil {
 			return false, err
 		}
@@ -481,15 +521,14 @@ func (d *run) rolling(st *roll.FleetStatus) (bool, error) {
 		d.event("restarted %s's agent (pid %d): it boots from its local cache, looks at the fleet and catches up",
 			d.victim.name, d.victim.agent.Pid())
 	}
-	on := hostVersions(st)
-	if d.restarted && !d.back && len(on[d.victim.name]) == len(services) {
+	if d.restarted && !d.back && len(st.back) == len(services) {
 		d.back = true
-		d.event("%s is back online: %s", d.victim.name, hostLine(on[d.victim.name]))
+		d.event("%s is back online: %s", d.victim.name, hostLine(st.back))
 	}
-	if !d.restarted || len(st.Deploy.Steps) > 0 || !d.allOn(st, toVersion) {
+	if !d.restarted || len(steps) > 0 || !d.allOn(st, toVersion) {
 		return false, nil
 	}
-	for _, ss := range st.Services {
+	for _, ss := range st.sum.Services {
 		if len(ss.Upgrading) > 0 {
 			return false, nil
 		}
@@ -500,23 +539,16 @@ func (d *run) rolling(st *roll.FleetStatus) (bool, error) {
 // kill picks a host that has not upgraded the rolling service yet and is
 // not taking its turn, and kills its agent with SIGKILL, like a power cut.
 // The agent's services get SIGTERM from the kernel as it dies.
-func (d *run) kill(st *roll.FleetStatus) {
+func (d *run) kill(st *snapshot) {
 	rolling := services[len(services)-1]
-	if len(st.Deploy.Steps) > 0 {
-		rolling = st.Deploy.Steps[0].Services[0]
+	if steps := st.sum.Deploy.Steps; len(steps) > 0 {
+		rolling = steps[0].Services[0]
 	}
-	var ss roll.ServiceStatus
-	for _, s := range st.Services {
-		if s.Name == rolling {
-			ss = s
-		}
-	}
-	on := hostVersions(st)
+	ss := st.service(rolling)
 	victim := d.hosts[len(d.hosts)/2]
 	for i := len(d.hosts) - 1; i >= 0; i-- {
 		h := d.hosts[i]
-		if on[h.name][rolling] == fromVersion && !slices.Contains(ss.Upgrading, h.name) &&
-			(len(ss.Ready) == 0 || ss.Ready[0] != h.name) {
+		if st.on[h.name][rolling] == fromVersion && !slices.Contains(ss.Upgrading, h.name) && ss.Next != h.name {
 			victim = h
 			break
 		}

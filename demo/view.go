@@ -17,23 +17,6 @@ const liveEvents = 10
 // clearScreen moves the cursor home and clears the terminal.
 const clearScreen = "\x1b[H\x1b[2J"
 
-// hostVersions maps host -> service -> the version it serves, for the
-// services a host is online for.
-func hostVersions(st *roll.FleetStatus) map[string]map[string]string {
-	on := map[string]map[string]string{}
-	for _, h := range st.Hosts {
-		for _, s := range h.Services {
-			if s.Online {
-				if on[h.Name] == nil {
-					on[h.Name] = map[string]string{}
-				}
-				on[h.Name][s.Name] = s.Version
-			}
-		}
-	}
-	return on
-}
-
 // hostLine renders a host's versions: "db=2 api=1 web=1".
 func hostLine(versions map[string]string) string {
 	var parts []string
@@ -49,7 +32,7 @@ func hostLine(versions map[string]string) string {
 
 // show draws the fleet: the live view on a terminal, else a progress line
 // whenever the fleet changed.
-func (d *run) show(st *roll.FleetStatus) {
+func (d *run) show(st *snapshot) {
 	if d.o.Live {
 		fmt.Fprint(d.o.Out, clearScreen+d.screen(st))
 		return
@@ -64,7 +47,7 @@ func (d *run) show(st *roll.FleetStatus) {
 // line is the fleet in one line: per service the staged version, the
 // hosts on each version, offline, upgrading and ready hosts; then the
 // deploy queue.
-func (d *run) line(st *roll.FleetStatus) string {
+func (d *run) line(st *snapshot) string {
 	var parts []string
 	for _, ss := range inOrder(st) {
 		var b strings.Builder
@@ -76,17 +59,17 @@ func (d *run) line(st *roll.FleetStatus) string {
 		for _, v := range slices.Sorted(maps.Keys(ss.Versions)) {
 			fmt.Fprintf(&b, " %d on %s", ss.Versions[v], v)
 		}
-		if len(ss.Online) == 0 {
+		if ss.Online == 0 {
 			b.WriteString(" none online")
 		}
-		if n := len(ss.Offline); n > 0 {
-			fmt.Fprintf(&b, ", %d offline", n)
+		if ss.Offline > 0 {
+			fmt.Fprintf(&b, ", %d offline", ss.Offline)
 		}
 		if len(ss.Upgrading) > 0 {
 			fmt.Fprintf(&b, ", upgrading %s", strings.Join(ss.Upgrading, " "))
 		}
-		if n := len(ss.Ready); n > 0 {
-			fmt.Fprintf(&b, ", %d ready", n)
+		if ss.Ready > 0 {
+			fmt.Fprintf(&b, ", %d ready", ss.Ready)
 		}
 		parts = append(parts, b.String())
 	}
@@ -94,19 +77,19 @@ func (d *run) line(st *roll.FleetStatus) string {
 }
 
 // queueLine renders the deploy queue, head first.
-func queueLine(st *roll.FleetStatus) string {
-	if len(st.Deploy.Steps) == 0 {
+func queueLine(st *snapshot) string {
+	if len(st.sum.Deploy.Steps) == 0 {
 		return "empty"
 	}
 	var steps []string
-	for _, s := range st.Deploy.Steps {
+	for _, s := range st.sum.Deploy.Steps {
 		steps = append(steps, strings.Join(s.Services, ","))
 	}
 	return strings.Join(steps, " -> ")
 }
 
 // screen is the live view.
-func (d *run) screen(st *roll.FleetStatus) string {
+func (d *run) screen(st *snapshot) string {
 	var b strings.Builder
 	where := d.root
 	if len(d.servers) > 0 {
@@ -119,34 +102,34 @@ func (d *run) screen(st *roll.FleetStatus) string {
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tSTAGED\tON "+fromVersion+"\tON "+toVersion+"\tOFFLINE\tQUORUM\tPARALLEL\tUPGRADING\tREADY\tWAITING FOR")
 	for _, ss := range inOrder(st) {
-		staged := ss.Staged
-		if staged == "" {
-			staged = "-"
-		}
 		wait := ss.RollWait
 		if ss.RollReady {
 			wait = "-"
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d of %d\t%d\t%s\t%d\t%s\n",
-			ss.Name, staged, ss.Versions[fromVersion], ss.Versions[toVersion], len(ss.Offline),
-			ss.QuorumHosts, len(ss.Members), ss.Policy.MaxParallel, dash(strings.Join(ss.Upgrading, " ")), len(ss.Ready), wait)
+			ss.Name, dash(ss.Staged), ss.Versions[fromVersion], ss.Versions[toVersion], ss.Offline,
+			ss.QuorumHosts, ss.Members, ss.Policy.MaxParallel, dash(strings.Join(ss.Upgrading, " ")), ss.Ready, wait)
 	}
 	tw.Flush()
 
 	b.WriteString("\n")
-	on := hostVersions(st)
 	upgrading := map[string]map[string]bool{}
-	for _, ss := range st.Services {
+	// An agent is up when its host serves, or when the summary, which
+	// reads the agent node of every offline member it lists, says so.
+	agentUp := map[string]bool{}
+	for h := range st.on {
+		agentUp[h] = true
+	}
+	for _, ss := range st.sum.Services {
 		for _, h := range ss.Upgrading {
 			if upgrading[h] == nil {
 				upgrading[h] = map[string]bool{}
 			}
 			upgrading[h][ss.Name] = true
 		}
-	}
-	agentUp := map[string]bool{}
-	for _, h := range st.Hosts {
-		agentUp[h.Name] = h.AgentUp
+		for _, a := range ss.Attention {
+			agentUp[a.Host] = agentUp[a.Host] || a.AgentUp
+		}
 	}
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tAGENT\t"+strings.Join(services, "\t"))
@@ -160,7 +143,7 @@ func (d *run) screen(st *roll.FleetStatus) string {
 		}
 		row := []string{h.name, agent}
 		for _, svc := range services {
-			v := dash(on[h.name][svc])
+			v := dash(st.on[h.name][svc])
 			if upgrading[h.name][svc] {
 				v = "switching"
 			}
@@ -179,10 +162,10 @@ func (d *run) screen(st *roll.FleetStatus) string {
 }
 
 // inOrder returns the demo's services in dependency order.
-func inOrder(st *roll.FleetStatus) []roll.ServiceStatus {
-	var out []roll.ServiceStatus
+func inOrder(st *snapshot) []roll.ServiceSummary {
+	var out []roll.ServiceSummary
 	for _, name := range services {
-		for _, ss := range st.Services {
+		for _, ss := range st.sum.Services {
 			if ss.Name == name {
 				out = append(out, ss)
 			}
