@@ -178,6 +178,29 @@ func TestIntegration_DemoRefreshCostDoesNotGrowWithTheFleet(t *testing.T) {
 				t.Errorf("%d hosts: %s serves %v, want %v", n, h, st.on[h], want)
 			}
 		}
+		// The live view: a line per service, then per host (their agents
+		// are not the demo's, so it shows them KILLED).
+		d.root = f.root
+		for _, h := range f.hosts {
+			d.hosts = append(d.hosts, &host{name: h})
+		}
+		rows := map[string]string{}
+		for _, l := range strings.Split(d.screen(st), "\n") {
+			if fs := strings.Fields(l); len(fs) > 0 {
+				rows[fs[0]] = strings.Join(fs, " ")
+			}
+		}
+		last := f.hosts[n-1]
+		for _, want := range []string{
+			// WAITING FOR is the summary's verdict: not the demo's.
+			fmt.Sprintf("db 2 %d 2 1 %d of %d 2 host3 %d", n-3, st.service("db").QuorumHosts, n, n-4),
+			"host1 KILLED 2 1 1", "host3 KILLED switching 1 1", "host4 KILLED 1 1 1", last + " KILLED - - -",
+		} {
+			if got := rows[strings.Fields(want)[0]]; got != want && !strings.HasPrefix(got, want+" ") {
+				t.Errorf("%d hosts: the screen shows %q, want %q", n, got, want)
+			}
+		}
+
 		if ss := st.service("db"); ss.Next == "" || ss.Members != n || ss.QuorumHosts != ss.Policy.Quorum.Need(n) {
 			t.Errorf("%d hosts: db's summary %+v", n, ss)
 		}
