@@ -13,12 +13,15 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/user"
 	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/go-viper/mapstructure/v2"
@@ -121,6 +124,11 @@ type Service struct {
 	// transfer cannot evict them from the page cache. Relative paths are
 	// taken in the running release's directory.
 	HotFiles []string `koanf:"hot_files"`
+	// User and Group run the supervised process (Run) and the health
+	// command; empty: the agent's own. Credential is what they resolve to.
+	User       string              `koanf:"user"`
+	Group      string              `koanf:"group"`
+	Credential *syscall.Credential `koanf:"-"`
 }
 
 // Health is one check: an HTTP GET answered 2xx, a TCP connect, or a
@@ -369,6 +377,40 @@ func ReadSecret(key, path string) (string, error) {
 	return secret, nil
 }
 
+// resolveCredential looks up the service's user and group: the user's
+// primary group unless a group is given.
+func (s *Service) resolveCredential(key string) error {
+	if s.User == "" && s.Group == "" {
+		return nil
+	}
+	cred := &syscall.Credential{Uid: uint32(os.Getuid()), Gid: uint32(os.Getgid()), NoSetGroups: true}
+	if s.User != "" {
+		u, err := user.Lookup(s.User)
+		if err != nil {
+			return invalid(key+".user", "%q: %v", s.User, err)
+		}
+		uid, err1 := strconv.ParseUint(u.Uid, 10, 32)
+		gid, err2 := strconv.ParseUint(u.Gid, 10, 32)
+		if err1 != nil || err2 != nil {
+			return invalid(key+".user", "%q has uid %q, gid %q: not numbers", s.User, u.Uid, u.Gid)
+		}
+		cred.Uid, cred.Gid = uint32(uid), uint32(gid)
+	}
+	if s.Group != "" {
+		g, err := user.LookupGroup(s.Group)
+		if err != nil {
+			return invalid(key+".group", "%q: %v", s.Group, err)
+		}
+		gid, err := strconv.ParseUint(g.Gid, 10, 32)
+		if err != nil {
+			return invalid(key+".group", "%q has gid %q: not a number", s.Group, g.Gid)
+		}
+		cred.Gid = uint32(gid)
+	}
+	s.Credential = cred
+	return nil
+}
+
 func invalid(key string, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalid, key, fmt.Sprintf(format, args...))
 }
@@ -529,6 +571,9 @@ func (s *Service) complete(name, stateDir string) error {
 	}
 	if s.StopTimeout < 0 {
 		return invalid(key+".stop_timeout", "%s is negative", s.StopTimeout)
+	}
+	if err := s.resolveCredential(key); err != nil {
+		return err
 	}
 	h := &s.Health
 	n := 0

@@ -2,8 +2,11 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,6 +106,45 @@ func TestTransferBindAndLimits(t *testing.T) {
 		_, err := Load(Sources{File: "dcroll.toml", FileData: []byte(tc.file), Flags: map[string]any{"host.name": "h"}})
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: err = %v, want one naming %s", tc.file, err, tc.want)
+		}
+	}
+}
+
+func TestServiceUserAndGroup(t *testing.T) {
+	base := "[services.web]\nrun = \"x\"\n%s\n[services.web.health]\ntcp = \"127.0.0.1:1\"\n"
+	load := func(extra string) (*Config, error) {
+		return Load(Sources{File: "dcroll.toml", FileData: []byte(fmt.Sprintf(base, extra)), Flags: map[string]any{"host.name": "h"}})
+	}
+	c, err := load("")
+	if err != nil || c.Services["web"].Credential != nil {
+		t.Fatalf("no user: credential %+v, %v; want none", c.Services["web"].Credential, err)
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody here")
+	}
+	c, err = load("user = \"nobody\"")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cr := c.Services["web"].Credential; cr == nil || strconv.Itoa(int(cr.Uid)) != nobody.Uid || strconv.Itoa(int(cr.Gid)) != nobody.Gid {
+		t.Fatalf("user nobody: credential %+v, want uid %s gid %s", cr, nobody.Uid, nobody.Gid)
+	}
+	if g, err := user.LookupGroupId(strconv.Itoa(os.Getgid())); err == nil {
+		c, err = load("user = \"nobody\"\ngroup = \"" + g.Name + "\"")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cr := c.Services["web"].Credential; cr.Gid != uint32(os.Getgid()) {
+			t.Fatalf("group %s: gid %d, want %d", g.Name, cr.Gid, os.Getgid())
+		}
+	}
+	for extra, key := range map[string]string{
+		"user = \"no-such-user-here\"":   "services.web.user",
+		"group = \"no-such-group-here\"": "services.web.group",
+	} {
+		if _, err := load(extra); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s: err = %v, want one naming %s", extra, err, key)
 		}
 	}
 }

@@ -100,7 +100,9 @@ func (u *Unit) Start(ctx context.Context, version, dir string) error {
 	// Its own process group, so stop reaches the whole tree, and a signal
 	// when the agent dies, so a restarted agent never finds an orphan
 	// holding the service's port.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	// As the configured user and group, if any: set before the death
+	// signal, which a change of credentials would clear.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: u.cfg.Credential}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("service %s: start %q: %w", u.Name, u.cfg.Run, err)
 	}
@@ -216,6 +218,7 @@ func (u *Unit) Check(ctx context.Context) error {
 		return c.Close()
 	default:
 		cmd := shell(ctx, h.Command)
+		cmd.SysProcAttr.Credential = u.cfg.Credential
 		cmd.Env = u.env(u.Version(), "")
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -137,5 +139,52 @@ func TestHealthChecks(t *testing.T) {
 				t.Fatalf("healthy=%v, err=%v", tc.healthy, err)
 			}
 		})
+	}
+}
+
+// A service configured with a user runs as that user, and so does its
+// health command; the agent (root) keeps its own.
+func TestSupervisedRunsAsItsUser(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to change user")
+	}
+	nobody, err := user.Lookup("nobody")
+	if err != nil {
+		t.Skip("no user nobody")
+	}
+	uid, _ := strconv.Atoi(nobody.Uid)
+	gid, _ := strconv.Atoi(nobody.Gid)
+	// A release directory the user can enter, as the agent unpacks them
+	// (t.TempDir's parent is the owner's alone).
+	dir, err := os.MkdirTemp("", "dcroll-user-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	u := unit(t, config.Service{
+		Run:        "exec sleep 60",
+		Health:     config.Health{Command: fmt.Sprintf("test $(id -u) = %d && test $(id -g) = %d", uid, gid)},
+		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), NoSetGroups: true},
+	})
+	if err := u.Start(context.Background(), "v1", dir); err != nil {
+		t.Fatal(err)
+	}
+	defer u.Stop(context.Background())
+	u.mu.Lock()
+	pid := u.proc.Process.Pid
+	u.mu.Unlock()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && (f[0] == "Uid:" && f[1] != nobody.Uid || f[0] == "Gid:" && f[1] != nobody.Gid) {
+			t.Errorf("the service runs with %q, want nobody (%s:%s)", line, nobody.Uid, nobody.Gid)
+		}
+	}
+	if err := u.Check(context.Background()); err != nil {
+		t.Errorf("the health command does not run as nobody: %v", err)
 	}
 }
