@@ -386,9 +386,9 @@ func diskUsage(t *testing.T, dir string) int64 {
 	return n
 }
 
-// idleHelperEnv makes the test binary a process that opens idle
-// connections (TestHelperIdleConnections) instead of running tests.
-const idleHelperEnv = "DCROLL_TEST_IDLE_CONNS"
+// floodEnv makes the test binary a process that opens idle
+// connections (TestFloodProcess) instead of running tests.
+const floodEnv = "DCROLL_TEST_IDLE_CONNS"
 
 // The review's flood: 20,000 idle connections took every file descriptor
 // of an agent, so that its health checks and state writes failed. The
@@ -399,7 +399,7 @@ func TestPeerServerSurvivesIdleConnections(t *testing.T) {
 	if testing.Short() {
 		t.Skip("opens 20,000 connections")
 	}
-	const total, helpers = 20000, 2
+	const total, flooders = 20000, 2
 	dir, body := peerDir(t)
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -412,13 +412,13 @@ func TestPeerServerSurvivesIdleConnections(t *testing.T) {
 	addr := inner.Addr().String()
 	fdsBefore := openFDs(t)
 
-	// The flood, from helper processes.
+	// The flood, from processes of its own.
 	var procs []*exec.Cmd
 	var stdins []io.Closer
-	held := make(chan string, helpers)
-	for range helpers {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperIdleConnections$")
-		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", idleHelperEnv, addr, total/helpers))
+	held := make(chan string, flooders)
+	for range flooders {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestFloodProcess$")
+		cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", floodEnv, addr, total/flooders))
 		in, _ := cmd.StdinPipe()
 		out, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
@@ -443,7 +443,7 @@ func TestPeerServerSurvivesIdleConnections(t *testing.T) {
 		}
 	}()
 
-	// While the helpers open their connections and hold them: a real
+	// While the flooding processes open their connections and hold them: a real
 	// peer gets its artifact, and the server never holds more than its
 	// limit.
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
@@ -463,15 +463,15 @@ func TestPeerServerSurvivesIdleConnections(t *testing.T) {
 		return nil
 	}
 	var reports []string
-	for len(reports) < helpers {
+	for len(reports) < flooders {
 		select {
 		case r := <-held:
 			reports = append(reports, r)
 		case <-time.After(3 * time.Minute):
-			t.Fatalf("the helpers did not report: %q", reports)
+			t.Fatalf("the flooding processes did not report: %q", reports)
 		}
 	}
-	t.Logf("helpers: %q; server connections at most %d at once, %d accepted", reports, ln.max.Load(), ln.accepted.Load())
+	t.Logf("flooding processes: %q; server connections at most %d at once, %d accepted", reports, ln.max.Load(), ln.accepted.Load())
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		err := get()
@@ -496,14 +496,14 @@ func TestPeerServerSurvivesIdleConnections(t *testing.T) {
 	}
 }
 
-// TestHelperIdleConnections is not a test: with idleHelperEnv set to
+// TestFloodProcess is not a test: with floodEnv set to
 // "addr,n" it opens n connections to addr, sends a request on every other
 // one so that it idles as a keep-alive connection, prints "held <open>
 // of <n>" and holds them until its stdin closes.
-func TestHelperIdleConnections(t *testing.T) {
-	spec := os.Getenv(idleHelperEnv)
+func TestFloodProcess(t *testing.T) {
+	spec := os.Getenv(floodEnv)
 	if spec == "" {
-		t.Skip("a helper process of TestPeerServerSurvivesIdleConnections")
+		t.Skip("a process TestPeerServerSurvivesIdleConnections starts")
 	}
 	addr, nStr, _ := strings.Cut(spec, ",")
 	n, _ := strconv.Atoi(nStr)
