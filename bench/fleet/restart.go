@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/roll"
 )
 
@@ -42,7 +43,7 @@ type restartStep struct {
 	server  int
 	role    string        // its mode when it was stopped
 	serving time.Duration // stop → the others serve, with a leader
-	back    time.Duration // stop → every host's session connected again
+	back    time.Duration // stop → the server serves again and every host's session is connected
 	lost    int64         // disconnects the agents logged
 
 	// delays are the reconnected sessions' kill → connection established
@@ -142,43 +143,14 @@ func simulateRestart(ctx context.Context, t testing.TB, o options, log io.Writer
 	said0 := s.said.counts()
 
 	mctx, mstop := context.WithCancel(ctx)
-	var fewest, samples int
 	monitored := make(chan struct{})
-	go func() { defer close(monitored); fewest, samples = s.monitorOnline(mctx) }()
-
-	left := slices.Clone(s.zkc.Voters())
-	next := s.zkc.Leader()
-	for len(left) > 0 {
-		if next < 0 || !slices.Contains(left, next) {
-			next = left[0]
-			for _, i := range left {
-				if s.zkc.Mode(i) == "follower" {
-					next = i
-					break
-				}
-			}
-		}
-		left = slices.DeleteFunc(left, func(i int) bool { return i == next })
-		st, err := s.restartOne(ctx, next, own)
-		if err != nil {
-			mstop()
-			<-monitored
-			return rr, err
-		}
-		rr.steps = append(rr.steps, st)
-		s.logf("server %d (%s) restarted: %d sessions reconnected, p50 %s, p99 %s, max %s, peak %d per 100 ms; per 500 ms: %v",
-			st.server, st.role, len(st.delays), ms(st.quantile(0.5)), ms(st.quantile(0.99)), ms(st.quantile(1)), st.peak(), st.perBin(500*time.Millisecond))
-		next = -1
-		// Let the reconnected sessions settle before the next restart.
-		if !sleepCtx(ctx, 2*time.Second) {
-			mstop()
-			<-monitored
-			return rr, ctx.Err()
-		}
-	}
+	go func() { defer close(monitored); rr.fewestOnline, rr.samples = s.monitorOnline(mctx) }()
+	rr.steps, err = s.restartVoters(ctx, own)
 	mstop()
 	<-monitored
-	rr.fewestOnline, rr.samples = fewest, samples
+	if err != nil {
+		return rr, err
+	}
 
 	after, err := s.owners(ctx)
 	if err != nil {
@@ -198,6 +170,39 @@ func simulateRestart(ctx context.Context, t testing.TB, o options, log io.Writer
 	}
 	rr.currentCreated = after.cversion - before.cversion
 	return rr, nil
+}
+
+// restartVoters restarts every voting server once: the leader first, then
+// the others, a follower before a leader.
+func (s *sim) restartVoters(ctx context.Context, own map[int64]bool) ([]restartStep, error) {
+	var steps []restartStep
+	left := slices.Clone(s.zkc.Voters())
+	next := s.zkc.Leader()
+	for len(left) > 0 {
+		if !slices.Contains(left, next) {
+			next = left[0]
+			for _, i := range left {
+				if s.zkc.Mode(i) == zktest.ModeFollower {
+					next = i
+					break
+				}
+			}
+		}
+		left = slices.DeleteFunc(left, func(i int) bool { return i == next })
+		st, err := s.restartOne(ctx, next, own)
+		if err != nil {
+			return steps, err
+		}
+		steps = append(steps, st)
+		s.logf("server %d (%s) restarted: %d sessions reconnected, p50 %s, p99 %s, max %s, peak %d per 100 ms; per 500 ms: %v",
+			st.server, st.role, len(st.delays), ms(st.quantile(0.5)), ms(st.quantile(0.99)), ms(st.quantile(1)), st.peak(), st.perBin(500*time.Millisecond))
+		next = -1
+		// Let the reconnected sessions settle before the next restart.
+		if !sleepCtx(ctx, 2*time.Second) {
+			return steps, ctx.Err()
+		}
+	}
+	return steps, nil
 }
 
 // restartOne kills server i, waits until the others serve, starts it again
@@ -395,7 +400,7 @@ func printRestart(w io.Writer, rs []restartResult) {
 			return fmt.Sprintf("%s / %s / %s", ms(st.quantile(0.5)), ms(st.quantile(0.99)), ms(st.quantile(1)))
 		})
 		row("peak reconnects per 100 ms", func(st restartStep) string { return strconv.Itoa(st.peak()) })
-		row("every session back after", func(st restartStep) string { return ms(st.back) })
+		row("server back, every session connected after", func(st restartStep) string { return ms(st.back) })
 		row("disconnects the agents logged", func(st restartStep) string { return strconv.FormatInt(st.lost, 10) })
 		fmt.Fprintln(w)
 		fmt.Fprintf(w, "sessions expired (agents' log): %d; new sessions (agents' log): %d\n", r.expired, r.renewed)
