@@ -117,3 +117,11 @@ func (f *faultConn) Set(path string, data []byte, version int32) (*zk.Stat, erro
 	}
 	return stat, nil
 }
+
+func (f *faultConn) Sync(path string) (string, error) {
+	if err := f.before("sync", path); err != nil {
+		return "", err
+	}
+	p, err := f.conn.Sync(path)
+	return p, f.after("sync", path, err)
+}

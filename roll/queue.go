@@ -132,14 +132,8 @@ func (s *Store) joinTicket(svc string, r Ready) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	prev, _ := s.lastTicket(svc, r.Host)
-	for _, p := range []string{prev, s.Tree.queued(svc, r.Host)} {
-		if p == "" {
-			continue
-		}
-		if err := s.deleteOwned(p, s.conn.SessionID()); err != nil {
-			return "", fmt.Errorf("roll: join the ready queue of %s: remove the earlier ticket: %w", svc, err)
-		}
+	if err := s.dropLastTicket(svc, r.Host); err != nil {
+		return "", fmt.Errorf("roll: join the ready queue of %s: remove the earlier ticket: %w", svc, err)
 	}
 	_, before, err := s.queueHead(svc)
 	if err != nil {
@@ -164,14 +158,20 @@ func (s *Store) joinTicket(svc string, r Ready) (string, error) {
 	case err == nil:
 		p = res[0].String
 	case lostAnswer(err):
+		// Whether the join happened is not known until the ticket is
+		// found or not: until then the next join looks for it first.
+		s.setLastTicket(svc, r.Host, lastTicket{session: s.conn.SessionID(), from: before.Cversion, unknown: true})
 		p, err = s.findTicket(svc, before.Cversion)
+		if err == nil && p == "" {
+			err = zk.ErrConnectionClosed // it did not happen
+		}
 	case errors.Is(err, zk.ErrNodeExists):
 		err = fmt.Errorf("%w: %s is queued by another session, which ends soon", err, r.Host)
 	}
 	if err != nil {
 		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
 	}
-	s.setLastTicket(svc, r.Host, p)
+	s.setLastTicket(svc, r.Host, lastTicket{session: s.conn.SessionID(), path: p})
 	// The queued node names the ticket for the Register of an agent of
 	// this machine restarted before this session ends. Without it that
 	// ticket waits for the session's end, or for the host to find it.
@@ -201,10 +201,41 @@ func (s *Store) leaveTicket(ticket string) error {
 	return s.deleteOwned(ticket, stat.EphemeralOwner)
 }
 
+// dropLastTicket removes the ticket this store took last for host in svc,
+// and the host's queued node, if this session holds them: after a
+// connection loss the session, and the nodes, may live on, and the host
+// would wait behind itself. A join whose answer was lost and whose ticket
+// was not found then is looked for again.
+func (s *Store) dropLastTicket(svc, host string) error {
+	last, ok := s.lastTicket(svc, host)
+	session := s.conn.SessionID()
+	if !ok || last.session != session {
+		// None, or of an earlier session: gone with it.
+		return s.deleteOwned(s.Tree.queued(svc, host), session)
+	}
+	if last.unknown {
+		p, err := s.findTicket(svc, last.from)
+		if err != nil {
+			return err
+		}
+		last.path = p
+	}
+	for _, p := range []string{last.path, s.Tree.queued(svc, host)} {
+		if p == "" {
+			continue
+		}
+		if err := s.deleteOwned(p, session); err != nil {
+			return err
+		}
+	}
+	s.setLastTicket(svc, host, lastTicket{session: session})
+	return nil
+}
+
 // findTicket finds the ticket a create whose answer was lost may have made:
 // its number lies between the directory's child version before the create
-// and now, and this session owns it. It returns the ErrConnectionClosed of
-// the lost answer if there is none (the create did not happen).
+// and now, and this session owns it; "" if there is none (the create did
+// not happen).
 func (s *Store) findTicket(svc string, from int32) (string, error) {
 	dir := s.Tree.readyDir(svc)
 	if _, err := s.conn.Sync(dir); err != nil {
@@ -224,7 +255,7 @@ func (s *Store) findTicket(svc string, from int32) (string, error) {
 			return p, nil
 		}
 	}
-	return "", zk.ErrConnectionClosed
+	return "", nil
 }
 
 // awaitTicket returns once host's ticket at readyPath is the front of svc's
@@ -307,23 +338,33 @@ func (s *Store) queuedHosts(r *reader, svc string) ([]string, error) {
 // ticketMemo remembers the ticket a store took last, per service and host.
 type ticketMemo struct {
 	mu   sync.Mutex
-	last map[[2]string]string
+	last map[[2]string]lastTicket
 }
 
-func (s *Store) lastTicket(svc, host string) (string, bool) {
+// lastTicket is the ticket a store took last for a host, in session; or,
+// when a connection loss swallowed the join's answer (unknown), where to
+// look for it: from the queue's child version before the join.
+type lastTicket struct {
+	session int64
+	path    string
+	from    int32
+	unknown bool
+}
+
+func (s *Store) lastTicket(svc, host string) (lastTicket, bool) {
 	s.tickets.mu.Lock()
 	defer s.tickets.mu.Unlock()
-	p, ok := s.tickets.last[[2]string{svc, host}]
-	return p, ok
+	t, ok := s.tickets.last[[2]string{svc, host}]
+	return t, ok
 }
 
-func (s *Store) setLastTicket(svc, host, p string) {
+func (s *Store) setLastTicket(svc, host string, t lastTicket) {
 	s.tickets.mu.Lock()
 	defer s.tickets.mu.Unlock()
 	if s.tickets.last == nil {
-		s.tickets.last = map[[2]string]string{}
+		s.tickets.last = map[[2]string]lastTicket{}
 	}
-	s.tickets.last[[2]string{svc, host}] = p
+	s.tickets.last[[2]string{svc, host}] = t
 }
 
 // ticketOf is the host a ticket's data names ("" if none).

@@ -128,3 +128,43 @@ func TestIntegration_TicketJoinWhoseAnswerIsLostIsFound(t *testing.T) {
 		t.Errorf("join never sent: %v, want the connection loss", err)
 	}
 }
+
+// A join whose answer was lost, and whose ticket could not be looked for
+// then (the connection still down), leaves a ticket the host does not know
+// of: the next join finds it and removes it, so that the host does not
+// stand in the queue twice, the first time for good.
+func TestIntegration_TicketOfAJoinWithAnUnknownOutcomeIsRemovedAtTheNextJoin(t *testing.T) {
+	s := rollingFleet(t, "a", "b")
+	var lost, syncs int
+	withFaults(s).set(func(op, path string) error {
+		if op == "sync" && syncs == 0 {
+			syncs++
+			return zk.ErrConnectionClosed
+		}
+		return nil
+	}, func(op, path string) bool {
+		if op == "multi" && path == s.Tree.queued("db", "a") && lost == 0 {
+			lost++
+			return true
+		}
+		return false
+	})
+	if _, err := s.JoinReady("db", "a", "v2"); err == nil || lost != 1 || syncs != 1 {
+		t.Fatalf("join with its answer lost and the connection still down (%d, %d): %v, want an error", lost, syncs, err)
+	}
+	names, _, err := s.conn.Children(s.Tree.readyDir("db"))
+	if err != nil || len(names) != 1 {
+		t.Fatalf("queue %v (%v), want the ticket the lost join took", names, err)
+	}
+	orphan := s.Tree.readyNode("db", names[0])
+	p, err := s.JoinReady("db", "a", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := s.conn.Exists(orphan); err != nil || ok || p == orphan {
+		t.Errorf("the lost join's ticket %s after joining again as %s: there %v (%v), want it removed", orphan, p, ok, err)
+	}
+	if names, _, err := s.conn.Children(s.Tree.readyDir("db")); err != nil || len(names) != 1 {
+		t.Errorf("queue %v (%v), want a's one ticket", names, err)
+	}
+}
