@@ -443,8 +443,12 @@ func (d *run) watch(ctx context.Context, timeout time.Duration, what string, pha
 	}
 }
 
-// read reads the fleet for one screen and, while the demo waits for the
-// restarted host, what that host serves again.
+// read reads the fleet for one screen and, once the killed host has been
+// restarted, what it serves again, from its own nodes. A fleet view may
+// go on giving that host the versions it ran before it died: its agent
+// replaces its earlier session's /current nodes at once, faster than the
+// advancer, which keeps the view, looks again, and the advancer reads
+// only the hosts it sees enter (until its recount, minutes later).
 func (d *run) read() (*snapshot, error) {
 	before := d.store.Ops()
 	st, err := readFleet(d.store, d.sw)
@@ -452,10 +456,15 @@ func (d *run) read() (*snapshot, error) {
 		return nil, err
 	}
 	fmt.Fprintf(d.logFile, "%6.1fs  read the fleet: %d requests\n", time.Since(d.start).Seconds(), d.store.Ops()-before)
-	if d.restarted && !d.back {
-		if st.back, err = servesSince(d.store, d.victim.name, d.restartedAt); err != nil {
+	if d.restarted {
+		if st.restarted, err = servesSince(d.store, d.victim.name, d.restartedAt); err != nil {
 			return nil, err
 		}
+		delete(st.on, d.victim.name)
+		if len(st.restarted) > 0 {
+			st.on[d.victim.name] = st.restarted
+		}
+		st.recount()
 	}
 	return st, nil
 }
@@ -483,7 +492,8 @@ func (d *run) booted(st *snapshot) (bool, error) {
 }
 
 // allOn reports whether every host is online for every service on version,
-// from the per-version counts: the demo's root holds its hosts alone.
+// from the per-version counts (see snapshot.recount): the demo's root
+// holds its hosts alone.
 func (d *run) allOn(st *snapshot, version string) bool {
 	for _, svc := range services {
 		if ss := st.service(svc); ss.Versions[version] != len(d.hosts) || ss.Online != len(d.hosts) {
@@ -521,9 +531,9 @@ func (d *run) rolling(st *snapshot) (bool, error) {
 		d.event("restarted %s's agent (pid %d): it boots from its local cache, looks at the fleet and catches up",
 			d.victim.name, d.victim.agent.Pid())
 	}
-	if d.restarted && !d.back && len(st.back) == len(services) {
+	if d.restarted && !d.back && len(st.restarted) == len(services) {
 		d.back = true
-		d.event("%s is back online: %s", d.victim.name, hostLine(st.back))
+		d.event("%s is back online: %s", d.victim.name, hostLine(st.restarted))
 	}
 	if !d.restarted || len(steps) > 0 || !d.allOn(st, toVersion) {
 		return false, nil

@@ -9,15 +9,34 @@ import (
 
 // snapshot is one reading of the fleet, what one screen shows: the summary
 // `dcroll status` prints, and which version each host serves of each
-// service.
+// service. The summary's online, offline and per-version counts are those
+// of on (see recount).
 type snapshot struct {
 	sum *roll.FleetSummary
 	// on maps host -> service -> the version it serves, for the services
 	// a host is in /current of.
 	on map[string]map[string]string
-	// back is what the restarted host serves since its restart, read from
-	// its own nodes while the demo waits for it; nil otherwise.
-	back map[string]string
+	// restarted is what the restarted host serves since its restart, read
+	// from its own nodes; nil before the restart.
+	restarted map[string]string
+}
+
+// recount sets each service's online, offline and per-version counts
+// from on: they count the hosts that /current lists, where the summary
+// counts the fleet view's, which lags it, and they take in what the demo
+// read of a host itself.
+func (s *snapshot) recount() {
+	for i := range s.sum.Services {
+		ss := &s.sum.Services[i]
+		versions, online := map[string]int{}, 0
+		for _, served := range s.on {
+			if v, ok := served[ss.Name]; ok {
+				versions[v]++
+				online++
+			}
+		}
+		ss.Versions, ss.Online, ss.Offline = versions, online, max(ss.Members-online, 0)
+	}
 }
 
 // service is the summary of svc, zero if it has none.
@@ -83,6 +102,7 @@ func readFleet(store *roll.Store, w *roll.SummaryWatch) (*snapshot, error) {
 			st.on[h][svc] = v
 		}
 	}
+	st.recount()
 	return st, nil
 }
 

@@ -241,3 +241,43 @@ func TestMaxHostsFitsTheFleetView(t *testing.T) {
 		t.Fatalf("MaxHosts %d is more than the fleet view names of a version (%d)", MaxHosts, roll.FleetNamed)
 	}
 }
+
+// A restarted agent replaces its earlier session's /current nodes faster
+// than the advancer looks, so the fleet view may go on giving it the
+// versions it ran before: the demo reads the restarted host's own nodes,
+// and counts them, instead.
+func TestIntegration_DemoReadsTheRestartedHostItself(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	f := newDemoFleet(t, zkc, 6)
+	f.views(map[string]int{fromVersion: 5})
+	probe := rolltest.Open(t, zkc, f.root)
+	restart := time.Now().UTC()
+	for _, svc := range services {
+		f.must(f.w.SetCurrent(svc, "host2", roll.Current{Version: toVersion, Since: restart.Add(time.Millisecond)}))
+	}
+	d := &run{store: probe, sw: probe.WatchSummary(), start: time.Now(), restarted: true, restartedAt: restart, victim: &host{name: "host2"}}
+	for _, h := range f.hosts {
+		d.hosts = append(d.hosts, &host{name: h})
+	}
+	view, err := readFleet(probe, probe.WatchSummary())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := view.on["host2"]["db"]; got != fromVersion {
+		t.Fatalf("the fleet view gives host2 db %q: it was to lag, on %s", got, fromVersion)
+	}
+	st, err := d.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"db": toVersion, "api": toVersion, "web": toVersion}
+	if !maps.Equal(st.on["host2"], want) || !maps.Equal(st.restarted, want) {
+		t.Errorf("host2 serves %v (restarted: %v), want %v", st.on["host2"], st.restarted, want)
+	}
+	if got, want := d.line(st), "db: 4 on 1 1 on 2, 1 offline | api: 4 on 1 1 on 2, 1 offline | web: 4 on 1 1 on 2, 1 offline | queue: empty"; got != want {
+		t.Errorf("line\n%s\nwant\n%s", got, want)
+	}
+	if d.allOn(st, fromVersion) || d.allOn(st, toVersion) {
+		t.Error("allOn holds for a fleet of two versions and an offline host")
+	}
+}
