@@ -535,15 +535,29 @@ func (d *run) rolling(st *snapshot) (bool, error) {
 		d.back = true
 		d.event("%s is back online: %s", d.victim.name, hostLine(st.restarted))
 	}
-	if !d.restarted || len(steps) > 0 || !d.allOn(st, toVersion) {
-		return false, nil
+	return d.rolledOut(st), nil
+}
+
+// rolledOut reports whether every host runs version 2 of every service:
+// the deploy queue is empty, no host is in its turn, every host is online
+// for every service, and the restarted host serves version 2 of each.
+// The counts cannot tell: the fleet view can go on counting a host on its
+// earlier version for minutes, when it took its turn faster than the
+// advancer looked. The queue can: the advancer removes a step only when
+// every host in /current runs the step's release (it reads every node
+// for that), and a host out of /current then was in its turn, now over,
+// or was the killed one.
+func (d *run) rolledOut(st *snapshot) bool {
+	if !d.restarted || len(st.sum.Deploy.Steps) > 0 {
+		return false
 	}
-	for _, ss := range st.sum.Services {
-		if len(ss.Upgrading) > 0 {
-			return false, nil
+	for _, svc := range services {
+		ss := st.service(svc)
+		if len(ss.Upgrading) > 0 || ss.Online != len(d.hosts) || st.restarted[svc] != toVersion {
+			return false
 		}
 	}
-	return true, nil
+	return true
 }
 
 // kill picks a host that has not upgraded the rolling service yet and is

@@ -281,3 +281,49 @@ func TestIntegration_DemoReadsTheRestartedHostItself(t *testing.T) {
 		t.Error("allOn holds for a fleet of two versions and an offline host")
 	}
 }
+
+// The rollout is over by the deploy queue, the turns, the lists of
+// /current and the restarted host's own nodes, whatever the fleet view
+// still counts.
+func TestRolledOut(t *testing.T) {
+	hosts := []string{"host1", "host2", "host3"}
+	snap := func(change func(*snapshot)) *snapshot {
+		st := &snapshot{sum: &roll.FleetSummary{}, on: map[string]map[string]string{}, restarted: map[string]string{}}
+		for _, svc := range services {
+			st.sum.Services = append(st.sum.Services, roll.ServiceSummary{Name: svc, Members: len(hosts)})
+			st.restarted[svc] = toVersion
+		}
+		for _, h := range hosts {
+			st.on[h] = map[string]string{"db": toVersion, "api": toVersion, "web": toVersion}
+		}
+		st.on["host1"]["db"] = fromVersion // a host the fleet view lags on
+		st.on["host2"] = st.restarted
+		change(st)
+		st.recount()
+		return st
+	}
+	d := &run{restarted: true}
+	for _, h := range hosts {
+		d.hosts = append(d.hosts, &host{name: h})
+	}
+	for _, c := range []struct {
+		name   string
+		change func(*snapshot)
+		want   bool
+	}{
+		{"over", func(*snapshot) {}, true},
+		{"a step queued", func(st *snapshot) { st.sum.Deploy.Steps = []roll.StepStatus{{Name: "s", Services: []string{"web"}}} }, false},
+		{"a host in its turn", func(st *snapshot) { st.sum.Services[2].Upgrading = []string{"host3"} }, false},
+		{"a host offline", func(st *snapshot) { delete(st.on["host3"], "api") }, false},
+		{"the restarted host behind", func(st *snapshot) { st.restarted["api"] = fromVersion }, false},
+		{"the restarted host not back", func(st *snapshot) { delete(st.restarted, "web") }, false},
+	} {
+		if got := d.rolledOut(snap(c.change)); got != c.want {
+			t.Errorf("%s: rolledOut %v, want %v", c.name, got, c.want)
+		}
+	}
+	d.restarted = false
+	if d.rolledOut(snap(func(*snapshot) {})) {
+		t.Error("rolledOut before the killed host was restarted")
+	}
+}
