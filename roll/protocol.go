@@ -270,6 +270,9 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 	_, err = s.conn.Multi(ops...)
 	switch {
 	case err == nil:
+		if isTicket(readyPath) {
+			s.setLastTicket(svc, host, lastTicket{session: s.conn.SessionID()}) // the take removed it
+		}
 		return nil
 	case errors.Is(err, zk.ErrBadVersion):
 		return errControlChanged

@@ -209,9 +209,10 @@ func (s *Store) leaveTicket(ticket string) error {
 func (s *Store) dropLastTicket(svc, host string) error {
 	last, ok := s.lastTicket(svc, host)
 	session := s.conn.SessionID()
-	if !ok || last.session != session {
-		// None, or of an earlier session: gone with it.
-		return s.deleteOwned(s.Tree.queued(svc, host), session)
+	if !ok || last.session != session || (last.path == "" && !last.unknown) {
+		// None in this session (a queued node is made only with a
+		// ticket this store records), or of an earlier one: gone with it.
+		return nil
 	}
 	if last.unknown {
 		p, err := s.findTicket(svc, last.from)
