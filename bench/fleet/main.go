@@ -32,8 +32,9 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/dcroll/dcroll/internal/benchtb"
 )
 
 func main() {
@@ -161,18 +162,13 @@ func writeJSON(file string, v any) error {
 // simulateOnce runs one simulation with its own temp dir and ensemble,
 // both gone when it returns.
 func simulateOnce(ctx context.Context, o options, log io.Writer) (r result, err error) {
-	tb := &mainTB{}
-	defer tb.cleanup()
-	defer func() {
-		switch p := recover().(type) {
-		case nil:
-		case fatal:
-			err = errors.New(string(p))
-		default:
-			panic(p)
-		}
-	}()
-	return simulate(ctx, tb, o, log)
+	tb := benchtb.New("dcroll-fleet-")
+	defer tb.Close()
+	err = benchtb.Catch(func() (err error) {
+		r, err = simulate(ctx, tb, o, log)
+		return err
+	})
+	return r, err
 }
 
 // printTable writes the results side by side, one column per fleet size.
@@ -222,38 +218,4 @@ func raiseFileLimit() error {
 	}
 	l.Cur = l.Max
 	return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
-}
-
-// mainTB lets the simulator use the test helpers (zktest, rolltest) outside
-// a test: their temp dirs and cleanups, and a failure that unwinds to
-// simulateOnce. Only the methods those helpers call are implemented.
-type mainTB struct {
-	testing.TB
-	cleanups []func()
-}
-
-type fatal string
-
-func (m *mainTB) Helper()                         {}
-func (m *mainTB) Failed() bool                    { return false }
-func (m *mainTB) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-func (m *mainTB) Fatalf(format string, args ...any) {
-	panic(fatal(fmt.Sprintf(format, args...)))
-}
-func (m *mainTB) Fatal(args ...any)                { panic(fatal(fmt.Sprint(args...))) }
-func (m *mainTB) Skipf(format string, args ...any) { m.Fatalf(format, args...) }
-func (m *mainTB) Cleanup(f func())                 { m.cleanups = append(m.cleanups, f) }
-func (m *mainTB) TempDir() string {
-	dir, err := os.MkdirTemp("", "dcroll-fleet-")
-	if err != nil {
-		m.Fatal(err)
-	}
-	m.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
-func (m *mainTB) cleanup() {
-	for i := len(m.cleanups) - 1; i >= 0; i-- {
-		m.cleanups[i]()
-	}
 }

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcroll/dcroll/internal/benchtb"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/roll"
 )
@@ -367,18 +368,13 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 
 // simulateRestartOnce is simulateOnce for a restart run.
 func simulateRestartOnce(ctx context.Context, o options, log io.Writer) (r restartResult, err error) {
-	tb := &mainTB{}
-	defer tb.cleanup()
-	defer func() {
-		switch p := recover().(type) {
-		case nil:
-		case fatal:
-			err = fmt.Errorf("%s", string(p))
-		default:
-			panic(p)
-		}
-	}()
-	return simulateRestart(ctx, tb, o, log)
+	tb := benchtb.New("dcroll-fleet-")
+	defer tb.Close()
+	err = benchtb.Catch(func() (err error) {
+		r, err = simulateRestart(ctx, tb, o, log)
+		return err
+	})
+	return r, err
 }
 
 // printRestart writes one table per run: a column per restart.

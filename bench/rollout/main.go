@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dcroll/dcroll/internal/benchtb"
 	"github.com/dcroll/dcroll/internal/zktest"
 )
 
@@ -134,9 +135,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tb := &mainTB{}
-	defer tb.cleanup()
-	return catchFatal(func() error {
+	tb := benchtb.New("dcroll-rollout-")
+	defer tb.Close()
+	return benchtb.Catch(func() error {
 		if len(o.exes) == 0 {
 			path := filepath.Join(tb.TempDir(), "dcroll")
 			fmt.Fprintln(stderr, "building dcroll")
@@ -163,7 +164,7 @@ type results struct {
 
 // bench times the service's starts, then runs every case with every
 // binary, o.runs times, interleaved.
-func bench(ctx context.Context, tb *mainTB, o options, log io.Writer) (results, error) {
+func bench(ctx context.Context, tb *benchtb.TB, o options, log io.Writer) (results, error) {
 	res := results{rollouts: map[string]map[testCase][]rollout{}, started: map[string][]time.Duration{}}
 	for _, b := range o.exes {
 		res.rollouts[b.label] = map[testCase][]rollout{}

@@ -11,12 +11,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/dcroll/dcroll/internal/agentconf"
+	"github.com/dcroll/dcroll/internal/benchtb"
 	"github.com/dcroll/dcroll/internal/freeport"
 	"github.com/dcroll/dcroll/internal/proc"
 	"github.com/dcroll/dcroll/internal/rolltest"
@@ -41,8 +41,8 @@ type rollout struct {
 // rolloutOnce starts o.hosts agents of exe under root, each serving v1,
 // rolls v2 out to them with case c's health policy, and stops them.
 func rolloutOnce(ctx context.Context, zkc *zktest.Cluster, o options, c testCase, exe, root string) (r rollout, err error) {
-	tb := &mainTB{} // what this rollout opens and writes, gone when it returns
-	defer tb.cleanup()
+	tb := benchtb.New("dcroll-rollout-") // what this rollout opens and writes, gone when it returns
+	defer tb.Close()
 	r.turns = (o.hosts + o.maxParallel - 1) / o.maxParallel
 	r.ideal = time.Duration(r.turns) * c.minHealthy
 	admin := rolltest.Open(tb, zkc, root)
@@ -294,62 +294,4 @@ func poll(ctx context.Context, limit time.Duration, cond func() (bool, error)) e
 		}
 	}
 	return fmt.Errorf("not within %s (last error: %v)", limit, last)
-}
-
-// mainTB lets the benchmark use the test helpers (zktest, rolltest)
-// outside a test: their temp dirs and cleanups, and a failure that unwinds
-// to catchFatal. Only the methods those helpers call are implemented.
-type mainTB struct {
-	testing.TB
-	mu       sync.Mutex
-	cleanups []func()
-}
-
-type fatal string
-
-func (m *mainTB) Helper()                         {}
-func (m *mainTB) Failed() bool                    { return false }
-func (m *mainTB) Logf(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
-func (m *mainTB) Fatalf(format string, args ...any) {
-	panic(fatal(fmt.Sprintf(format, args...)))
-}
-func (m *mainTB) Fatal(args ...any)                { panic(fatal(fmt.Sprint(args...))) }
-func (m *mainTB) Skipf(format string, args ...any) { m.Fatalf(format, args...) }
-func (m *mainTB) Skip(args ...any)                 { m.Fatal(args...) }
-func (m *mainTB) Cleanup(f func()) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.cleanups = append(m.cleanups, f)
-}
-func (m *mainTB) TempDir() string {
-	dir, err := os.MkdirTemp("", "dcroll-rollout-")
-	if err != nil {
-		m.Fatal(err)
-	}
-	m.Cleanup(func() { _ = os.RemoveAll(dir) })
-	return dir
-}
-
-func (m *mainTB) cleanup() {
-	m.mu.Lock()
-	cs := m.cleanups
-	m.cleanups = nil
-	m.mu.Unlock()
-	for i := len(cs) - 1; i >= 0; i-- {
-		cs[i]()
-	}
-}
-
-// catchFatal runs f, turning a mainTB failure into its error.
-func catchFatal(f func() error) (err error) {
-	defer func() {
-		switch p := recover().(type) {
-		case nil:
-		case fatal:
-			err = errors.New(string(p))
-		default:
-			panic(p)
-		}
-	}()
-	return f()
 }

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dcroll/dcroll/internal/benchtb"
 )
 
 // TestIntegration_Rollout runs the benchmark on three hosts, one case, so
@@ -26,10 +28,10 @@ func TestIntegration_Rollout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb := &mainTB{}
-	defer tb.cleanup()
+	tb := benchtb.New("dcroll-rollout-")
+	defer tb.Close()
 	var res results
-	if err := catchFatal(func() (err error) {
+	if err := benchtb.Catch(func() (err error) {
 		res, err = bench(context.Background(), tb, o, testWriter{t})
 		return err
 	}); err != nil {
