@@ -69,6 +69,18 @@ type ZooKeeper struct {
 	ACL            string        `koanf:"acl"`
 	User           string        `koanf:"user"`
 	PasswordFile   string        `koanf:"password_file"`
+	// TLSCA names the PEM file of the certificates that sign the servers'
+	// certificates. Set, dcroll speaks TLS to the ensemble's secure client
+	// port and verifies each server; empty: plain TCP.
+	TLSCA string `koanf:"tls_ca"`
+	// TLSCert and TLSKey are this host's client certificate and its key
+	// (mode 0600), presented to the servers; with ZooKeeper's x509
+	// authentication, the certificate's subject is this host's identity.
+	TLSCert string `koanf:"tls_cert"`
+	TLSKey  string `koanf:"tls_key"`
+	// TLSServerName is the name the servers' certificates must carry;
+	// empty: the host of each server's address.
+	TLSServerName string `koanf:"tls_server_name"`
 }
 
 // Host names this machine and where it keeps its local state.
@@ -264,6 +276,10 @@ var envKeys = map[string]string{
 	"DCROLL_ZOOKEEPER_ACL":              "zookeeper.acl",
 	"DCROLL_ZOOKEEPER_USER":             "zookeeper.user",
 	"DCROLL_ZOOKEEPER_PASSWORD_FILE":    "zookeeper.password_file",
+	"DCROLL_ZOOKEEPER_TLS_CA":           "zookeeper.tls_ca",
+	"DCROLL_ZOOKEEPER_TLS_CERT":         "zookeeper.tls_cert",
+	"DCROLL_ZOOKEEPER_TLS_KEY":          "zookeeper.tls_key",
+	"DCROLL_ZOOKEEPER_TLS_SERVER_NAME":  "zookeeper.tls_server_name",
 	"DCROLL_HOST_NAME":                  "host.name",
 	"DCROLL_HOST_RACK":                  "host.rack",
 	"DCROLL_HOST_SITE":                  "host.site",
@@ -449,6 +465,9 @@ func (c *Config) complete() error {
 		if _, err := ReadSecret("zookeeper.password_file", z.PasswordFile); err != nil {
 			return err
 		}
+	}
+	if _, err := z.ClientTLS(); err != nil {
+		return err
 	}
 
 	if c.Host.Name == "" {

@@ -2,6 +2,7 @@ package roll
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -132,7 +133,14 @@ func dial(cfg config.ZooKeeper, log hclog.Logger, requestBuffer int) (*Store, <-
 		return nil, nil, err
 	}
 	zlog := log.Named("zk").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true, ForceLevel: hclog.Debug})
+	tlsConfig, err := cfg.ClientTLS()
+	if err != nil {
+		return nil, nil, fmt.Errorf("roll: %w", err)
+	}
 	dialer := newReconnectDialer(reconnectSpread(cfg.SessionTimeout))
+	if tlsConfig != nil {
+		dialer.dialer = tlsDialer(tlsConfig)
+	}
 	zc, zevents, err := zk.Connect(cfg.Servers, cfg.SessionTimeout, zk.WithLogger(zlog), zk.WithLogInfo(false),
 		zk.WithMaxBufferSize(ReplyBuffer), zk.WithMaxConnBufferSize(requestBuffer), zk.WithDialer(dialer.dial))
 	if err != nil {
@@ -236,6 +244,17 @@ func (d *reconnectDialer) dial(network, address string, timeout time.Duration) (
 	default:
 	}
 	return d.dialer(network, address, timeout)
+}
+
+// tlsDialer dials a server's secure client port: the connection it returns
+// has done its TLS handshake within timeout and verified the server.
+func tlsDialer(cfg *tls.Config) zk.Dialer {
+	return func(network, address string, timeout time.Duration) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		d := &tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
+		return d.DialContext(ctx, network, address)
+	}
 }
 
 func (d *reconnectDialer) close() { d.closeOnce.Do(func() { close(d.quit) }) }

@@ -23,6 +23,10 @@ const Env = "ZOOKEEPER_JAR"
 // nothing.
 const slf4jSimpleJar = "/usr/share/java/slf4j-simple.jar"
 
+// nettyJars are the parts of Netty that Debian's jar does not list in its
+// manifest but that the TLS client port (the Netty server) needs.
+var nettyJars = []string{"/usr/share/java/netty-codec.jar", "/usr/share/java/netty-resolver.jar"}
+
 // ErrNotFound means java or the ZooKeeper jar is missing.
 var ErrNotFound = errors.New("zkjar: ZooKeeper is not installed")
 
@@ -49,8 +53,8 @@ func JVMFlags(heap string) []string {
 
 // Lookup finds java and the server's classpath: jar if not empty (trusted
 // as given: a wrong one fails when the server starts, with the JVM's
-// complaint), else the Debian jar, with Debian's SLF4J backend when it is
-// installed. The error wraps ErrNotFound.
+// complaint), else the Debian jar, with Debian's SLF4J backend and the Netty
+// codecs of its TLS port when they are installed. The error wraps ErrNotFound.
 func Lookup(jar string) (java, classpath string, err error) {
 	java, err = exec.LookPath("java")
 	if err != nil {
@@ -63,8 +67,10 @@ func Lookup(jar string) (java, classpath string, err error) {
 		return "", "", fmt.Errorf("%w: no %s", ErrNotFound, DefaultJar)
 	}
 	classpath = DefaultJar
-	if _, err := os.Stat(slf4jSimpleJar); err == nil {
-		classpath += string(os.PathListSeparator) + slf4jSimpleJar
+	for _, extra := range append([]string{slf4jSimpleJar}, nettyJars...) {
+		if _, err := os.Stat(extra); err == nil {
+			classpath += string(os.PathListSeparator) + extra
+		}
 	}
 	return java, classpath, nil
 }

@@ -2,6 +2,7 @@ package zktest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,9 @@ type server struct {
 	peerPort     int
 	electionPort int
 	observer     bool // follows the leader without voting
+	// tls, when set, makes the client port a secure client port that
+	// serves TLS only.
+	tls *tlsServer
 
 	mu   sync.Mutex
 	proc *process // nil when the server is stopped
@@ -64,8 +68,12 @@ func (s *server) writeConfig(all []*server, ensemble bool) error {
 	var cfg strings.Builder
 	fmt.Fprintf(&cfg, "tickTime=200\n")
 	fmt.Fprintf(&cfg, "dataDir=%s\n", s.dataDir())
-	fmt.Fprintf(&cfg, "clientPort=%d\n", s.clientPort)
-	fmt.Fprintf(&cfg, "clientPortAddress=%s\n", s.host)
+	if s.tls != nil {
+		cfg.WriteString(s.tls.config(s.host, s.clientPort))
+	} else {
+		fmt.Fprintf(&cfg, "clientPort=%d\n", s.clientPort)
+		fmt.Fprintf(&cfg, "clientPortAddress=%s\n", s.host)
+	}
 	fmt.Fprintf(&cfg, "admin.enableServer=false\n")
 	fmt.Fprintf(&cfg, "minSessionTimeout=400\n")
 	fmt.Fprintf(&cfg, "maxSessionTimeout=60000\n")
@@ -205,7 +213,7 @@ func (p *process) exited() bool {
 
 // mode asks the server for its mode with the srvr four-letter word.
 func (s *server) mode() (string, error) {
-	out, err := fourLetterWord(s.clientAddr(), "srvr")
+	out, err := s.fourLetterWord("srvr")
 	if err != nil {
 		return "", err
 	}
@@ -222,10 +230,25 @@ func parseMode(answer string) (string, error) {
 	return "", fmt.Errorf("srvr answered without a mode: %q", strings.TrimSpace(answer))
 }
 
-// fourLetterWord sends a four-letter word command to a ZooKeeper server and
-// returns its answer.
-func fourLetterWord(addr, cmd string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, time.Second)
+// fourLetterWord sends a four-letter word command to the server, over TLS
+// if it serves only that, and returns its answer.
+func (s *server) fourLetterWord(cmd string) (string, error) {
+	if s.tls == nil {
+		return fourLetterWord(s.clientAddr(), cmd, nil)
+	}
+	return fourLetterWord(s.clientAddr(), cmd, s.tls.client)
+}
+
+// fourLetterWord sends a four-letter word command to a ZooKeeper server,
+// over TLS when tlsConfig is not nil, and returns its answer.
+func fourLetterWord(addr, cmd string, tlsConfig *tls.Config) (string, error) {
+	var conn net.Conn
+	var err error
+	if tlsConfig != nil {
+		conn, err = tls.DialWithDialer(&net.Dialer{Timeout: time.Second}, "tcp", addr, tlsConfig)
+	} else {
+		conn, err = net.DialTimeout("tcp", addr, time.Second)
+	}
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", cmd, err)
 	}

@@ -77,6 +77,8 @@ type Cluster struct {
 	heap string
 	// observers is how many of the servers, the last ones, are observers.
 	observers int
+	// tls is StandaloneTLS's: the server serves TLS only.
+	tls *TLS
 }
 
 // Standalone starts a single ZooKeeper server in standalone mode and waits
@@ -191,7 +193,7 @@ func (c *Cluster) FourLetterWord(i int, cmd string) (string, error) {
 	if !ok {
 		return "", fmt.Errorf("zktest: no server %d", i)
 	}
-	return fourLetterWord(s.clientAddr(), cmd)
+	return s.fourLetterWord(cmd)
 }
 
 func newCluster(t testing.TB, n int, ensemble bool) *Cluster {
@@ -201,12 +203,23 @@ func newCluster(t testing.TB, n int, ensemble bool) *Cluster {
 
 func newClusterOpts(t testing.TB, n, observers int, ensemble bool, hosts []string, wrap func(int, []string) []string, heap string) *Cluster {
 	t.Helper()
+	return startCluster(t, n, &Cluster{t: t, ensemble: ensemble, hosts: hosts, wrap: wrap, heap: heap, observers: observers})
+}
+
+func newClusterTLS(t testing.TB, opts *TLS) *Cluster {
+	t.Helper()
+	return startCluster(t, 1, &Cluster{t: t, tls: opts})
+}
+
+// startCluster starts c's n servers.
+func startCluster(t testing.TB, n int, c *Cluster) *Cluster {
+	t.Helper()
 	java, classpath, err := lookupZooKeeper()
 	if err != nil {
 		t.Skipf("%s (%v)", skipMessage, err)
 		return nil
 	}
-	c := &Cluster{t: t, java: java, classpath: classpath, ensemble: ensemble, hosts: hosts, wrap: wrap, heap: heap, observers: observers}
+	c.java, c.classpath = java, classpath
 
 	// t.TempDir registers its removal before c.stopAll is registered, so
 	// the servers are killed before their directories are removed.
@@ -260,6 +273,9 @@ func (c *Cluster) start(root string, n int) error {
 		if c.hosts != nil {
 			s := c.servers[i]
 			s.host, s.clientPort, s.peerPort, s.electionPort = c.hosts[i], clientPort, peerPort, electionPort
+		}
+		if c.tls != nil {
+			c.servers[i].tls = newTLSServer(c.t, c.tls)
 		}
 	}
 	for _, s := range c.servers {
