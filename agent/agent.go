@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"net"
+	"net/http"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -78,6 +80,7 @@ type Agent struct {
 	peerToken string            // transfer.peer_token_file's token; empty: none
 	trusted   []trust.PublicKey // [trust] keys; empty: releases need no signature
 	recovered *state.Switch     // a switch interrupted by a crash, rolled back at boot
+	metrics   *metrics
 	// store is set by Run before the ZooKeeper loop starts; the owners
 	// use it only on a message sent after that.
 	store *roll.Store
@@ -129,6 +132,7 @@ func New(o Options) *Agent {
 		kick:      make(chan struct{}, 1),
 		flushes:   make(chan chan error),
 		zkDone:    make(chan struct{}),
+		metrics:   newMetrics(o.Version),
 	}
 	for name, sc := range o.Config.Services {
 		if o.InProcess != nil {
@@ -138,6 +142,7 @@ func New(o Options) *Agent {
 		}
 		a.rels[name] = state.Releases{Dir: sc.Releases}
 		a.fetchMu[name] = &sync.Mutex{}
+		a.metrics.addService(name)
 	}
 	a.names = slices.Sorted(maps.Keys(a.units))
 	for _, name := range a.names {
@@ -207,6 +212,21 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 
+	var uploaded func() int64
+	if a.swarm != nil {
+		uploaded = a.swarm.Uploaded
+	}
+	a.metrics.watchUploads(uploaded)
+	var metricsSrv *http.Server
+	if l := a.cfg.Metrics.Listen; l != "" {
+		var addr net.Addr
+		if metricsSrv, addr, err = a.metrics.serve(l); err != nil {
+			a.log.Error("cannot serve metrics", "listen", l, "error", err)
+		} else {
+			a.log.Info("serving metrics", "addr", addr.String())
+		}
+	}
+
 	store, events, err := roll.Dial(a.cfg.ZooKeeper, a.log)
 	if err != nil {
 		a.log.Error("cannot use ZooKeeper; serving from the local cache only", "error", err)
@@ -223,6 +243,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.moves.Wait()
 	if peers != nil {
 		peers.Close()
+	}
+	if metricsSrv != nil {
+		metricsSrv.Close()
 	}
 	if a.swarm != nil {
 		_ = a.swarm.Close()
@@ -317,6 +340,7 @@ func (a *Agent) start(ctx context.Context, svc, v string) error {
 	if a.opts.Started != nil {
 		a.opts.Started(svc, v)
 	}
+	a.metrics.setRunning(svc, v)
 	a.mu.Lock()
 	s := a.cacheService(svc)
 	changed := s.Running != v
@@ -369,6 +393,7 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan rol
 		retry   <-chan time.Time
 		backoff = newBackoff(time.Second, 30*time.Second)
 		authed  bool
+		gauge   = &sessionGauge{m: a.metrics}
 	)
 	stopWatches := func() {}
 	defer func() { stopWatches() }()
@@ -407,6 +432,7 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan rol
 	// every second.
 	check := func() {
 		now := store.Session()
+		gauge.set(now.Up)
 		if !now.Up {
 			return
 		}
@@ -432,6 +458,7 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan rol
 		case ev := <-events:
 			switch ev.State {
 			case roll.SessionExpired:
+				a.metrics.zkExpirations.Inc()
 				a.log.Warn("ZooKeeper session expired; services keep running, registering again on reconnect")
 			case roll.SessionDisconnected:
 				a.log.Warn("lost ZooKeeper; services keep running", "server", ev.Server)

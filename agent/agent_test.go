@@ -57,6 +57,7 @@ type host struct {
 	releases state.Releases // the releases of "web"
 	ports    map[string]int
 	rels     map[string]state.Releases
+	metrics  string // host:port of the agent's /metrics
 	config   string
 	cmd      *exec.Cmd
 	exited   chan error
@@ -114,6 +115,7 @@ timeout = "1s"
 	h.id = id
 	peer := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	torrent := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	h.metrics = fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg := fmt.Sprintf(`
 [zookeeper]
 servers = [%s]
@@ -130,7 +132,9 @@ listen = %q
 advertise = %q
 torrent_listen = %q
 torrent_advertise = %q
-%s`, tomlList(zkServers), root, sessionTimeout, name, dir, machineFile, peer, peer, torrent, torrent, svcCfg.String())
+[metrics]
+listen = %q
+%s`, tomlList(zkServers), root, sessionTimeout, name, dir, machineFile, peer, peer, torrent, torrent, h.metrics, svcCfg.String())
 	if err := os.WriteFile(h.config, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}

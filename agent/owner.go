@@ -199,6 +199,9 @@ func (o *owner) checkHealth(ctx context.Context) {
 	if !now && o.healthy {
 		o.a.log.Warn("unhealthy", "service", o.svc, "version", u.Version(), "error", err)
 	}
+	if now != o.healthy {
+		o.a.metrics.setHealthy(o.svc, now, time.Now())
+	}
 	if now != o.healthy || (now && o.desiredVersion() != u.Version()) {
 		o.healthy = now
 		var c *roll.Current
@@ -230,6 +233,9 @@ func (o *owner) setDesired(c *roll.Current) {
 // leaveCurrent takes the host out of /current/<svc> and returns once
 // ZooKeeper has it: the others count it offline from then on.
 func (o *owner) leaveCurrent() error {
+	if o.healthy {
+		o.a.metrics.setHealthy(o.svc, false, time.Now())
+	}
 	o.healthy = false
 	o.setDesired(nil)
 	return o.a.flush()
@@ -237,6 +243,9 @@ func (o *owner) leaveCurrent() error {
 
 // enterCurrent puts the host back in /current/<svc> on version.
 func (o *owner) enterCurrent(version string) error {
+	if !o.healthy {
+		o.a.metrics.setHealthy(o.svc, true, time.Now())
+	}
 	o.healthy, o.since = true, time.Now().UTC()
 	o.setDesired(&roll.Current{Version: version, Since: o.since})
 	return o.a.flush()
@@ -292,6 +301,9 @@ func (o *owner) finishMove(ctx context.Context, r moveResult) {
 		return
 	}
 	o.a.log.Info("moving to the fleet's version", "service", o.svc, "from", o.u.Version(), "to", r.version)
+	if o.healthy {
+		o.a.metrics.setHealthy(o.svc, false, time.Now())
+	}
 	o.healthy = false
 	o.setDesired(nil)
 	if err := o.u.Stop(ctx); err != nil {

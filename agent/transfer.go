@@ -68,7 +68,9 @@ func (a *Agent) ensureRelease(ctx context.Context, store *roll.Store, svc, versi
 			return err
 		}
 		unlock := a.lockHotFiles(svc)
+		began := time.Now()
 		err := a.fetchArtifact(ctx, store, svc, m, art, path)
+		a.metrics.fetchDone(svc, time.Since(began), err)
 		unlock()
 		if err != nil {
 			return err
@@ -171,16 +173,37 @@ func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string
 		a.log.Warn("BitTorrent fetch failed; trying HTTP", "service", svc, "version", m.Version, "error", err)
 		why = "BitTorrent failed: " + err.Error()
 	}
-	art.URLs = append(a.peerURLs(store, svc, m.Version), m.URLs...)
-	if len(art.URLs) == 0 {
+	peerURLs := a.peerURLs(store, svc, m.Version)
+	if len(peerURLs)+len(m.URLs) == 0 {
 		return fmt.Errorf("no HTTP origin for %s %s (%s)", svc, m.Version, why)
 	}
-	a.log.Info("fetching over HTTP", "service", svc, "version", m.Version, "size", m.Size, "origins", len(art.URLs), "why", why)
-	// The bytes are not counted over HTTP; what the host shows is that the
-	// download bypasses BitTorrent, and why.
+	a.log.Info("fetching over HTTP", "service", svc, "version", m.Version, "size", m.Size, "origins", len(peerURLs)+len(m.URLs), "why", why)
+	// The bytes are not counted over HTTP while they come; what the host
+	// shows is that the download bypasses BitTorrent, and why.
 	a.setFetching(svc, &roll.Fetch{Version: m.Version, Size: m.Size, Via: roll.ViaHTTP, Why: truncate(why, roll.MaxFetchWhy)})
 	defer a.setFetching(svc, nil)
-	return a.fetcher.Fetch(ctx, art, path)
+	// Peers first, then the origins: the artifact comes whole from one
+	// URL, so its bytes count for that URL's source.
+	var errs []error
+	for _, try := range []struct {
+		source string
+		urls   []string
+	}{{SourceHTTPPeer, peerURLs}, {SourceOrigin, m.URLs}} {
+		if len(try.urls) == 0 {
+			continue
+		}
+		art.URLs = try.urls
+		err := a.fetcher.Fetch(ctx, art, path)
+		if err == nil {
+			a.metrics.fetched(svc, try.source, m.Size)
+			return nil
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // pruneAbandoned removes the partial downloads of releases no longer
@@ -339,6 +362,7 @@ func (a *Agent) servePeers() (*http.Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ln = countingListener{Listener: ln, n: &a.metrics.httpUploaded}
 	return fetch.Serve(ln, a.artifacts, fetch.ServerOptions{MaxConns: a.cfg.Transfer.MaxConns, Token: a.peerToken}), nil
 }
 
@@ -365,7 +389,11 @@ func (a *Agent) lockHotFiles(svc string) func() {
 		return func() {}
 	}
 	a.log.Info("hot files locked in memory for the transfer", "service", svc, "bytes", l.Bytes())
-	return l.Unlock
+	a.metrics.hotLocked.WithLabelValues(svc).Set(float64(l.Bytes()))
+	return func() {
+		l.Unlock()
+		a.metrics.hotLocked.WithLabelValues(svc).Set(0)
+	}
 }
 
 // prune removes the releases and artifacts of svc other than keep (the
@@ -406,10 +434,19 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 		<-progress
 		a.setFetching(art.Service, nil)
 	}()
+	// What an earlier fetch of the torrent in this process received is
+	// counted already.
+	counted, _, _ := a.swarm.Stats(m.Infohash)
 	go func() {
 		defer close(progress)
 		var last int64
 		lastChange := time.Now()
+		// The bytes received so far count at every tick and once more
+		// at the end.
+		defer func() {
+			read, _, _ := a.swarm.Stats(m.Infohash)
+			a.metrics.fetched(art.Service, SourceBitTorrent, read-counted)
+		}()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
@@ -419,6 +456,8 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 			case <-t.C:
 			}
 			read, _, peers := a.swarm.Stats(m.Infohash)
+			a.metrics.fetched(art.Service, SourceBitTorrent, read-counted)
+			counted = max(counted, read)
 			a.setFetching(art.Service, &roll.Fetch{Version: m.Version, Bytes: read, Size: m.Size, Peers: peers, Via: roll.ViaBitTorrent})
 			if read != last {
 				last, lastChange = read, time.Now()

@@ -102,13 +102,21 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			continue
 		}
 		backoff.Reset()
+		took := time.Now()
+		a.metrics.turnTaken(svc, took)
 		if err := a.checkArtifact(svc, m); err != nil {
 			// Refused at switch time: give the turn back and fetch again.
 			a.finishTurn(ctx, store, svc, nil)
+			a.metrics.turnEnded(svc, took)
 			continue
 		}
 		failure, switched := a.requestSwitch(ctx, store, svc, from, m.Version)
-		if !a.finishTurn(ctx, store, svc, failure) && failure != nil {
+		if switched {
+			a.metrics.switched(svc, failure)
+		}
+		finished := a.finishTurn(ctx, store, svc, failure)
+		a.metrics.turnEnded(svc, took)
+		if !finished && failure != nil {
 			unrecorded = failure
 			return
 		}

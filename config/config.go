@@ -50,6 +50,7 @@ type Config struct {
 	Log       Log                `koanf:"log"`
 	Transfer  Transfer           `koanf:"transfer"`
 	Trust     Trust              `koanf:"trust"`
+	Metrics   Metrics            `koanf:"metrics"`
 	Services  map[string]Service `koanf:"services"`
 }
 
@@ -114,6 +115,13 @@ type Transfer struct {
 	// PeerTokenFile holds a token (mode 0600) that peers must present to
 	// fetch from this host, and that it presents to them. Empty: none.
 	PeerTokenFile string `koanf:"peer_token_file"`
+}
+
+// Metrics says where the agent serves its Prometheus metrics.
+type Metrics struct {
+	// Listen is the address of the /metrics endpoint; a listen address
+	// without a host binds transfer.bind. Empty: off.
+	Listen string `koanf:"listen"`
 }
 
 // Log selects the go-hclog level and output format.
@@ -293,6 +301,7 @@ var envKeys = map[string]string{
 	"DCROLL_TRANSFER_ADVERTISE":         "transfer.advertise",
 	"DCROLL_TRANSFER_TORRENT_LISTEN":    "transfer.torrent_listen",
 	"DCROLL_TRANSFER_TORRENT_ADVERTISE": "transfer.torrent_advertise",
+	"DCROLL_METRICS_LISTEN":             "metrics.listen",
 }
 
 // ServiceEnv names the variables the agent sets for the commands it runs;
@@ -500,6 +509,15 @@ func (c *Config) complete() error {
 
 	if err := c.Transfer.complete(c.Host.Name); err != nil {
 		return err
+	}
+	if l := c.Metrics.Listen; l != "" {
+		h, port, err := net.SplitHostPort(l)
+		if err != nil {
+			return invalid("metrics.listen", "%q is not host:port (empty turns the metrics off)", l)
+		}
+		if h == "" && c.Transfer.Bind != "" {
+			c.Metrics.Listen = net.JoinHostPort(c.Transfer.Bind, port)
+		}
 	}
 	for i, k := range c.Trust.Keys {
 		if _, err := trust.ParsePublicKey(k); err != nil {

@@ -99,6 +99,19 @@ func TestMissingFile(t *testing.T) {
 	}
 }
 
+func TestMetricsListenBindsTheManagementAddress(t *testing.T) {
+	c, err := Load(Sources{File: "dcroll.toml", FileData: []byte("[transfer]\nbind = \"10.1.2.3\"\n[metrics]\nlisten = \":7435\"\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Metrics.Listen != "10.1.2.3:7435" {
+		t.Fatalf("metrics.listen %q, want 10.1.2.3:7435", c.Metrics.Listen)
+	}
+	if c, err = Load(Sources{}); err != nil || c.Metrics.Listen != "" {
+		t.Fatalf("default metrics.listen %q (%v), want off", c.Metrics.Listen, err)
+	}
+}
+
 func TestBadConfig(t *testing.T) {
 	svc := "\n[services.web]\nrun = \"x\"\n[services.web.health]\ntcp = \"127.0.0.1:1\"\n"
 	cases := []struct {
@@ -125,6 +138,8 @@ func TestBadConfig(t *testing.T) {
 		{"relative machine id file from env", "", []string{"DCROLL_HOST_MACHINE_ID_FILE=etc/machine-id"}, "host.machine_id_file"},
 		{"bad level", "[log]\nlevel = \"loud\"", nil, "log.level"},
 		{"bad format", "[log]\nformat = \"xml\"", nil, "log.format"},
+		{"bad metrics listen", "[metrics]\nlisten = \"9100\"", nil, `metrics.listen: "9100" is not host:port`},
+		{"unknown metrics key", "[metrics]\naddr = \":9100\"", nil, `unknown key "metrics.addr"`},
 		{"bad service name", "[services.\"a b\"]\nrun = \"x\"\n[services.\"a b\".health]\ntcp = \"h:1\"", nil, "services.a b"},
 		{"run and start", "[services.web]\nrun = \"x\"\nstart = \"y\"\nstop = \"z\"\n[services.web.health]\ntcp = \"h:1\"", nil, "not both"},
 		{"no command", "[services.web]\n[services.web.health]\ntcp = \"h:1\"", nil, "set run"},

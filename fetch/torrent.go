@@ -485,6 +485,13 @@ func (s *Swarm) Stats(infohash string) (bytesRead, bytesWritten int64, peers int
 	return st.read + ts.BytesReadData.Int64(), st.written + ts.BytesWrittenData.Int64(), ts.ActivePeers
 }
 
+// Uploaded returns the data bytes this swarm has sent to peers, over every
+// torrent, since it started.
+func (s *Swarm) Uploaded() int64 {
+	st := s.cl.ConnStats()
+	return st.BytesWrittenData.Int64()
+}
+
 // UploadedTo returns how many distinct peers this swarm has sent data of
 // the torrent with the given hex infohash to, connected or not any more.
 func (s *Swarm) UploadedTo(infohash string) int {
