@@ -217,9 +217,9 @@ func countVersions(cur map[string]Current) FleetView {
 }
 
 // fleetRecount is how often the advancer reads every /current node again.
-// Between recounts it reads only the hosts that entered: a host that
-// changes its version leaves /current and enters again, except for a
-// change of its node in place, which a recount catches.
+// Between recounts it reads only the hosts that entered (see
+// summarizer.look), and a change of a node in place, which no list shows,
+// waits for a recount.
 const fleetRecount = 5 * time.Minute
 
 // summarize keeps every service's fleet view while ctx lasts (while this
@@ -227,15 +227,14 @@ const fleetRecount = 5 * time.Minute
 // waits settle before it looks, so that a rollout's many changes cost it
 // one list a settle, not one per change. Errors are retried.
 func (s *Store) summarize(ctx context.Context, settle time.Duration) {
-	known := map[string]map[string]string{} // svc → host → version
-	written := map[string]FleetView{}
+	z := newSummarizer()
 	recount := time.Now().Add(fleetRecount)
 	for ctx.Err() == nil {
 		if time.Now().After(recount) {
-			known = map[string]map[string]string{}
+			z.forget()
 			recount = time.Now().Add(fleetRecount)
 		}
-		watches, err := s.summarizeOnce(known, written)
+		watches, err := z.look(s)
 		if err != nil {
 			watches = nil
 			if !clock.Sleep(ctx, settle+clock.Jitter(time.Second)) {
@@ -252,52 +251,147 @@ func (s *Store) summarize(ctx context.Context, settle time.Duration) {
 	}
 }
 
-// summarizeOnce brings every service's fleet view up to date and returns
-// the watches on their /current. It lists /members/<svc> too, to keep the
+// summarizer is what the advancer knows of each service's /current between
+// two looks.
+type summarizer struct {
+	svcs    map[string]*seenService
+	written map[string]FleetView
+}
+
+// seenService is what one look saw of /current/<svc>.
+type seenService struct {
+	hosts   map[string]seenHost // the nodes read
+	present map[string]bool     // the hosts listed
+	// cversion is /current/<svc>'s child version: it counts every entry
+	// and departure, including those that came and went between looks.
+	cversion int32
+	listed   bool     // present and cversion were read
+	turns    []string // the hosts in turn at the look
+}
+
+// seenHost is a host's node in /current/<svc> as last read.
+type seenHost struct {
+	version string
+	czxid   int64 // the node's creation: a host that left and came back has a new one
+}
+
+func newSummarizer() *summarizer {
+	return &summarizer{svcs: map[string]*seenService{}, written: map[string]FleetView{}}
+}
+
+// forget makes the next look read every host's node again.
+func (z *summarizer) forget() { z.svcs = map[string]*seenService{} }
+
+// look brings every service's fleet view up to date and returns the
+// watches on their /current. It lists /members/<svc> too, to keep the
 // view's Gone: a view written before by another advancer gives the times
 // it knew.
-func (s *Store) summarizeOnce(known map[string]map[string]string, written map[string]FleetView) ([]<-chan zk.Event, error) {
+//
+// It reads the nodes of the hosts that entered since the last look. A host
+// that left and came back between two looks (a switch shorter than the
+// advancer's settle) is in both lists: the child version of /current,
+// which counts every entry and departure, tells that it happened. Such a
+// host held a turn for it, so the hosts in turn at the last look or now
+// are read again, and the creation of their nodes tells which came back;
+// if that does not account for every change, every node is read.
+func (z *summarizer) look(s *Store) ([]<-chan zk.Event, error) {
 	names, _, err := s.conn.Children(s.Tree.Services())
 	if err != nil {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.Services(), err)
 	}
 	var watches []<-chan zk.Event
 	for _, svc := range names {
-		hosts, ch, err := s.childrenW(s.Tree.CurrentDir(svc), true)
+		dir := s.Tree.CurrentDir(svc)
+		hosts, stat, ch, err := s.list(dir, true)
+		if errors.Is(err, zk.ErrNoNode) {
+			hosts, stat = nil, nil
+			_, _, ch, err = s.conn.ExistsW(dir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("roll: list %s: %w", dir, err)
+		}
+		watches = append(watches, ch)
+		turns, _, err := s.childrenW(s.Tree.turnsDir(svc), false)
 		if err != nil {
 			return nil, err
 		}
-		watches = append(watches, ch)
-		hosts = s.validHosts(s.Tree.CurrentDir(svc), hosts)
-		k := known[svc]
-		if k == nil {
-			k = map[string]string{}
-			known[svc] = k
+		hosts = s.validHosts(dir, hosts)
+		seen := z.svcs[svc]
+		if seen == nil {
+			seen = &seenService{hosts: map[string]seenHost{}}
+			z.svcs[svc] = seen
 		}
 		present := make(map[string]bool, len(hosts))
 		for _, h := range hosts {
 			present[h] = true
-			if _, ok := k[h]; ok {
+		}
+		// Every entry and departure since the last look that the two lists
+		// do not show: hosts that left and came back meanwhile.
+		unseen := 0
+		if stat != nil && seen.listed {
+			unseen = int(stat.Cversion - seen.cversion)
+			for h := range present {
+				if !seen.present[h] {
+					unseen--
+				}
+			}
+			for h := range seen.present {
+				if !present[h] {
+					unseen--
+				}
+			}
+		}
+		maps.DeleteFunc(seen.hosts, func(h string, _ seenHost) bool { return !present[h] })
+		if unseen > 0 {
+			for _, h := range append(slices.Clone(seen.turns), turns...) {
+				old, ok := seen.hosts[h]
+				if !ok {
+					continue
+				}
+				now, found, err := readSeen(s, svc, h)
+				if err != nil {
+					return nil, err
+				}
+				if !found || now.czxid != old.czxid {
+					unseen -= 2
+				}
+				if found {
+					seen.hosts[h] = now
+				} else {
+					delete(seen.hosts, h)
+				}
+			}
+			if unseen > 0 {
+				clear(seen.hosts) // not accounted for: read every node
+			}
+		}
+		for _, h := range hosts {
+			if _, ok := seen.hosts[h]; ok {
 				continue
 			}
-			var c Current
-			_, err := s.get(s.Tree.Current(svc, h), &c)
-			switch {
-			case errors.Is(err, zk.ErrNoNode):
-				continue
-			case errors.Is(err, ErrBadNode):
-				continue // not dcroll's: status shows it
-			case err != nil:
+			now, found, err := readSeen(s, svc, h)
+			if err != nil {
 				return nil, err
 			}
-			k[h] = c.Version
+			if found {
+				seen.hosts[h] = now
+			}
 		}
-		maps.DeleteFunc(k, func(h, _ string) bool { return !present[h] })
+		seen.present, seen.listed = present, stat != nil
+		if stat != nil {
+			seen.cversion = stat.Cversion
+		}
+		seen.turns = turns
+
+		k := make(map[string]string, len(seen.hosts))
+		for h, e := range seen.hosts {
+			k[h] = e.version
+		}
 		v := FleetView{Versions: map[string]int{}, Online: len(k)}
 		for _, ver := range k {
 			v.Versions[ver]++
 		}
-		old, ok := written[svc]
+		old, ok := z.written[svc]
 		if !ok {
 			// This advancer's first look: take the times the last one knew.
 			if _, err := s.get(s.Tree.Fleet(svc), &old); err != nil && !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, ErrBadNode) {
@@ -318,9 +412,23 @@ func (s *Store) summarizeOnce(known map[string]map[string]string, written map[st
 		if err := s.writeFleetView(svc, v); err != nil {
 			return nil, err
 		}
-		written[svc] = v
+		z.written[svc] = v
 	}
 	return watches, nil
+}
+
+// readSeen reads host's node in /current/<svc>; found is false when it is
+// gone, or not dcroll's (status shows it).
+func readSeen(s *Store, svc, host string) (seenHost, bool, error) {
+	var c Current
+	stat, err := s.get(s.Tree.Current(svc, host), &c)
+	switch {
+	case errors.Is(err, zk.ErrNoNode), errors.Is(err, ErrBadNode):
+		return seenHost{}, false, nil
+	case err != nil:
+		return seenHost{}, false, err
+	}
+	return seenHost{version: c.Version, czxid: stat.Czxid}, true, nil
 }
 
 // goneBudget bounds the bytes of the fleet view's gone: the view is one

@@ -43,11 +43,11 @@ func TestIntegration_MembersGoneLongerThanTTLAreNotCounted(t *testing.T) {
 	if q, exp := quorum(); q != 4 || len(exp) != 0 {
 		t.Fatalf("before any advancer: quorum %d hosts, expired %v; want 4 of 5, none", q, exp)
 	}
-	known, written := map[string]map[string]string{}, map[string]FleetView{}
-	if _, err := s.summarizeOnce(known, written); err != nil {
+	z := newSummarizer()
+	if _, err := z.look(s); err != nil {
 		t.Fatal(err)
 	}
-	first := written["db"].Gone
+	first := z.written["db"].Gone
 	if !slices.Equal(slices.Sorted(maps.Keys(first)), []string{"h4", "h5"}) {
 		t.Fatalf("gone after the advancer's look: %v, want h4 and h5", first)
 	}
@@ -73,7 +73,7 @@ func TestIntegration_MembersGoneLongerThanTTLAreNotCounted(t *testing.T) {
 	}
 
 	// Another advancer takes the times over instead of starting them anew.
-	if _, err := s.summarizeOnce(map[string]map[string]string{}, map[string]FleetView{}); err != nil {
+	if _, err := newSummarizer().look(s); err != nil {
 		t.Fatal(err)
 	}
 	view, err := s.FleetView("db")

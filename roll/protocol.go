@@ -170,17 +170,34 @@ func (s *Store) watchBlocker(svc string, st TurnState, b blocker) (watches []<-c
 	case onStep:
 		if err = children(s.Tree.Deploy(), st.stepNames); err == nil && !st.queued {
 			// A straggler waits for most online hosts to run the release,
-			// judged on the fleet view, which follows /current a second
-			// later: both are watched.
-			if err = children(s.Tree.CurrentDir(svc), st.Online); err == nil {
-				err = s.watchView(svc, st.viewVersion, &watches, &changed)
-			}
+			// judged on the fleet view.
+			err = s.watchView(svc, st.viewVersion, &watches, &changed)
 		}
 	case onParallel:
 		err = children(s.Tree.turnsDir(svc), st.InTurn)
 	case onQuorum:
-		if err = children(s.Tree.CurrentDir(svc), st.Online); err == nil {
-			err = children(s.Tree.turnsDir(svc), st.InTurn)
+		// What releases a host held on quorum is a host back online: one
+		// whose turn ends (it enters /current again before it releases the
+		// turn, and the turns are watched), or one that boots or comes back
+		// (the fleet view follows /current a second later, and is watched:
+		// a watch on /current's children would cost its whole list, the
+		// size of the fleet, at every change). A member forgotten or
+		// expired releases it too: recheck.
+		if err = children(s.Tree.turnsDir(svc), st.InTurn); err == nil {
+			if st.front != nil {
+				// An exists watch fires on a change of the data too, and
+				// costs no bytes of it. Not compared with what was read: a
+				// view written between the counts and this watch is of
+				// changes the counts saw (the advancer looks a second after
+				// a change).
+				var ch <-chan zk.Event
+				if _, _, ch, err = s.conn.ExistsW(s.Tree.Fleet(svc)); err != nil {
+					err = fmt.Errorf("roll: watch %s: %w", s.Tree.Fleet(svc), err)
+				}
+				watches = append(watches, ch)
+			} else {
+				err = children(s.Tree.CurrentDir(svc), st.Online)
+			}
 		}
 	}
 	return watches, changed, err
@@ -215,7 +232,7 @@ const quorumRecheck = time.Minute
 // recheck is how long a host held on b waits for a watch before it decides
 // again anyway (0: as long as it takes).
 func recheck(b blocker, st TurnState) time.Duration {
-	if b == onQuorum && len(st.Members) > len(st.Online) {
+	if b == onQuorum && st.hasOffline() {
 		return quorumRecheck + clock.Jitter(quorumRecheck/4)
 	}
 	return 0
@@ -398,20 +415,52 @@ func (s *Store) TurnStateOf(svc, host string) (TurnState, Verdict, error) {
 }
 
 // turnState reads everything Decide needs for host at the front of svc's
-// ready queue. It costs a constant number of requests: the service's
-// policy and its dependencies', lists, not per-host reads.
+// ready queue, all at once (see parallel). It costs a constant number of
+// requests, and of bytes, whatever the fleet's size: the service's policy
+// and its dependencies', the deploy queue, the control nodes, and of the
+// fleet only child counts (see frontCounts) and the list of the turns.
 func (s *Store) turnState(svc, host string) (TurnState, error) {
-	st := TurnState{Host: host, ReadyFront: true, Protocol: s.protocol}
-	services, err := s.policies(svc)
+	st := TurnState{Host: host, ReadyFront: true, Protocol: s.protocol, viewVersion: -1}
+	// A host joins a ready queue only as a member: Register claims its
+	// memberships first (HostMember only words a wait).
+	f := &frontCounts{hostMember: true, inTurnOnline: -1, expired: -1}
+	var (
+		services Catalog
+		steps    []StepEntry
+		root     Root
+		ctl      Control
+		dctl     DeployControl
+	)
+	versioned := func(p string, v node, version *int32) func() error {
+		return func() error {
+			stat, err := s.getOptional(p, v)
+			if err == nil {
+				*version = stat.Version
+			}
+			return err
+		}
+	}
+	err := parallel(
+		func() (err error) { services, err = s.policies(svc); return err },
+		func() (err error) { steps, _, err = s.stepsW(false); return err },
+		versioned(s.Tree.Root, &root, &st.rootVersion),
+		versioned(s.Tree.Roll(svc), &ctl, &st.controlVersion),
+		versioned(s.Tree.Deploy(), &dctl, &st.deployVersion),
+		s.countChildren(s.Tree.Members(svc), &f.members),
+		s.countChildren(s.Tree.CurrentDir(svc), &f.current),
+		s.exists(s.Tree.Current(svc, host), &f.hostOnline),
+		func() (err error) { st.InTurn, _, err = s.childrenW(s.Tree.turnsDir(svc), false); return err },
+	)
 	if err != nil {
 		return st, err
 	}
 	st.Policy = services[svc]
-
-	steps, _, err := s.stepsW(false)
-	if err != nil {
-		return st, err
+	st.MinProtocol = root.MinProtocol
+	st.Paused = ctl.Paused || dctl.Paused
+	if ctl.Halted != nil {
+		st.Halted = ctl.Halted.String()
 	}
+
 	if len(steps) > 0 {
 		st.HeadStep = slices.Contains(steps[0].Services, svc)
 	}
@@ -443,38 +492,17 @@ func (s *Store) turnState(svc, host string) (TurnState, error) {
 		}
 	}
 
-	var root Root
-	stat, err := s.getOptional(s.Tree.Root, &root)
-	if err != nil {
-		return st, err
+	if f.current <= f.members {
+		st.front = f
+		return st, nil
 	}
-	st.rootVersion, st.MinProtocol = stat.Version, root.MinProtocol
-
-	var ctl Control
-	var dctl DeployControl
-	for _, n := range []struct {
-		path    string
-		v       node
-		version *int32
-	}{{s.Tree.Roll(svc), &ctl, &st.controlVersion}, {s.Tree.Deploy(), &dctl, &st.deployVersion}} {
-		stat, err := s.getOptional(n.path, n.v)
-		if err != nil {
-			return st, err
-		}
-		*n.version = stat.Version
-	}
-	st.Paused = ctl.Paused || dctl.Paused
-	if ctl.Halted != nil {
-		st.Halted = ctl.Halted.String()
-	}
-
+	// More hosts serve than are members: a child of /current that is no
+	// member's (the protocol writes none; a hand-made node, say). The
+	// counts cannot be trusted: decide on the lists, which leave it out.
 	if st.Members, err = s.Members(svc); err != nil {
 		return st, err
 	}
 	if st.Online, _, err = s.childrenW(s.Tree.CurrentDir(svc), false); err != nil {
-		return st, err
-	}
-	if st.InTurn, _, err = s.childrenW(s.Tree.turnsDir(svc), false); err != nil {
 		return st, err
 	}
 	return st, nil
@@ -486,6 +514,9 @@ func (s *Store) turnState(svc, host string) (TurnState, error) {
 // all through a rollout, so reading it each time would cost a request a
 // turn.
 func (s *Store) decide(svc string, st *TurnState) (Verdict, error) {
+	if st.front != nil {
+		return s.decideFront(svc, st)
+	}
 	v := Decide(*st)
 	if v.on != onQuorum || st.Policy.Quorum.Percent == 0 {
 		return v, nil
@@ -710,7 +741,7 @@ func (s *Store) mostRunStaged(svc string) (bool, int32, error) {
 	// by about a second, and that is safe: this decides only whether a
 	// straggler may catch up without a step, never how many hosts may be
 	// down. Quorum, max_parallel, the dependencies and the front of the
-	// queue are judged on the exact lists (turnState), and the take checks
+	// queue are judged on the exact counts (turnState), and the take checks
 	// the control nodes; the majority changes only through turns those
 	// rules allowed. A stale count lets a straggler go a moment early or
 	// late. (Advancing the deploy queue needs exactness: rolledOut reads

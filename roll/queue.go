@@ -303,12 +303,12 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) er
 		}
 		// The predecessor is gone (its ticket is never used again): did it
 		// take its turn, or leave? And is this host still queued?
-		if head, _, err = s.queueHead(svc); err != nil {
-			return err
-		}
-		ok, _, err := s.conn.Exists(readyPath)
+		var ok bool
+		err = parallel(
+			func() (err error) { head, _, err = s.queueHead(svc); return err },
+			s.exists(readyPath, &ok))
 		if err != nil {
-			return fmt.Errorf("roll: exists %s: %w", readyPath, err)
+			return err
 		}
 		if !ok {
 			return ErrLeftQueue

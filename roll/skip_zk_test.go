@@ -83,7 +83,7 @@ func TestIntegration_BadChildrenAreSkipped(t *testing.T) {
 	}
 
 	// The advancer writes the fleet view from the same reads.
-	_, err = s.summarizeOnce(map[string]map[string]string{}, map[string]FleetView{})
+	_, err = newSummarizer().look(s)
 	must(err)
 	view, err := s.FleetView("web")
 	must(err)

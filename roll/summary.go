@@ -777,7 +777,7 @@ func limitAttention(att []Attention, unlisted map[string]int) ([]Attention, map[
 // verdict judges, as Decide would on the counts, whether the front of the
 // ready queue may take its turn, or why not. The counts come from the
 // fleet view, which lags /current by about a second: the verdict is for
-// the operator; the front host itself decides on the exact lists.
+// the operator; the front host itself decides on the exact counts (turnState).
 func (r *reader) verdict(ss *ServiceSummary, services Catalog, root Root, deployPaused bool, steps []StepEntry, f fleetFacts, turns map[string]Turn, expired map[string]bool) {
 	switch {
 	case ss.Staged == "":

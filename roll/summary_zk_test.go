@@ -82,7 +82,7 @@ func buildFleet(t testing.TB, s *Store, n int) {
 	_, err = s.conn.Create(s.Tree.Turn("web", "w-slow"), data, zk.FlagEphemeral, s.acl)
 	must(err)
 	must(s.AppendSteps([][]string{{"web"}}))
-	_, err = s.summarizeOnce(map[string]map[string]string{}, map[string]FleetView{})
+	_, err = newSummarizer().look(s)
 	must(err)
 }
 
@@ -168,7 +168,7 @@ func TestIntegration_SummaryNamesAtMostTheLimit(t *testing.T) {
 	if err := s.SetCurrent("web", "up", Current{Version: "v1", Since: now}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.summarizeOnce(map[string]map[string]string{}, map[string]FleetView{}); err != nil {
+	if _, err := newSummarizer().look(s); err != nil {
 		t.Fatal(err)
 	}
 	sum, err := s.Summary()

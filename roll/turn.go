@@ -32,7 +32,10 @@ type TurnState struct {
 	rootVersion int32
 	stepNames   []string
 	queued      bool  // the service is in a step of the deploy queue
-	viewVersion int32 // of the fleet view a straggler was judged on (-1: none)
+	viewVersion int32 // of the fleet view read (-1: none)
+	// front holds the counts read instead of Members and Online, which are
+	// then left empty (see Store.turnState); nil: decide on the lists.
+	front *frontCounts
 }
 
 // Verdict is Decide's answer: Go, or why not, in words for status.
@@ -64,7 +67,19 @@ const (
 // least quorum other members stay online (quorum 0: the service may be
 // fully down; a percentage is taken of the members that have not expired).
 // Wait gives the first unmet condition, in that order.
+//
+// A state the store read on counts (the front of a queue, see
+// Store.turnState) is judged on them; if the store did not look up how
+// many hosts in turn are still in /current, all of them are taken to be:
+// the safe side.
 func Decide(s TurnState) Verdict {
+	if s.front != nil {
+		k := s.front.inTurnOnline
+		if k < 0 {
+			k = s.inTurnOthers()
+		}
+		return decideCounts(s.countsAt(k))
+	}
 	c := turnCounts{
 		Policy: s.Policy, Protocol: s.Protocol, MinProtocol: s.MinProtocol, Paused: s.Paused, Halted: s.Halted,
 		HeadStep: s.HeadStep, DepsDone: s.DepsDone, ReadyFront: s.ReadyFront,
