@@ -20,9 +20,15 @@ import (
 	"github.com/anacrolix/torrent/metainfo"
 	pp "github.com/anacrolix/torrent/peer_protocol"
 	"github.com/anacrolix/torrent/storage"
+	"github.com/dcroll/dcroll/internal/classicio"
 	"github.com/hashicorp/go-hclog"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 )
+
+// The storage package has read its file I/O choice by now (this package
+// imports it): put the environment back for the processes dcroll starts.
+func init() { classicio.Restore() }
 
 // ErrSwarmClosed means the Swarm was closed, or the torrent dropped, while a
 // Fetch waited for it.
@@ -47,6 +53,11 @@ type SwarmConfig struct {
 	// asks the client to dial the peers it is not connected to; 0 is
 	// DefaultPeerRefresh.
 	PeerRefresh time.Duration
+	// DropCache asks the kernel, once a fetched release is verified and on
+	// disk, to drop its pages from the page cache (posix_fadvise
+	// DONTNEED), so that they do not crowd out the running service's.
+	// Seeding it then reads from disk.
+	DropCache bool
 }
 
 // Resolver looks up the addresses of a host name, as net.Resolver does.
@@ -390,7 +401,7 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 	delete(s.torrents, ih)
 	s.mu.Unlock()
 
-	if err := moveVerified(a, data, dst, name); err != nil {
+	if err := moveVerified(a, data, dst, name, s.cfg.DropCache); err != nil {
 		return err
 	}
 	s.forgetPieces(ih, info.NumPieces())
@@ -431,8 +442,9 @@ func copyFile(a Artifact, file, dst, name string) error {
 }
 
 // moveVerified renames the verified file data to dst, durably, falling back
-// to a verifying copy when they are on different file systems.
-func moveVerified(a Artifact, data, dst, name string) error {
+// to a verifying copy when they are on different file systems. With
+// dropCache, the file's pages leave the page cache once they are on disk.
+func moveVerified(a Artifact, data, dst, name string, dropCache bool) error {
 	f, err := os.OpenFile(data, os.O_RDWR, 0)
 	if err != nil {
 		return fmt.Errorf("fetch %s: %w", name, err)
@@ -441,6 +453,11 @@ func moveVerified(a Artifact, data, dst, name string) error {
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("fetch %s: sync: %w", name, err)
+	}
+	if dropCache {
+		// Only clean pages are dropped, hence after the sync. Advice the
+		// kernel does not take costs nothing but the pages it leaves.
+		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 	}
 	if err := os.Rename(data, dst); err == nil {
 		f.Close()

@@ -10,11 +10,14 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/dcroll/dcroll/internal/classicio"
+	"github.com/dcroll/dcroll/internal/memstat"
 	"github.com/hashicorp/go-hclog"
 )
 
@@ -474,5 +477,42 @@ func TestIntegration_SwarmResolvesAgain(t *testing.T) {
 	err := fetcher.Fetch(ctx, b, mi2, []string{"nowhere.test:" + port}, filepath.Join(t.TempDir(), "dst"), Share{})
 	if !errors.Is(err, ErrNoPeers) || !strings.Contains(err.Error(), "nowhere.test") {
 		t.Errorf("fetch from a name that does not resolve: got %v, want ErrNoPeers naming it", err)
+	}
+}
+
+// TestIntegration_SwarmMapsNoFile checks that neither the seeder nor a
+// fetcher holds a release's pages in its resident set once the fetch is
+// done (internal/classicio): the bytes resident from mappings of the
+// release's files are counted, and must be none.
+func TestIntegration_SwarmMapsNoFile(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("counts mappings in Linux's /proc")
+	}
+	const size = 4 << 20
+	path, a, mi, ih := release(t, size)
+	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{})
+	if err := seeder.Seed(mi, path); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	fetcher := newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{DataDir: data})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := t.TempDir()
+	dst := filepath.Join(out, "web.artifact")
+	if err := fetcher.Fetch(ctx, a, mi, []string{seeder.Addr()}, dst, Share{}); err != nil {
+		t.Fatal(err)
+	}
+	if read, _, _ := fetcher.Stats(ih); read < size {
+		t.Fatalf("fetcher read %d bytes from its peer, want %d", read, size)
+	}
+	// The completion database in data is mapped, and small; the release's
+	// files are not.
+	n, err := memstat.MappedResident(memstat.Self, path, filepath.Join(data, ih), dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 0 {
+		t.Errorf("%d bytes of the release's files are resident in mappings (file I/O %s), want 0", n, classicio.Chosen())
 	}
 }
