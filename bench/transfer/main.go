@@ -6,7 +6,7 @@
 // is removed afterwards. It is a benchmark, not a test: docs/BENCHMARKS.md
 // records its results.
 //
-//	go run ./bench/transfer [--size 256MiB] [--hosts 8] [--rate 100] [--piece auto]
+//	go run ./bench/transfer [--size 256MiB] [--hosts 8] [--rate 100] [--piece auto] [--variants classic,mmap]
 package main
 
 import (
@@ -60,6 +60,30 @@ type config struct {
 	tmp      string // parent of the run's temp dir; "" is the system default
 	logLevel string // of the BitTorrent hosts' logs on stderr
 	noHTTP   bool   // skip the HTTP case, to tune the BitTorrent one quickly
+	variants []variant
+}
+
+// variant is one way of running the BitTorrent hosts; the BitTorrent case
+// runs once for each, one after the other, in the same run.
+type variant struct {
+	name      string
+	fileIO    string // the storage's file I/O: classic (dcroll's) or mmap
+	dropCache bool   // fetch.SwarmConfig.DropCache
+}
+
+// parseVariants reads a comma-separated list of classic or mmap, each
+// optionally followed by +dontneed.
+func parseVariants(s string) ([]variant, error) {
+	var vs []variant
+	for name := range strings.SplitSeq(s, ",") {
+		io, opt, _ := strings.Cut(name, "+")
+		v := variant{name: name, fileIO: io, dropCache: opt == "dontneed"}
+		if (io != "classic" && io != "mmap") || (opt != "" && opt != "dontneed") {
+			return nil, fmt.Errorf("--variants: %q: want classic or mmap, optionally +dontneed", name)
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
 }
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -73,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	tmp := fs.String("tmp", "", "directory for the run's temp dir (default: the system temp dir)")
 	logLevel := fs.String("log-level", "error", "log level of the BitTorrent hosts, on stderr")
 	noHTTP := fs.Bool("no-http", false, "skip the HTTP case (it takes about hosts × size / rate)")
+	variants := fs.String("variants", "classic", "BitTorrent runs, one after the other: classic (pread/pwrite, what dcroll uses) or mmap file I/O, each optionally +dontneed (drop the copy from the page cache once verified)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./bench/transfer [flags]\n\n"+
 			"Times delivering one artifact to --hosts hosts over BitTorrent and over HTTP\n"+
@@ -87,6 +112,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	cfg := config{hosts: *hosts, rate: *mbit * 1e6 / 8, timeout: *timeout, tmp: *tmp, logLevel: *logLevel, noHTTP: *noHTTP}
 	var err error
+	if cfg.variants, err = parseVariants(*variants); err != nil {
+		return config{}, err
+	}
 	if cfg.size, err = parseBytes(*size); err != nil || cfg.size <= 0 || cfg.size > fetch.MaxSize {
 		return config{}, fmt.Errorf("--size %q: want 1 byte to 64GiB, like 256MiB", *size)
 	}
@@ -144,7 +172,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // results is what one run measured.
 type results struct {
 	bound   time.Duration
-	torrent torrentResult
+	torrent []torrentResult // one per variant, in order
 	http    httpResult
 }
 
@@ -164,9 +192,13 @@ func compare(ctx context.Context, cfg config, stderr io.Writer) (results, error)
 		return results{}, err
 	}
 	res := results{bound: lowerBound(cfg)}
-	fmt.Fprintf(stderr, "transfer: BitTorrent, 1 seeder and %d fetchers\n", cfg.hosts)
-	if res.torrent, err = runTorrent(ctx, cfg, dir, src, a, stderr); err != nil {
-		return results{}, fmt.Errorf("bittorrent: %w", err)
+	for _, v := range cfg.variants {
+		fmt.Fprintf(stderr, "transfer: BitTorrent (%s), 1 seeder and %d fetchers\n", v.name, cfg.hosts)
+		r, err := runTorrent(ctx, cfg, v, dir, src, a, stderr)
+		if err != nil {
+			return results{}, fmt.Errorf("bittorrent (%s): %w", v.name, err)
+		}
+		res.torrent = append(res.torrent, r)
 	}
 	if cfg.noHTTP {
 		return res, nil
@@ -191,24 +223,36 @@ func lowerBound(cfg config) time.Duration {
 
 func report(w io.Writer, cfg config, r results) {
 	f := float64(cfg.size)
-	tt, ht, b := r.torrent.last.Seconds(), r.http.last.Seconds(), r.bound.Seconds()
+	b := r.bound.Seconds()
 	fmt.Fprintf(w, "%s to %d hosts, %g Mbit/s (%.4g MB/s) up and down per host, piece length %s\n\n",
 		mib(cfg.size), cfg.hosts, cfg.rate*8/1e6, cfg.rate/1e6, mib(cfg.piece))
-	fmt.Fprintln(w, "| case | last host done | first host done | ratio | source sent |")
-	fmt.Fprintln(w, "|---|---|---|---|---|")
-	fmt.Fprintf(w, "| lower bound (Kumar & Ross) | %s | | | |\n", secs(r.bound))
-	fmt.Fprintf(w, "| BitTorrent, 1 seeder + %d fetchers | %s | %s | %.2f × bound (target ≤ 1.5) | seeder %s (%.2f F) |\n",
-		cfg.hosts, secs(r.torrent.last), secs(r.torrent.first), tt/b, mib(r.torrent.seederSent), float64(r.torrent.seederSent)/f)
-	if !cfg.noHTTP {
-		fmt.Fprintf(w, "| HTTP, 1 origin + %d clients | %s | %s | %.2f × BitTorrent (target ≥ %g) | origin %s (%.2f F) |\n",
-			cfg.hosts, secs(r.http.last), secs(r.http.first), ht/tt, float64(cfg.hosts)/2, mib(r.http.originSent), float64(r.http.originSent)/f)
+	fmt.Fprintln(w, "| case | last host done | first host done | ratio | source sent | load before / after | disk write |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	fmt.Fprintf(w, "| lower bound (Kumar & Ross) | %s | | | | | |\n", secs(r.bound))
+	for _, t := range r.torrent {
+		fmt.Fprintf(w, "| BitTorrent (%s), 1 seeder + %d fetchers | %s | %s | %.2f × bound (target ≤ 1.25) | seeder %s (%.2f F) | %.2f / %.2f | %.0f MB/s |\n",
+			t.variant, cfg.hosts, secs(t.last), secs(t.first), t.last.Seconds()/b, mib(t.seederSent), float64(t.seederSent)/f,
+			t.loadBefore, t.loadAfter, t.diskWrite/1e6)
+	}
+	if !cfg.noHTTP && len(r.torrent) > 0 {
+		tt := r.torrent[0].last.Seconds()
+		fmt.Fprintf(w, "| HTTP, 1 origin + %d clients | %s | %s | %.2f × BitTorrent (%s) (target ≥ %g) | origin %s (%.2f F) | | |\n",
+			cfg.hosts, secs(r.http.last), secs(r.http.first), r.http.last.Seconds()/tt, r.torrent[0].variant, float64(cfg.hosts)/2, mib(r.http.originSent), float64(r.http.originSent)/f)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "BitTorrent peak RSS: fetchers max %s, median %s; seeder %s\n",
-		kib(r.torrent.fetcherRSSMax), kib(r.torrent.fetcherRSSMedian), kib(r.torrent.seederRSS))
-	fmt.Fprintf(w, "verified copies: BitTorrent %d/%d", r.torrent.verified, cfg.hosts)
+	fmt.Fprintln(w, "| BitTorrent | fetcher peak RSS max / median | fetcher RSS once all done, max | resident from mappings of the copy, max | copies in page cache, total | seeder peak RSS |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|")
+	for _, t := range r.torrent {
+		fmt.Fprintf(w, "| %s | %s / %s | %s | %s | %s | %s |\n", t.variant,
+			kib(t.fetcherRSSMax), kib(t.fetcherRSSMedian), kib(t.fetcherRSSAfterMax), kib(t.fetcherMappedMax), kib(t.cachedKiB), kib(t.seederRSS))
+	}
+	fmt.Fprintln(w)
+	fmt.Fprint(w, "verified copies:")
+	for _, t := range r.torrent {
+		fmt.Fprintf(w, " BitTorrent (%s) %d/%d,", t.variant, t.verified, cfg.hosts)
+	}
 	if !cfg.noHTTP {
-		fmt.Fprintf(w, ", HTTP %d/%d", r.http.verified, cfg.hosts)
+		fmt.Fprintf(w, " HTTP %d/%d", r.http.verified, cfg.hosts)
 	}
 	fmt.Fprintln(w)
 }

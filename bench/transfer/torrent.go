@@ -16,17 +16,25 @@ import (
 	"time"
 
 	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/classicio"
+	"github.com/dcroll/dcroll/internal/memstat"
 	"github.com/hashicorp/go-hclog"
 )
 
 // torrentResult is what the BitTorrent case measured. RSS figures are in
 // KiB, -1 where the platform does not report them.
 type torrentResult struct {
+	variant                         string
 	first, last                     time.Duration // from start to the first and last fetcher done
 	seederSent                      int64         // data bytes the seeder uploaded
-	fetcherRSSMax, fetcherRSSMedian int64
+	fetcherRSSMax, fetcherRSSMedian int64         // peak
+	fetcherRSSAfterMax              int64         // once every fetcher was done
+	fetcherMappedMax                int64         // of that, pages mapped from the copy
+	cachedKiB                       int64         // of the fetchers' copies in the page cache, at the end
 	seederRSS                       int64
 	verified                        int // fetchers' copies that match the artifact
+	loadBefore, loadAfter           float64
+	diskWrite                       float64 // bytes/s of a synced write just before
 }
 
 // message is one JSON value exchanged with a host process: the host writes
@@ -42,12 +50,22 @@ type message struct {
 	Sent      int64    `json:"sent,omitempty"`
 	Received  int64    `json:"received,omitempty"`
 	MaxRSSKiB int64    `json:"maxRSSKiB,omitempty"`
+	// RSSKiB is the resident set once every fetcher was done, MappedKiB
+	// the part of it mapped from the host's copy of the artifact.
+	RSSKiB    int64 `json:"rssKiB,omitempty"`
+	MappedKiB int64 `json:"mappedKiB,omitempty"`
 }
 
 // runTorrent starts one seeder and cfg.hosts fetchers, each a copy of this
 // program in its own process so that its rate caps and its RSS are its own,
 // and times them from the start message to the last fetcher done.
-func runTorrent(ctx context.Context, cfg config, dir, src string, a fetch.Artifact, stderr io.Writer) (torrentResult, error) {
+func runTorrent(ctx context.Context, cfg config, v variant, dir, src string, a fetch.Artifact, stderr io.Writer) (torrentResult, error) {
+	res := torrentResult{variant: v.name}
+	var err error
+	if res.diskWrite, err = diskWrite(dir); err != nil {
+		return torrentResult{}, err
+	}
+	res.loadBefore, _ = memstat.LoadAverage()
 	mi, _, err := fetch.BuildMetainfo(src, "artifact", cfg.piece)
 	if err != nil {
 		return torrentResult{}, err
@@ -70,6 +88,9 @@ func runTorrent(ctx context.Context, cfg config, dir, src string, a fetch.Artifa
 		fmt.Sprintf("--rate=%d", int64(cfg.rate)),
 		"--log-level=" + cfg.logLevel,
 	}
+	if v.dropCache {
+		common = append(common, "--drop-cache")
+	}
 	stderr = &syncWriter{w: stderr}
 	hosts := make([]*host, 0, cfg.hosts+1) // hosts[0] is the seeder
 	defer func() {
@@ -88,7 +109,7 @@ func runTorrent(ctx context.Context, cfg config, dir, src string, a fetch.Artifa
 		} else {
 			args = append(args, fmt.Sprintf("--rank=%d", i-1), fmt.Sprintf("--fetchers=%d", cfg.hosts))
 		}
-		h, err := startHost(ctx, exe, name, args, stderr)
+		h, err := startHost(ctx, exe, name, args, v.fileIO, stderr)
 		if err != nil {
 			return torrentResult{}, err
 		}
@@ -133,7 +154,6 @@ func runTorrent(ctx context.Context, cfg config, dir, src string, a fetch.Artifa
 			dones <- done{h.name, time.Now(), err}
 		}()
 	}
-	var res torrentResult
 	for i := range cfg.hosts {
 		select {
 		case d := <-dones:
@@ -150,7 +170,10 @@ func runTorrent(ctx context.Context, cfg config, dir, src string, a fetch.Artifa
 		}
 	}
 
+	res.loadAfter, _ = memstat.LoadAverage()
+
 	var fetcherRSS []int64
+	res.fetcherRSSAfterMax, res.fetcherMappedMax = -1, -1
 	for i, h := range hosts {
 		m, err := h.stop()
 		if err != nil {
@@ -161,6 +184,11 @@ func runTorrent(ctx context.Context, cfg config, dir, src string, a fetch.Artifa
 			continue
 		}
 		fetcherRSS = append(fetcherRSS, rssOrUnknown(m.MaxRSSKiB))
+		res.fetcherRSSAfterMax = max(res.fetcherRSSAfterMax, rssOrUnknown(m.RSSKiB))
+		res.fetcherMappedMax = max(res.fetcherMappedMax, m.MappedKiB)
+		if n, err := memstat.Cached(filepath.Join(tdir, h.name, "artifact")); err == nil {
+			res.cachedKiB += n >> 10
+		}
 	}
 	slices.Sort(fetcherRSS)
 	res.fetcherRSSMax = fetcherRSS[len(fetcherRSS)-1]
@@ -203,8 +231,9 @@ type host struct {
 	waited bool
 }
 
-func startHost(ctx context.Context, exe, name string, args []string, stderr io.Writer) (*host, error) {
+func startHost(ctx context.Context, exe, name string, args []string, fileIO string, stderr io.Writer) (*host, error) {
 	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Env = append(os.Environ(), classicio.Env+"="+fileIO)
 	cmd.Stderr = stderr
 	cmd.WaitDelay = 10 * time.Second
 	stdin, err := cmd.StdinPipe()
@@ -296,6 +325,7 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	logLevel := fs.String("log-level", "error", "log level")
 	rank := fs.Int("rank", 0, "a fetcher's index among the fetchers, from 0")
 	fetchers := fs.Int("fetchers", 0, "how many fetchers start at once")
+	dropCache := fs.Bool("drop-cache", false, "drop a fetched copy from the page cache once verified")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -317,6 +347,7 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		DataDir:    filepath.Join(*dir, "data"),
 		Listen:     "127.0.0.1:0",
 		UploadRate: *rateCap,
+		DropCache:  *dropCache,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:   name,
 			Level:  hclog.LevelFromString(*logLevel),
@@ -373,8 +404,36 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	// Keep seeding for the others until told to stop.
 	<-ctx.Done()
 	read, written, _ := s.Stats(ih)
+	rss, _ := memstat.RSS(memstat.Self)
+	mapped, _ := memstat.MappedResident(memstat.Self, filepath.Join(*dir, "artifact"), filepath.Join(*dir, "data", ih))
 	if err := s.Close(); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	return enc.Encode(message{Sent: written, Received: read, MaxRSSKiB: maxRSSKiB()})
+	return enc.Encode(message{Sent: written, Received: read, MaxRSSKiB: maxRSSKiB(), RSSKiB: rss >> 10, MappedKiB: mapped >> 10})
+}
+
+// diskWrite is the write throughput of the disk under dir, in bytes/s: 64
+// MiB written and synced, as a fetcher's copy is before it is installed.
+func diskWrite(dir string) (float64, error) {
+	const n = 64 << 20
+	f, err := os.CreateTemp(dir, "disk-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 1<<20)
+	for i := range buf {
+		buf[i] = byte(i * 7)
+	}
+	start := time.Now()
+	for range n / len(buf) {
+		if _, err := f.Write(buf); err != nil {
+			return 0, err
+		}
+	}
+	if err := f.Sync(); err != nil {
+		return 0, err
+	}
+	return n / time.Since(start).Seconds(), nil
 }

@@ -30,16 +30,24 @@ func TestTransfer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.torrent.verified != cfg.hosts || res.http.verified != cfg.hosts {
-		t.Errorf("verified copies: BitTorrent %d, HTTP %d; want %d each", res.torrent.verified, res.http.verified, cfg.hosts)
+	bt := res.torrent[0]
+	if bt.verified != cfg.hosts || res.http.verified != cfg.hosts {
+		t.Errorf("verified copies: BitTorrent %d, HTTP %d; want %d each", bt.verified, res.http.verified, cfg.hosts)
 	}
+	// Counted once every fetcher is done, while they still seed: none of
+	// a fetcher's copy is resident in its memory, and its whole resident
+	// set stays within what a host may keep after a fetch.
+	if bt.fetcherMappedMax != 0 {
+		t.Errorf("a fetcher holds %d KiB of its copy mapped once done, want 0", bt.fetcherMappedMax)
+	}
+	t.Logf("fetcher RSS once done: max %d KiB", bt.fetcherRSSAfterMax)
 	if res.http.originSent != int64(cfg.hosts)*cfg.size {
 		t.Errorf("origin sent %d bytes, want %d", res.http.originSent, int64(cfg.hosts)*cfg.size)
 	}
 	var out bytes.Buffer
 	report(&out, cfg, res)
 	t.Log("\n" + out.String())
-	if !strings.Contains(out.String(), "verified copies: BitTorrent 3/3, HTTP 3/3") {
+	if !strings.Contains(out.String(), "verified copies: BitTorrent (classic) 3/3, HTTP 3/3") {
 		t.Errorf("report lacks the verified counts:\n%s", out.String())
 	}
 }
