@@ -7,6 +7,7 @@ import (
 	"io"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -16,7 +17,9 @@ import (
 func init() { register("order", func() mode { return &orderMode{} }) }
 
 type orderMode struct {
-	auto bool
+	auto    bool
+	wait    bool
+	timeout time.Duration
 }
 
 func (*orderMode) Synopsis() string {
@@ -26,7 +29,9 @@ func (*orderMode) Synopsis() string {
 func (m *orderMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs := pflag.NewFlagSet("order", pflag.ContinueOnError)
 	fs.BoolVar(&m.auto, "auto", false, "queue every staged service not yet queued, in steps derived from the dependencies")
-	return fs, "order [--auto] [SERVICE[,SERVICE...]]...", `
+	fs.BoolVar(&m.wait, "wait", false, "wait until the queued services have rolled out (exit 0) or one halts (exit 1)")
+	fs.DurationVar(&m.timeout, "timeout", 0, "with --wait, give up after this long (exit 1; 0: never)")
+	return fs, "order [--auto] [--wait [--timeout D]] [SERVICE[,SERVICE...]]...", `
 Each argument is one step of the deploy queue; services joined by commas
 roll in the same step. The steps go to the end of the queue; the head step
 is the one rolling, and it leaves the queue when every online host of its
@@ -37,10 +42,20 @@ services runs the staged release. For example, with api depending on db:
 
 Every service must have a release staged, appear once, not be queued
 already, and come after every staged service it depends on. On any error
-nothing is written.`
+nothing is written.
+
+With --wait, order then follows the deploy, a line per change, and exits
+0 once every service it queued has left the queue with every online host
+on its staged release, or 1 when one halts (a switch failed and was
+rolled back) or is unstaged (dcroll abort), or after --timeout: a CI
+pipeline can gate on it. It reads the summary again only when ZooKeeper
+reports a change, a few requests per service whatever the fleet's size.`
 }
 
-func (m *orderMode) Run(ctx context.Context, env *Env, args []string) error {
+func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error) {
+	if m.timeout < 0 || (m.timeout > 0 && !m.wait) {
+		return usageErr("--timeout goes with --wait, and is positive (0: never)")
+	}
 	if m.auto && len(args) > 0 {
 		return usageErr("--auto takes no services, got %q", args[0])
 	}
@@ -72,10 +87,24 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) error {
 			return err
 		}
 		printQueue(env.Stdout, queue)
+		if m.wait {
+			var all []string
+			for _, st := range queue {
+				all = append(all, st.Services...)
+			}
+			return waitRollout(ctx, env, store, all, m.timeout)
+		}
 		return nil
 	}
 	if err != nil {
 		return err
+	}
+	if m.wait {
+		defer func() {
+			if err == nil {
+				err = waitRollout(ctx, env, store, slices.Concat(steps...), m.timeout)
+			}
+		}()
 	}
 	fmt.Fprintf(env.Stdout, "queued %d %s\n", len(steps), plural(len(steps), "step", "steps"))
 	// The deploy is queued: what follows is a courtesy, and a ZooKeeper

@@ -3,18 +3,24 @@ package modes
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/spf13/pflag"
 
 	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/internal/clock"
 	"github.com/dcroll/dcroll/roll"
+	"github.com/dcroll/dcroll/web"
 )
 
 func init() { register("status", func() mode { return &statusMode{} }) }
@@ -25,6 +31,7 @@ type statusMode struct {
 	hosts    bool
 	watch    bool
 	interval time.Duration
+	serve    string
 }
 
 func (*statusMode) Synopsis() string {
@@ -37,8 +44,9 @@ func (m *statusMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs.BoolVar(&m.summary, "summary", false, "with --json: print the summary instead of the full status")
 	fs.BoolVar(&m.hosts, "hosts", false, "show every host, one line each (reads every host)")
 	fs.BoolVar(&m.watch, "watch", false, "redraw on every change until interrupted")
-	fs.DurationVar(&m.interval, "interval", 2*time.Second, "with --watch, the least time between two redraws")
-	return fs, "status [--hosts | HOST...] [--json [--summary]] [--watch [--interval 2s]]", `
+	fs.DurationVar(&m.interval, "interval", 2*time.Second, "with --watch or --serve, the least time between two readings")
+	fs.StringVar(&m.serve, "serve", "", "serve a live, read-only web page of the fleet on `ADDR` (host:port)")
+	return fs, "status [--hosts | HOST...] [--json [--summary]] [--watch [--interval 2s]] | status --serve ADDR", `
 Per service: its policy (quorum, max_parallel, dependencies), how many
 members it has, how many are online (serving and healthy, in /current) and
 offline (members not in /current), and how many hosts run each version.
@@ -54,7 +62,19 @@ This summary is read from counts (the fleet view each service keeps), so
 its cost does not grow with the fleet. --hosts shows every host instead,
 and HOST... the named hosts alone. --json prints the full status, as
 --hosts reads it; --json --summary the summary. --watch redraws when
-something changes (ZooKeeper watches), at most once per --interval.`
+something changes (ZooKeeper watches), at most once per --interval.
+
+--watch --json prints events instead, one JSON object a line: first the
+summary ("summary"), then what changed ("staged", "step_queued",
+"step_rolling", "turn_taken", "host_healthy", "rollback", "halt",
+"resume", "versions", "rolled_out", "step_done", ...), for scripts and CI
+pipelines. --watch --json --summary and --watch --json --hosts print the
+whole document at each change.
+
+--serve ADDR serves the summary as a web page at http://ADDR/, live (it
+reads again when ZooKeeper reports a change, at most once per --interval,
+whatever the number of viewers) and read-only; /summary.json is the
+summary as --json --summary prints it.`
 }
 
 func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
@@ -72,14 +92,28 @@ func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
 	if m.interval <= 0 {
 		return usageErr("--interval must be positive")
 	}
-	store, _, err := env.connect(ctx)
+	if m.serve != "" {
+		if m.json || m.hosts || m.watch || len(args) > 0 {
+			return usageErr("--serve shows the summary on a page, live: no --json, --hosts, --watch or hosts with it")
+		}
+		if _, _, err := net.SplitHostPort(m.serve); err != nil {
+			return usageErr("--serve %q is not host:port", m.serve)
+		}
+	}
+	store, cfg, err := env.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
+	if m.serve != "" {
+		return m.servePage(ctx, env, store, env.logger(cfg))
+	}
 	var watch *roll.SummaryWatch
 	if m.watch {
 		watch = store.WatchSummary()
+	}
+	if m.watch && m.json && !m.summary && !m.hosts && len(args) == 0 {
+		return m.events(ctx, env, watch)
 	}
 	for {
 		drawn := time.Now()
@@ -108,6 +142,69 @@ func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
 			t.Stop()
 			return nil
 		case <-t.C:
+		}
+	}
+}
+
+// servePage serves the fleet's page until ctx ends.
+func (m *statusMode) servePage(ctx context.Context, env *Env, store *roll.Store, log hclog.Logger) error {
+	ln, err := net.Listen("tcp", m.serve)
+	if err != nil {
+		return fmt.Errorf("serve the status page: %w", err)
+	}
+	srv := web.New(store, m.interval, log)
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go srv.Run(ctx)
+	go func() {
+		<-ctx.Done()
+		_ = hs.Close() // ends the live streams too
+	}()
+	fmt.Fprintf(env.Stdout, "serving the status page of %s on http://%s/ (Ctrl-C stops)\n", store.Tree.Root, ln.Addr())
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// events prints what happens, one JSON event a line (roll.Event): first
+// the summary as it stands, then what changed at each change the watch
+// reports, at most once per interval.
+func (m *statusMode) events(ctx context.Context, env *Env, watch *roll.SummaryWatch) error {
+	enc := json.NewEncoder(env.Stdout)
+	var prev *roll.FleetSummary
+	for {
+		drawn := time.Now()
+		sum, err := watch.Read()
+		next := time.Now()
+		if err != nil {
+			// A watch rides out a ZooKeeper outage or a leader change.
+			fmt.Fprintf(env.Stderr, "dcroll status: %v (retrying every %s)\n", err, m.interval)
+		} else {
+			if prev == nil {
+				err = enc.Encode(struct {
+					Time    time.Time          `json:"time"`
+					Event   string             `json:"event"`
+					Summary *roll.FleetSummary `json:"summary"`
+				}{sum.Time, "summary", sum})
+			}
+			for _, e := range roll.SummaryEvents(prev, sum) {
+				if err == nil {
+					err = enc.Encode(e)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			prev, next = sum, sum.NextChange
+		}
+		if watch.Wait(ctx, next) != nil {
+			return nil
+		}
+		// At most one reading per interval, however busy the fleet.
+		if !clock.Sleep(ctx, time.Until(drawn.Add(m.interval))) {
+			return nil
 		}
 	}
 }
@@ -254,7 +351,7 @@ func printAttention(w io.Writer, st *roll.FleetSummary) {
 			if a.AgentUp {
 				agent = "up " + a.Agent
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Host, s.Name, agent, describeAttention(s, a))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", a.Host, s.Name, agent, roll.DescribeAttention(s, a))
 		}
 	}
 	tw.Flush()
@@ -262,56 +359,13 @@ func printAttention(w io.Writer, st *roll.FleetSummary) {
 		fmt.Fprintln(w, "no host needs attention")
 	}
 	for _, s := range st.Services {
-		var more []string
-		for _, kind := range []string{roll.AttentionLongTurn, roll.AttentionStuck, roll.AttentionOffline, roll.AttentionOddVersion} {
-			if n := s.Unlisted[kind]; n > 0 {
-				more = append(more, fmt.Sprintf("%d %s", n, attentionNames[kind]))
-			}
-		}
-		if len(more) > 0 {
-			fmt.Fprintf(w, "%s: %s more (dcroll status --hosts lists every host)\n", s.Name, strings.Join(more, ", "))
+		if more := roll.UnlistedText(s); more != "" {
+			fmt.Fprintln(w, more)
 		}
 		if s.Counted {
 			fmt.Fprintf(w, "%s: no fleet view yet (no agent keeps one): counted from every host\n", s.Name)
 		}
 	}
-}
-
-var attentionNames = map[string]string{
-	roll.AttentionLongTurn:   "in a long turn",
-	roll.AttentionStuck:      "stuck",
-	roll.AttentionOffline:    "offline",
-	roll.AttentionOddVersion: "on an odd version",
-}
-
-// describeAttention says why a host needs attention.
-func describeAttention(s roll.ServiceSummary, a roll.Attention) string {
-	var why string
-	switch a.Kind {
-	case roll.AttentionOffline:
-		why = "offline"
-		if !a.Since.IsZero() {
-			why += " since " + a.Since.Format(time.RFC3339)
-		}
-		if a.Expired {
-			why += " (expired: longer than member_ttl, not counted in a percentage quorum)"
-		}
-	case roll.AttentionOddVersion:
-		why = fmt.Sprintf("on %s, not the fleet's %s", a.Version, s.Common)
-		if s.Staged != "" {
-			why = fmt.Sprintf("on %s, neither the fleet's %s nor the staged %s", a.Version, s.Common, s.Staged)
-		}
-	case roll.AttentionStuck:
-		return "stuck: " + a.Why
-	case roll.AttentionLongTurn:
-		why = fmt.Sprintf("upgrading %s -> %s since %s, longer than %s", a.From, a.Version, a.Since.Format(time.RFC3339), roll.LongTurn(s.Policy))
-	default:
-		why = a.Kind
-	}
-	if a.Why != "" {
-		why += "; stuck: " + a.Why
-	}
-	return why
 }
 
 // quorumText renders a quorum in hosts and as seeded.

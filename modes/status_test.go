@@ -270,7 +270,7 @@ func TestIntegration_Status(t *testing.T) {
 		defer cancel()
 		var stdout, stderr syncBuffer
 		done := make(chan int, 1)
-		args := statusArgs(t, zkc, root, "--watch", "--json", "--interval", "50ms")
+		args := statusArgs(t, zkc, root, "--watch", "--json", "--hosts", "--interval", "50ms")
 		go func() { done <- modes.Main(ctx, args, &stdout, &stderr, testEnviron) }()
 		// A change redraws: h2 comes online for db.
 		store := openStore(t, zkc, root)
@@ -497,7 +497,7 @@ func TestIntegration_StatusWatchRidesOutAnOutage(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() {
-		done <- modes.Main(ctx, []string{"--zk", zkc.ConnString(), "--root", root, "status", "--watch", "--json", "--interval", "50ms"}, w, ew, []string{"DCROLL_HOST_NAME=test"})
+		done <- modes.Main(ctx, []string{"--zk", zkc.ConnString(), "--root", root, "status", "--watch", "--json", "--hosts", "--interval", "50ms"}, w, ew, []string{"DCROLL_HOST_NAME=test"})
 	}()
 	count := func() int { return strings.Count(w.String(), `"root":`) }
 	testutil.Eventually(t, 20*time.Second, func() error {
