@@ -21,7 +21,7 @@ func (s *Swarm) RemovePartial(infohash string) error {
 	s.mu.Lock()
 	st, active := s.torrents[ih]
 	s.mu.Unlock()
-	if active && st.seed != nil {
+	if active && st.seeding() {
 		return nil
 	}
 	if active {

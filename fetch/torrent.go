@@ -94,11 +94,19 @@ type swarmTorrent struct {
 	// seed is the storage of a torrent seeded from file, a verified
 	// artifact outside DataDir; nil while the torrent downloads into DataDir.
 	seed storage.ClientImplCloser
-	file string
+	// file is the verified artifact the torrent seeds: the file of seed,
+	// or the destination of a fetch that the download in DataDir is a
+	// hard link of (linked).
+	file   string
+	linked bool
 	// read and written carry the data counters of an earlier incarnation
 	// of the torrent (download, then seed), so Stats does not go backwards.
 	read, written int64
 }
+
+// seeding reports whether the torrent serves a verified artifact, as
+// opposed to downloading one.
+func (st *swarmTorrent) seeding() bool { return st.seed != nil || st.linked }
 
 // NewSwarm starts a BitTorrent client listening on cfg.Listen.
 func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
@@ -148,6 +156,7 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 
 	cc := torrent.NewDefaultClientConfig()
 	cc.Slogger = slogger
+	cc.Bep20 = PeerIDPrefix
 	cc.DefaultStorage = store
 	cc.ListenHost = func(string) string { return host }
 	cc.ListenPort = int(port)
@@ -236,6 +245,10 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	}, nil
 }
 
+// PeerIDPrefix begins the peer ID of every dcroll swarm (BEP 20), so that
+// peer lists and packet captures say what a peer is.
+const PeerIDPrefix = "-DC0100-"
+
 // uploadBurst is the upload limiter's burst: a few 16 KiB chunks.
 const uploadBurst = 256 << 10
 
@@ -298,11 +311,26 @@ func (s *Swarm) seed(m *metainfo.MetaInfo, info *metainfo.Info, file string, pee
 		st.Close()
 		return fmt.Errorf("seed %s: torrent already in the swarm", ih.HexString())
 	}
+	// A download an earlier Swarm finished and linked to the artifact is
+	// another name for file; it would outlive the artifact's removal.
+	if d := downloadDir(s.cfg.DataDir, info, ih); s.sameFileIn(d, info.Name, file) {
+		s.removeLinked(ih, info.NumPieces())
+	}
 	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: m.InfoBytes, Storage: st})
 	s.torrents[ih] = &swarmTorrent{t: t, seed: st, file: file}
 	t.AddPeers(peers)
 	s.log.Debug("seeding", "infohash", ih.HexString(), "file", file)
 	return nil
+}
+
+// sameFileIn reports whether dir/name is the same file as file.
+func (s *Swarm) sameFileIn(dir, name, file string) bool {
+	a, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(file)
+	return err == nil && os.SameFile(a, b)
 }
 
 // Fetch downloads the release a described by mi from peers (host:port, the
@@ -334,7 +362,7 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 	s.mu.Lock()
 	if st, ok := s.torrents[ih]; ok {
 		s.mu.Unlock()
-		if st.seed == nil {
+		if !st.seeding() {
 			return fmt.Errorf("fetch %s: already being fetched", name)
 		}
 		// Already seeding it from a verified file: copy that.
@@ -391,6 +419,17 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 		}
 	}
 
+	// The verified file is installed at dst as a hard link, and the
+	// torrent goes on seeding it as it is: its peers stay connected.
+	err = linkVerified(data, dst, name, s.cfg.DropCache)
+	if err == nil {
+		s.mu.Lock()
+		st.linked, st.file = true, dst
+		s.mu.Unlock()
+		return nil
+	}
+	s.log.Debug("cannot link the download to its destination; moving it", "torrent", name, "error", err)
+
 	// Swap the download for a seed of dst: the verified file moves instead
 	// of being copied, and the swarm serves it from where it now lives.
 	s.mu.Lock()
@@ -439,6 +478,33 @@ func copyFile(a Artifact, file, dst, name string) error {
 	}
 	defer f.Close()
 	return install(a, dst, name, f)
+}
+
+// linkVerified makes dst a hard link of the verified file data, durably:
+// both names are then the same file, and the download in DataDir keeps
+// seeding it. It fails where the two are on different file systems, or
+// dst exists. With dropCache, the file's pages leave the page cache once
+// they are on disk.
+func linkVerified(data, dst, name string, dropCache bool) error {
+	f, err := os.Open(data)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("fetch %s: sync: %w", name, err)
+	}
+	if dropCache {
+		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
+	}
+	if err := os.Link(data, dst); err != nil {
+		return fmt.Errorf("fetch %s: %w", name, err)
+	}
+	if d, err := os.Open(filepath.Dir(dst)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
 }
 
 // moveVerified renames the verified file data to dst, durably, falling back
@@ -526,7 +592,9 @@ func (s *Swarm) UploadedTo(infohash string) int {
 }
 
 // Drop stops fetching or seeding the torrent with the given hex infohash. The
-// data of a partial download stays in DataDir for a later Fetch to resume.
+// data of a partial download stays in DataDir for a later Fetch to resume;
+// that of a finished one, which the artifact installed by Fetch holds too,
+// goes.
 func (s *Swarm) Drop(infohash string) {
 	ih, ok := parseInfohash(infohash)
 	if !ok {
@@ -544,6 +612,19 @@ func (s *Swarm) Drop(infohash string) {
 	if st.seed != nil {
 		st.seed.Close()
 	}
+	if st.linked {
+		s.removeLinked(ih, st.t.NumPieces())
+	}
+}
+
+// removeLinked removes the download of ih from DataDir once the artifact it
+// is a hard link of is installed: nothing is left to resume.
+func (s *Swarm) removeLinked(ih metainfo.Hash, pieces int) {
+	if err := os.RemoveAll(downloadDir(s.cfg.DataDir, nil, ih)); err != nil {
+		s.log.Warn("cannot remove a finished download", "infohash", ih.HexString(), "error", err)
+		return
+	}
+	s.forgetPieces(ih, pieces)
 }
 
 // Close stops all transfers and closes the listener and the completion

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/anacrolix/torrent"
 	"github.com/dcroll/dcroll/internal/classicio"
 	"github.com/dcroll/dcroll/internal/memstat"
 	"github.com/hashicorp/go-hclog"
@@ -152,8 +153,9 @@ func TestIntegration_SwarmSharesAmongPeers(t *testing.T) {
 		t.Errorf("seeder uploaded to %d peers, want 1 to %d", n, fetchers)
 	}
 
-	// A fetcher now seeds from dst: a newcomer that only knows it gets the
-	// release, and it was moved, not left in DataDir.
+	// A fetcher now seeds its download, which dst is another name of: a
+	// newcomer that only knows it gets the release, and the disk holds one
+	// copy.
 	// With a deadline of its own: on a loaded machine the first part may
 	// have used most of the one above.
 	ctx, cancel = context.WithTimeout(context.Background(), 40*time.Second)
@@ -169,8 +171,8 @@ func TestIntegration_SwarmSharesAmongPeers(t *testing.T) {
 	if err := Verify(lateDst, a); err != nil {
 		t.Error(err)
 	}
-	if ents, _ := os.ReadDir(swarms[0].cfg.DataDir); len(ents) != 1 || ents[0].Name() != ".torrent.bolt.db" {
-		t.Errorf("DataDir after fetch holds %v, want only the completion db", ents)
+	if !sameFile(t, dsts[0], filepath.Join(swarms[0].cfg.DataDir, ih, "web-1.2.3.artifact")) {
+		t.Error("the fetched artifact is not the file the fetcher seeds")
 	}
 
 	// Fetching what a swarm already seeds copies its file.
@@ -477,6 +479,108 @@ func TestIntegration_SwarmResolvesAgain(t *testing.T) {
 	err := fetcher.Fetch(ctx, b, mi2, []string{"nowhere.test:" + port}, filepath.Join(t.TempDir(), "dst"), Share{})
 	if !errors.Is(err, ErrNoPeers) || !strings.Contains(err.Error(), "nowhere.test") {
 		t.Errorf("fetch from a name that does not resolve: got %v, want ErrNoPeers naming it", err)
+	}
+}
+
+// sameFile reports whether paths a and b name one file.
+func sameFile(t *testing.T, a, b string) bool {
+	t.Helper()
+	fa, err := os.Stat(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
+}
+
+// TestIntegration_SwarmSeedsWhatItFetched checks that a fetched release is
+// seeded by the very torrent that fetched it: not dropped and added again,
+// which would dial every peer anew. The installed artifact and the seeded
+// download are one file; Drop removes the download and leaves the
+// artifact, and a later Swarm seeding the artifact removes a download an
+// earlier one left.
+func TestIntegration_SwarmSeedsWhatItFetched(t *testing.T) {
+	const size = 4 << 20
+	path, a, mi, ih := release(t, size)
+	h, _ := parseInfohash(ih)
+	// A capped seeder makes the fetch last long enough to look at its
+	// torrent while it runs.
+	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{UploadRate: 2 << 20})
+	if err := seeder.Seed(mi, path); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	fetcher := newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{DataDir: data})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dst := filepath.Join(t.TempDir(), "web.artifact")
+	done := make(chan error, 1)
+	go func() { done <- fetcher.Fetch(ctx, a, mi, []string{seeder.Addr()}, dst, Share{}) }()
+	torrentOf := func() *torrent.Torrent {
+		fetcher.mu.Lock()
+		defer fetcher.mu.Unlock()
+		if st, ok := fetcher.torrents[h]; ok {
+			return st.t
+		}
+		return nil
+	}
+	waitFor(t, 10*time.Second, "the fetch to start", func() bool { return torrentOf() != nil })
+	fetching := torrentOf()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if seeding := torrentOf(); seeding != fetching {
+		t.Errorf("after the fetch the swarm seeds torrent %p, want %p, the one that fetched", seeding, fetching)
+	}
+	if err := Verify(dst, a); err != nil {
+		t.Fatal(err)
+	}
+	download := filepath.Join(data, ih, "web-1.2.3.artifact")
+	if !sameFile(t, dst, download) {
+		t.Error("the installed artifact is not the seeded download")
+	}
+	if id := fetcher.cl.PeerID(); !strings.HasPrefix(string(id[:]), PeerIDPrefix) {
+		t.Errorf("peer ID %q, want the prefix %q", id[:], PeerIDPrefix)
+	}
+
+	// A restart: the next Swarm on the same DataDir seeds the artifact and
+	// removes the old download's name for it.
+	fetcher.Close()
+	again := newTestSwarm(t, "again", "127.0.0.1:0", SwarmConfig{DataDir: data})
+	if err := again.Seed(mi, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(download); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("after seeding the artifact in a new swarm, the old download: %v; want it gone", err)
+	}
+	if err := Verify(dst, a); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIntegration_SwarmDropRemovesFinishedDownload checks that dropping a
+// fetched release takes its download out of DataDir, and leaves the
+// installed artifact.
+func TestIntegration_SwarmDropRemovesFinishedDownload(t *testing.T) {
+	path, a, mi, ih := release(t, 1<<20)
+	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{})
+	if err := seeder.Seed(mi, path); err != nil {
+		t.Fatal(err)
+	}
+	data := t.TempDir()
+	fetcher := newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{DataDir: data})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	dst := filepath.Join(t.TempDir(), "web.artifact")
+	if err := fetcher.Fetch(ctx, a, mi, []string{seeder.Addr()}, dst, Share{}); err != nil {
+		t.Fatal(err)
+	}
+	fetcher.Drop(ih)
+	if ents, _ := os.ReadDir(data); len(ents) != 1 || ents[0].Name() != ".torrent.bolt.db" {
+		t.Errorf("DataDir after Drop holds %v, want only the completion db", ents)
+	}
+	if err := Verify(dst, a); err != nil {
+		t.Error(err)
 	}
 }
 
