@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/memstat"
 	"github.com/dcroll/dcroll/internal/rolltest"
 	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/internal/zktest"
@@ -921,6 +922,22 @@ func TestIntegration_DownloadProgressHotFilesAndResume(t *testing.T) {
 		}
 		return nil
 	})
+	// Fetch done, the release seeded: none of it is in the agent's resident
+	// set. The artifact and its download were written and read with system
+	// calls, so their pages are page cache, not the agent's memory.
+	pid := h.cmd.Process.Pid
+	mapped, err := memstat.MappedResident(pid, filepath.Join(h.dir, "artifacts"), filepath.Join(h.dir, "torrent", m.Infohash))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rss, err := memstat.RSS(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("agent RSS once the fetch is done: %d KiB (race detector on), of which %d KiB mapped from the release", rss>>10, mapped>>10)
+	if mapped != 0 {
+		t.Errorf("the agent holds %d bytes of the %d-byte release in its resident set once the fetch is done, want 0", mapped, m.Size)
+	}
 }
 
 // A release staged without BitTorrent comes over HTTP, and while it does

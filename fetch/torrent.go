@@ -58,6 +58,10 @@ type SwarmConfig struct {
 	// DONTNEED), so that they do not crowd out the running service's.
 	// Seeding it then reads from disk.
 	DropCache bool
+	// GrowPipeline lets the library size the request pipeline to each
+	// peer: twice the most requests it could add at once, up to the queue
+	// the peer advertises (1024 for dcroll), instead of maxPeerRequests.
+	GrowPipeline bool
 }
 
 // Resolver looks up the addresses of a host name, as net.Resolver does.
@@ -198,10 +202,12 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	// host's share it holds other hosts' pieces that the origin then sends
 	// twice. Asking for at most maxPeerRequests chunks per peer (1 MiB)
 	// still keeps a 10 Gbit/s link busy at a millisecond's round trip.
-	cc.Callbacks.ReadExtendedHandshake = func(_ *torrent.PeerConn, m *pp.ExtendedHandshakeMessage) {
-		// The client reads Reqq after this callback.
-		if m.Reqq == 0 || m.Reqq > maxPeerRequests {
-			m.Reqq = maxPeerRequests
+	if !cfg.GrowPipeline {
+		cc.Callbacks.ReadExtendedHandshake = func(_ *torrent.PeerConn, m *pp.ExtendedHandshakeMessage) {
+			// The client reads Reqq after this callback.
+			if m.Reqq == 0 || m.Reqq > maxPeerRequests {
+				m.Reqq = maxPeerRequests
+			}
 		}
 	}
 	// The upload cap is applied to the connections themselves (pace.go);

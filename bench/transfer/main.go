@@ -69,17 +69,28 @@ type variant struct {
 	name      string
 	fileIO    string // the storage's file I/O: classic (dcroll's) or mmap
 	dropCache bool   // fetch.SwarmConfig.DropCache
+	grow      bool   // fetch.SwarmConfig.GrowPipeline
 }
 
 // parseVariants reads a comma-separated list of classic or mmap, each
-// optionally followed by +dontneed.
+// optionally followed by +dontneed, +grow or both.
 func parseVariants(s string) ([]variant, error) {
 	var vs []variant
 	for name := range strings.SplitSeq(s, ",") {
-		io, opt, _ := strings.Cut(name, "+")
-		v := variant{name: name, fileIO: io, dropCache: opt == "dontneed"}
-		if (io != "classic" && io != "mmap") || (opt != "" && opt != "dontneed") {
-			return nil, fmt.Errorf("--variants: %q: want classic or mmap, optionally +dontneed", name)
+		parts := strings.Split(name, "+")
+		v := variant{name: name, fileIO: parts[0]}
+		if v.fileIO != "classic" && v.fileIO != "mmap" {
+			return nil, fmt.Errorf("--variants: %q: want classic or mmap, optionally +dontneed or +grow", name)
+		}
+		for _, opt := range parts[1:] {
+			switch opt {
+			case "dontneed":
+				v.dropCache = true
+			case "grow":
+				v.grow = true
+			default:
+				return nil, fmt.Errorf("--variants: %q: unknown option %q; want +dontneed or +grow", name, opt)
+			}
 		}
 		vs = append(vs, v)
 	}
@@ -97,7 +108,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	tmp := fs.String("tmp", "", "directory for the run's temp dir (default: the system temp dir)")
 	logLevel := fs.String("log-level", "error", "log level of the BitTorrent hosts, on stderr")
 	noHTTP := fs.Bool("no-http", false, "skip the HTTP case (it takes about hosts × size / rate)")
-	variants := fs.String("variants", "classic", "BitTorrent runs, one after the other: classic (pread/pwrite, what dcroll uses) or mmap file I/O, each optionally +dontneed (drop the copy from the page cache once verified)")
+	variants := fs.String("variants", "classic", "BitTorrent runs, one after the other: classic (pread/pwrite, what dcroll uses) or mmap file I/O, each optionally +dontneed (drop the copy from the page cache once verified) and +grow (the library's growing request pipeline)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./bench/transfer [flags]\n\n"+
 			"Times delivering one artifact to --hosts hosts over BitTorrent and over HTTP\n"+

@@ -91,6 +91,9 @@ func runTorrent(ctx context.Context, cfg config, v variant, dir, src string, a f
 	if v.dropCache {
 		common = append(common, "--drop-cache")
 	}
+	if v.grow {
+		common = append(common, "--grow-pipeline")
+	}
 	stderr = &syncWriter{w: stderr}
 	hosts := make([]*host, 0, cfg.hosts+1) // hosts[0] is the seeder
 	defer func() {
@@ -326,6 +329,7 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	rank := fs.Int("rank", 0, "a fetcher's index among the fetchers, from 0")
 	fetchers := fs.Int("fetchers", 0, "how many fetchers start at once")
 	dropCache := fs.Bool("drop-cache", false, "drop a fetched copy from the page cache once verified")
+	grow := fs.Bool("grow-pipeline", false, "let the library grow the request pipeline")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -344,10 +348,11 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	ih := m.HashInfoBytes().HexString()
 
 	cfg := fetch.SwarmConfig{
-		DataDir:    filepath.Join(*dir, "data"),
-		Listen:     "127.0.0.1:0",
-		UploadRate: *rateCap,
-		DropCache:  *dropCache,
+		DataDir:      filepath.Join(*dir, "data"),
+		Listen:       "127.0.0.1:0",
+		UploadRate:   *rateCap,
+		DropCache:    *dropCache,
+		GrowPipeline: *grow,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:   name,
 			Level:  hclog.LevelFromString(*logLevel),
