@@ -48,7 +48,13 @@ type fleet struct {
 func newFleet(t *testing.T, catalog string, services []string, n int) *fleet {
 	t.Helper()
 	zkc := zktest.Standalone(t)
-	f := &fleet{t: t, zkc: zkc, admin: rolltest.Open(t, zkc, "/dc"), services: services, artDir: t.TempDir()}
+	return newFleetOn(t, zkc, rolltest.Open(t, zkc, "/dc"), catalog, services, n)
+}
+
+// newFleetOn is newFleet on a running ZooKeeper, seeded and staged by admin.
+func newFleetOn(t *testing.T, zkc *zktest.Cluster, admin *roll.Store, catalog string, services []string, n int) *fleet {
+	t.Helper()
+	f := &fleet{t: t, zkc: zkc, admin: admin, services: services, artDir: t.TempDir()}
 	rolltest.Seed(t, f.admin, catalog)
 	f.origin = httptest.NewServer(fetch.NewServer(f.artDir))
 	t.Cleanup(f.origin.Close)

@@ -70,6 +70,11 @@ type ZooKeeper struct {
 	ACL            string        `koanf:"acl"`
 	User           string        `koanf:"user"`
 	PasswordFile   string        `koanf:"password_file"`
+	// OperatorID and AgentID are the roles' identities in ZooKeeper's ACLs,
+	// "scheme:id" ("x509:CN=dcroll-agent", "digest:user:hash"), for the
+	// roles ACL.
+	OperatorID string `koanf:"operator_id"`
+	AgentID    string `koanf:"agent_id"`
 	// TLSCA names the PEM file of the certificates that sign the servers'
 	// certificates. Set, dcroll speaks TLS to the ensemble's secure client
 	// port and verifies each server; empty: plain TCP.
@@ -284,6 +289,8 @@ var envKeys = map[string]string{
 	"DCROLL_ZOOKEEPER_ACL":              "zookeeper.acl",
 	"DCROLL_ZOOKEEPER_USER":             "zookeeper.user",
 	"DCROLL_ZOOKEEPER_PASSWORD_FILE":    "zookeeper.password_file",
+	"DCROLL_ZOOKEEPER_OPERATOR_ID":      "zookeeper.operator_id",
+	"DCROLL_ZOOKEEPER_AGENT_ID":         "zookeeper.agent_id",
 	"DCROLL_ZOOKEEPER_TLS_CA":           "zookeeper.tls_ca",
 	"DCROLL_ZOOKEEPER_TLS_CERT":         "zookeeper.tls_cert",
 	"DCROLL_ZOOKEEPER_TLS_KEY":          "zookeeper.tls_key",
@@ -464,8 +471,20 @@ func (c *Config) complete() error {
 		if z.User == "" || z.PasswordFile == "" {
 			return invalid("zookeeper.acl", "%q needs zookeeper.user and zookeeper.password_file", z.ACL)
 		}
+	case "roles":
+		for _, kv := range [][2]string{{"zookeeper.operator_id", z.OperatorID}, {"zookeeper.agent_id", z.AgentID}} {
+			if _, _, err := ParseACLID(kv[1]); err != nil {
+				return invalid(kv[0], "%v (the roles ACL needs both roles' identities)", err)
+			}
+		}
+		if z.OperatorID == z.AgentID {
+			return invalid("zookeeper.agent_id", "%q is the operator's identity too: give each role its own credential", z.AgentID)
+		}
+		if z.User == "" && z.TLSCert == "" {
+			return invalid("zookeeper.acl", `"roles" needs this host's credential: zookeeper.user and password_file (digest), or zookeeper.tls_cert and tls_key (x509)`)
+		}
 	default:
-		return invalid("zookeeper.acl", "%q is not one of open, digest, digest+read", z.ACL)
+		return invalid("zookeeper.acl", "%q is not one of open, digest, digest+read, roles", z.ACL)
 	}
 	if z.User != "" && z.PasswordFile == "" {
 		return invalid("zookeeper.password_file", "empty, but zookeeper.user is set")

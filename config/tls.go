@@ -1,10 +1,14 @@
 package config
 
 import (
+	"crypto/sha1"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // ClientTLS is the TLS configuration of the connection to ZooKeeper, or nil
@@ -84,4 +88,26 @@ func checkPrivate(key, path string) error {
 		return invalid(key, "%s has mode %04o: others may read it; run chmod 600 %s", path, perm, path)
 	}
 	return nil
+}
+
+// ParseACLID parses a role's identity in ZooKeeper's ACLs, "scheme:id":
+// "x509:" and a certificate's subject as ZooKeeper prints it
+// ("CN=dcroll-agent,O=example"), or "digest:" and user:base64(sha1(
+// user:password)), as ZooKeeper's DigestAuthenticationProvider makes it.
+func ParseACLID(s string) (scheme, id string, err error) {
+	scheme, id, _ = strings.Cut(s, ":")
+	switch scheme {
+	case "x509":
+		if id == "" {
+			return "", "", fmt.Errorf("%q: the subject after x509: is empty", s)
+		}
+	case "digest":
+		user, hash, ok := strings.Cut(id, ":")
+		if b, err := base64.StdEncoding.DecodeString(hash); !ok || user == "" || err != nil || len(b) != sha1.Size {
+			return "", "", fmt.Errorf("%q: want digest:USER:HASH, HASH the base64 SHA-1 of USER:PASSWORD", s)
+		}
+	default:
+		return "", "", fmt.Errorf("%q: want x509:SUBJECT or digest:USER:HASH", s)
+	}
+	return scheme, id, nil
 }

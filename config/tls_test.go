@@ -55,3 +55,27 @@ func TestZooKeeperTLS(t *testing.T) {
 		t.Fatalf("no tls_ca: %v %v, want plain TCP", tc, err)
 	}
 }
+
+// The roles ACL needs both identities, different and well formed, and a
+// credential of this host's own.
+func TestRolesACL(t *testing.T) {
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("s3cret"), 0o600)
+	const op, agent = `operator_id = "x509:CN=op"` + "\n", `agent_id = "digest:agent:` + "uSJRNMQTSddPhjGspnFSJGV5JwE=" + `"` + "\n"
+	cred := `user = "op"` + "\n" + `password_file = "` + pw + `"` + "\n"
+	for _, tc := range []struct{ lines, key, says string }{
+		{`acl = "roles"` + "\n" + agent + cred, "zookeeper.operator_id", "want x509:SUBJECT or digest:USER:HASH"},
+		{`acl = "roles"` + "\n" + op + `agent_id = "x509:"` + "\n" + cred, "zookeeper.agent_id", "subject after x509: is empty"},
+		{`acl = "roles"` + "\n" + op + `agent_id = "digest:agent:secret"` + "\n" + cred, "zookeeper.agent_id", "base64 SHA-1"},
+		{`acl = "roles"` + "\n" + op + `agent_id = "x509:CN=op"` + "\n" + cred, "zookeeper.agent_id", "its own credential"},
+		{`acl = "roles"` + "\n" + op + agent, "zookeeper.acl", "needs this host's credential"},
+	} {
+		_, err := Load(Sources{File: "dcroll.toml", FileData: []byte("[zookeeper]\n" + tc.lines), Flags: map[string]any{"host.name": "h"}})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), tc.says) {
+			t.Errorf("%s: err = %v, want an error naming %s saying %q", tc.lines, err, tc.key, tc.says)
+		}
+	}
+	if _, err := Load(Sources{File: "dcroll.toml", FileData: []byte("[zookeeper]\nacl = \"roles\"\n" + op + agent + cred), Flags: map[string]any{"host.name": "h"}}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -50,7 +50,7 @@ func seedArgs(t testing.TB, zkc *zktest.Cluster, root string, rest ...string) []
 // seed prints them, without the root's ancestors.
 func treeNodes(root string) []string {
 	nodes := []string{root}
-	for _, top := range []string{"services", "members", "hosts", "current", "staging", "deploy", "roll"} {
+	for _, top := range []string{"services", "members", "hosts", "current", "staging", "deploy", "roll", "refused", "fleet"} {
 		nodes = append(nodes, root+"/"+top)
 	}
 	for _, svc := range []string{"api", "db"} {

@@ -200,18 +200,21 @@ func (c Catalog) cycle() []string {
 
 // Change is one write that seeding needs.
 type Change struct {
-	Op   string // "create" or "update"
+	Op   string // "create", "update" or "acl"
 	Path string
-	Old  string // the data now, for updates
+	Old  string // the data now, for updates; the ACL now, for acl
 	New  string
 
-	version int32
+	version int32    // the data's version, or for acl the ACL's
+	acl     []zk.ACL // for acl: the one to set
 }
 
 func (ch Change) String() string {
 	switch {
 	case ch.Op == "update":
 		return fmt.Sprintf("update %s\n    was: %s\n    now: %s", ch.Path, ch.Old, ch.New)
+	case ch.Op == "acl":
+		return fmt.Sprintf("acl %s\n    was: %s\n    now: %s", ch.Path, ch.Old, ch.New)
 	case ch.New != "":
 		return fmt.Sprintf("create %s %s", ch.Path, ch.New)
 	}
@@ -305,20 +308,25 @@ func (s *Store) PlanSeed(c Catalog) (*Plan, error) {
 		}
 	}
 	sort.Strings(p.Extra)
+	if err := s.planACLs(p); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
 // ErrConcurrentChange means the tree changed between planning and applying.
 var ErrConcurrentChange = errors.New("roll: the tree changed while seeding; run seed again")
 
-// ApplySeed makes every change of the plan in one ZooKeeper transaction:
-// all of them happen or none. An update only applies over the version that
-// was planned against.
+// ApplySeed makes every change of the plan's data in one ZooKeeper
+// transaction: all of them happen or none. An update only applies over the
+// version that was planned against. Then it sets the ACLs the plan
+// repairs, each over the ACL version planned against (ZooKeeper's
+// transactions cannot set an ACL).
 func (s *Store) ApplySeed(p *Plan) error {
 	if len(p.Changes) == 0 {
 		return nil
 	}
-	ops := make([]any, 0, len(p.Changes))
+	var ops []any
 	for _, ch := range p.Changes {
 		switch ch.Op {
 		case "create":
@@ -326,17 +334,19 @@ func (s *Store) ApplySeed(p *Plan) error {
 			if ch.New != "" {
 				data = []byte(ch.New)
 			}
-			ops = append(ops, &zk.CreateRequest{Path: ch.Path, Data: data, Acl: s.acl})
+			ops = append(ops, &zk.CreateRequest{Path: ch.Path, Data: data, Acl: s.acls.of(ch.Path)})
 		case "update":
 			ops = append(ops, &zk.SetDataRequest{Path: ch.Path, Data: []byte(ch.New), Version: ch.version})
 		}
 	}
-	_, err := s.conn.Multi(ops...)
-	if errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNoNode) {
-		return ErrConcurrentChange
+	if len(ops) > 0 {
+		_, err := s.conn.Multi(ops...)
+		if errors.Is(err, zk.ErrNodeExists) || errors.Is(err, zk.ErrBadVersion) || errors.Is(err, zk.ErrNoNode) {
+			return ErrConcurrentChange
+		}
+		if err != nil {
+			return fmt.Errorf("roll: seed %s: %w", s.Tree.Root, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("roll: seed %s: %w", s.Tree.Root, err)
-	}
-	return nil
+	return s.applyACLs(p)
 }

@@ -31,7 +31,7 @@ type Store struct {
 	session *zk.Conn // the session itself: its state, auth, close
 	dialer  *reconnectDialer
 	ops     *countingConn
-	acl     []zk.ACL
+	acls    aclPolicy
 	// protocol is the protocol version this store's agent speaks:
 	// ProtocolVersion, except in tests of a mixed fleet.
 	protocol int
@@ -62,6 +62,8 @@ type conn interface {
 	Delete(path string, version int32) error
 	Multi(ops ...any) ([]zk.MultiResponse, error)
 	Sync(path string) (string, error)
+	GetACL(path string) ([]zk.ACL, *zk.Stat, error)
+	SetACL(path string, acl []zk.ACL, version int32) (*zk.Stat, error)
 	SessionID() int64
 }
 
@@ -128,7 +130,7 @@ func Dial(cfg config.ZooKeeper, log hclog.Logger) (*Store, <-chan SessionEvent, 
 }
 
 func dial(cfg config.ZooKeeper, log hclog.Logger, requestBuffer int) (*Store, <-chan SessionEvent, error) {
-	acl, auth, err := aclFor(cfg)
+	acls, auth, err := aclFor(cfg)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -147,7 +149,7 @@ func dial(cfg config.ZooKeeper, log hclog.Logger, requestBuffer int) (*Store, <-
 		return nil, nil, fmt.Errorf("roll: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
 	}
 	counting := &countingConn{Conn: zc}
-	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, dialer: dialer, ops: counting, acl: acl, auth: auth, protocol: ProtocolVersion, log: log.Named("roll")}
+	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, dialer: dialer, ops: counting, acls: acls, auth: auth, protocol: ProtocolVersion, log: log.Named("roll")}
 	return s, sessionEvents(zevents), nil
 }
 
@@ -274,28 +276,20 @@ func waitOrQuit(d time.Duration, quit <-chan struct{}) bool {
 // and benchmarks can show what a protocol step costs.
 func (s *Store) Ops() int64 { return s.ops.ops.Load() }
 
-func aclFor(cfg config.ZooKeeper) ([]zk.ACL, []byte, error) {
+func aclFor(cfg config.ZooKeeper) (aclPolicy, []byte, error) {
 	var password string
 	if cfg.PasswordFile != "" {
 		var err error
 		if password, err = config.ReadSecret("zookeeper.password_file", cfg.PasswordFile); err != nil {
-			return nil, nil, fmt.Errorf("roll: %w", err)
+			return aclPolicy{}, nil, fmt.Errorf("roll: %w", err)
 		}
 	}
 	var auth []byte
 	if cfg.User != "" {
 		auth = []byte(cfg.User + ":" + password)
 	}
-	switch cfg.ACL {
-	case "open":
-		return zk.WorldACL(zk.PermAll), auth, nil
-	case "digest":
-		return zk.DigestACL(zk.PermAll, cfg.User, password), auth, nil
-	case "digest+read":
-		acl := zk.DigestACL(zk.PermAll, cfg.User, password)
-		return append(acl, zk.WorldACL(zk.PermRead)...), auth, nil
-	}
-	return nil, nil, fmt.Errorf("roll: unknown ACL %q", cfg.ACL)
+	acls, err := newACLPolicy(cfg, password)
+	return acls, auth, err
 }
 
 // ErrNoSession means ZooKeeper did not give a session in time.
@@ -421,4 +415,14 @@ func (c *countingConn) Multi(ops ...any) ([]zk.MultiResponse, error) {
 func (c *countingConn) Sync(path string) (string, error) {
 	c.ops.Add(1)
 	return c.Conn.Sync(path)
+}
+
+func (c *countingConn) GetACL(path string) ([]zk.ACL, *zk.Stat, error) {
+	c.ops.Add(1)
+	return c.Conn.GetACL(path)
+}
+
+func (c *countingConn) SetACL(path string, acl []zk.ACL, version int32) (*zk.Stat, error) {
+	c.ops.Add(1)
+	return c.Conn.SetACL(path, acl, version)
 }

@@ -256,9 +256,9 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 	old, stat, err := s.conn.Get(path)
 	if errors.Is(err, zk.ErrNoNode) {
 		_, err := s.conn.Multi(
-			&zk.CreateRequest{Path: path, Data: data, Acl: s.acl},
-			&zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acl},
-			&zk.CreateRequest{Path: s.Tree.queuedDir(svc), Acl: s.acl},
+			&zk.CreateRequest{Path: path, Data: data, Acl: s.acls.of(path)},
+			&zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acls.of(s.Tree.readyDir(svc))},
+			&zk.CreateRequest{Path: s.Tree.queuedDir(svc), Acl: s.acls.of(s.Tree.queuedDir(svc))},
 		)
 		return s.staged(svc, data, err)
 	}
@@ -289,7 +289,7 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyNode(svc, r), Version: -1})
 	}
 	if errors.Is(err, zk.ErrNoNode) {
-		ops = append(ops, &zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acl})
+		ops = append(ops, &zk.CreateRequest{Path: s.Tree.readyDir(svc), Acl: s.acls.of(s.Tree.readyDir(svc))})
 	}
 	queued, _, err := s.conn.Children(s.Tree.queuedDir(svc))
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
@@ -299,7 +299,7 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.queued(svc, h), Version: -1})
 	}
 	if errors.Is(err, zk.ErrNoNode) {
-		ops = append(ops, &zk.CreateRequest{Path: s.Tree.queuedDir(svc), Acl: s.acl})
+		ops = append(ops, &zk.CreateRequest{Path: s.Tree.queuedDir(svc), Acl: s.acls.of(s.Tree.queuedDir(svc))})
 	}
 	_, err = s.conn.Multi(ops...)
 	return s.staged(svc, data, err)
@@ -432,7 +432,7 @@ func (s *Store) JoinReady(svc, host, version string) (string, error) {
 			return "", fmt.Errorf("roll: join the ready queue of %s: remove the earlier node %s: %w", svc, e.Name, err)
 		}
 	}
-	path, err := s.conn.CreateProtectedEphemeralSequential(s.Tree.readyNode(svc, host+"-"), data, s.acl)
+	path, err := s.conn.CreateProtectedEphemeralSequential(s.Tree.readyNode(svc, host+"-"), data, s.acls.of(s.Tree.readyNode(svc, host)))
 	if err != nil {
 		return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
 	}

@@ -493,10 +493,10 @@ func (s *Store) writeFleetView(svc string, v FleetView) error {
 		return nil
 	}
 	// The first view of this service, maybe of this data center.
-	if _, err := s.conn.Create(s.Tree.fleetDir(), nil, 0, s.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+	if _, err := s.conn.Create(s.Tree.fleetDir(), nil, 0, s.acls.of(s.Tree.fleetDir())); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		return fmt.Errorf("roll: create %s: %w", s.Tree.fleetDir(), err)
 	}
-	if _, err := s.conn.Create(p, data, 0, s.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+	if _, err := s.conn.Create(p, data, 0, s.acls.of(p)); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 		return fmt.Errorf("roll: create %s: %w", p, err)
 	}
 	return nil

@@ -50,7 +50,7 @@ func TestIntegration_FleetViewSeesHostsThatLeftAndCameBackBetweenLooks(t *testin
 	// h03 takes a turn, seen by a look; it switches and releases the turn
 	// before the next.
 	turn := s.Tree.Turn("db", "h03")
-	if _, err := s.conn.Create(turn, nil, zk.FlagEphemeral, s.acl); err != nil {
+	if _, err := s.conn.Create(turn, nil, zk.FlagEphemeral, s.acls.of(turn)); err != nil {
 		t.Fatal(err)
 	}
 	look()

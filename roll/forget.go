@@ -28,7 +28,7 @@ func (s *Store) Forget(host string) ([]string, error) {
 			return nil, err
 		}
 		presence := s.Tree.Host(host)
-		ops := []any{&zk.CreateRequest{Path: presence, Acl: s.acl}}
+		ops := []any{&zk.CreateRequest{Path: presence, Acl: s.acls.of(presence)}}
 		var member []string
 		for _, svc := range Catalog(services).Names() {
 			ok, _, err := s.conn.Exists(s.Tree.Member(svc, host))

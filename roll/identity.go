@@ -120,7 +120,7 @@ func (s *Store) Register(c Claim, h Host) (Registration, error) {
 			if err := s.checkMemberships(c); err != nil {
 				return reg, err
 			}
-			_, err = s.conn.Create(presence, data, zk.FlagEphemeral, s.acl)
+			_, err = s.conn.Create(presence, data, zk.FlagEphemeral, s.acls.of(presence))
 			if errors.Is(err, zk.ErrNodeExists) {
 				continue // another session registered meanwhile: look again
 			}
@@ -208,7 +208,7 @@ func (s *Store) claimMemberships(c Claim, reg *Registration) error {
 				if err != nil {
 					return err
 				}
-				_, err = s.conn.Create(path, data, 0, s.acl)
+				_, err = s.conn.Create(path, data, 0, s.acls.of(path))
 				switch {
 				case errors.Is(err, zk.ErrNodeExists):
 					continue // look again
@@ -399,12 +399,12 @@ func (s *Store) ReportRefused(r Refusal) error {
 	}
 	path := s.Tree.refusedNode(r.Host, r.Machine)
 	for attempt := 0; attempt < 5; attempt++ {
-		_, err := s.conn.Create(path, data, zk.FlagEphemeral, s.acl)
+		_, err := s.conn.Create(path, data, zk.FlagEphemeral, s.acls.of(path))
 		switch {
 		case err == nil:
 			return nil
 		case errors.Is(err, zk.ErrNoNode):
-			_, err := s.conn.Create(s.Tree.Refused(), nil, 0, s.acl)
+			_, err := s.conn.Create(s.Tree.Refused(), nil, 0, s.acls.of(s.Tree.Refused()))
 			if errors.Is(err, zk.ErrNoNode) {
 				if serr := s.CheckSeeded(); serr != nil {
 					return serr

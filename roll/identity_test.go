@@ -181,7 +181,7 @@ func TestIntegration_RegisterClearsThisMachinesEarlierSession(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := earlier.conn.Create(earlier.Tree.advancerPath(), []byte("h1"), zk.FlagEphemeral, earlier.acl); err != nil {
+	if _, err := earlier.conn.Create(earlier.Tree.advancerPath(), []byte("h1"), zk.FlagEphemeral, earlier.acls.of(earlier.Tree.advancerPath())); err != nil {
 		t.Fatal(err)
 	}
 

@@ -335,7 +335,7 @@ func (s *Store) commitSteps(steps [][]string, id string, ops []any) error {
 		if err != nil {
 			return err
 		}
-		ops = append(ops, &zk.CreateRequest{Path: s.Tree.step("step-"), Data: data, Acl: s.acl, Flags: zk.FlagSequence})
+		ops = append(ops, &zk.CreateRequest{Path: s.Tree.step("step-"), Data: data, Acl: s.acls.of(s.Tree.step("step-")), Flags: zk.FlagSequence})
 	}
 	_, err := s.conn.Multi(ops...)
 	switch {

@@ -282,7 +282,7 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 	}
 	ops = append(ops,
 		&zk.DeleteRequest{Path: readyPath, Version: -1},
-		&zk.CreateRequest{Path: turn, Data: data, Acl: s.acl, Flags: zk.FlagEphemeral},
+		&zk.CreateRequest{Path: turn, Data: data, Acl: s.acls.of(turn), Flags: zk.FlagEphemeral},
 	)
 	_, err = s.conn.Multi(ops...)
 	switch {
@@ -651,7 +651,7 @@ func (t Tree) advancerPath() string { return t.join("roll", "_advancer") }
 // new version by itself. It returns when ctx ends or the session fails.
 func (s *Store) RunAdvancer(ctx context.Context, host string) error {
 	for {
-		_, err := s.conn.Create(s.Tree.advancerPath(), []byte(host), zk.FlagEphemeral, s.acl)
+		_, err := s.conn.Create(s.Tree.advancerPath(), []byte(host), zk.FlagEphemeral, s.acls.of(s.Tree.advancerPath()))
 		switch {
 		case err == nil:
 			return s.advance(ctx)

@@ -141,14 +141,14 @@ func (s *Store) joinTicket(svc string, r Ready) (string, error) {
 	}
 	take := func() ([]zk.MultiResponse, error) {
 		return s.conn.Multi(
-			&zk.CreateRequest{Path: s.Tree.readyNode(svc, ticketPrefix), Data: data, Acl: s.acl, Flags: zk.FlagEphemeral | zk.FlagSequence},
-			&zk.CreateRequest{Path: s.Tree.queued(svc, r.Host), Acl: s.acl, Flags: zk.FlagEphemeral},
+			&zk.CreateRequest{Path: s.Tree.readyNode(svc, ticketPrefix), Data: data, Acl: s.acls.of(s.Tree.readyNode(svc, ticketPrefix)), Flags: zk.FlagEphemeral | zk.FlagSequence},
+			&zk.CreateRequest{Path: s.Tree.queued(svc, r.Host), Acl: s.acls.of(s.Tree.queued(svc, r.Host)), Flags: zk.FlagEphemeral},
 		)
 	}
 	res, err := take()
 	if errors.Is(err, zk.ErrNoNode) {
 		// Staged before the ticket queue: no queued directory yet.
-		if _, err := s.conn.Create(s.Tree.queuedDir(svc), nil, 0, s.acl); err != nil && !errors.Is(err, zk.ErrNodeExists) {
+		if _, err := s.conn.Create(s.Tree.queuedDir(svc), nil, 0, s.acls.of(s.Tree.queuedDir(svc))); err != nil && !errors.Is(err, zk.ErrNodeExists) {
 			return "", fmt.Errorf("roll: join the ready queue of %s: %w", svc, err)
 		}
 		res, err = take()

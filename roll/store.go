@@ -96,7 +96,7 @@ func (s *Store) EnsureMember(svc, host string, m Member) error {
 		return err
 	}
 	path := s.Tree.Member(svc, host)
-	_, err = s.conn.Create(path, data, 0, s.acl)
+	_, err = s.conn.Create(path, data, 0, s.acls.of(path))
 	switch {
 	case err == nil, errors.Is(err, zk.ErrNodeExists):
 		return nil
@@ -159,7 +159,7 @@ var ErrHeldElsewhere = errors.New("roll: held by another ZooKeeper session")
 // retries outlive.
 func (s *Store) ensureEphemeral(path string, data []byte) error {
 	for attempt := 0; attempt < 3; attempt++ {
-		_, err := s.conn.Create(path, data, zk.FlagEphemeral, s.acl)
+		_, err := s.conn.Create(path, data, zk.FlagEphemeral, s.acls.of(path))
 		if err == nil {
 			return nil
 		}

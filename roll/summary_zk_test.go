@@ -79,7 +79,7 @@ func buildFleet(t testing.TB, s *Store, n int) {
 	}
 	data, err := encode(Turn{From: "v1", To: "v2", Started: now.Add(-time.Hour)})
 	must(err)
-	_, err = s.conn.Create(s.Tree.Turn("web", "w-slow"), data, zk.FlagEphemeral, s.acl)
+	_, err = s.conn.Create(s.Tree.Turn("web", "w-slow"), data, zk.FlagEphemeral, s.acls.of(s.Tree.Turn("web", "w-slow")))
 	must(err)
 	must(s.AppendSteps([][]string{{"web"}}))
 	_, err = newSummarizer().look(s)

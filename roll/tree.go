@@ -18,10 +18,11 @@ import "path"
 //	<root>/roll/<svc>                 persistent  Control: paused, halted
 //	<root>/roll/<svc>/turns/<host>    ephemeral   Turn: a host mid-upgrade
 //	<root>/refused/<host>@<machine>   ephemeral   Refusal: a machine refused the name
+//	<root>/fleet/<svc>                persistent  FleetView: the advancer's count
 type Tree struct{ Root string }
 
 // Top-level children of the root, in the order seed creates them.
-var topLevel = []string{"services", "members", "hosts", "current", "staging", "deploy", "roll"}
+var topLevel = []string{"services", "members", "hosts", "current", "staging", "deploy", "roll", "refused", "fleet"}
 
 func (t Tree) join(elem ...string) string { return path.Join(append([]string{t.Root}, elem...)...) }
 
