@@ -503,6 +503,10 @@ type StepEntry struct {
 	Name string
 	Step
 	version int32
+	// bad: the step's data does not decode. It names no service and
+	// stays in the queue, a barrier the steps behind it wait at, until
+	// the operator clears the queue (abort) or fixes the node.
+	bad bool
 }
 
 // Steps reads the deploy queue, head first.
@@ -523,6 +527,8 @@ func (s *Store) stepsW(watch bool) ([]StepEntry, <-chan zk.Event, error) {
 	sort.Strings(names) // step-<10 digits>: name order is sequence order
 	s.steps.keep(stat.Czxid, names)
 	out := make([]StepEntry, 0, len(names))
+	bad := map[string]string{}
+	defer func() { s.skipBad(dir, bad) }()
 	for _, n := range names {
 		if st, ok := s.steps.get(stat.Czxid, n); ok {
 			out = append(out, StepEntry{Name: n, Step: st})
@@ -531,6 +537,11 @@ func (s *Store) stepsW(watch bool) ([]StepEntry, <-chan zk.Event, error) {
 		var st Step
 		nstat, err := s.get(s.Tree.step(n), &st)
 		if errors.Is(err, zk.ErrNoNode) {
+			continue
+		}
+		if errors.Is(err, ErrBadNode) {
+			bad[s.Tree.step(n)] = err.Error()
+			out = append(out, StepEntry{Name: n, bad: true})
 			continue
 		}
 		if err != nil {
@@ -689,18 +700,23 @@ func (s *Store) Turns(svc string) (map[string]Turn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("roll: list %s: %w", s.Tree.turnsDir(svc), err)
 	}
+	hosts = s.validHosts(s.Tree.turnsDir(svc), hosts)
 	out := map[string]Turn{}
+	bad := map[string]string{}
 	for _, h := range hosts {
 		var t Turn
 		_, err := s.get(s.Tree.Turn(svc, h), &t)
-		if errors.Is(err, zk.ErrNoNode) {
-			continue
-		}
-		if err != nil {
+		switch {
+		case err == nil:
+			out[h] = t
+		case errors.Is(err, zk.ErrNoNode):
+		case errors.Is(err, ErrBadNode):
+			bad[s.Tree.Turn(svc, h)] = err.Error()
+		default:
 			return nil, err
 		}
-		out[h] = t
 	}
+	s.skipBad(s.Tree.turnsDir(svc), bad)
 	return out, nil
 }
 

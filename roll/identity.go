@@ -457,17 +457,22 @@ func (s *Store) Refusals() (map[string][]Refusal, error) {
 	}
 	slices.Sort(names)
 	out := map[string][]Refusal{}
+	bad := map[string]string{}
 	for _, name := range names {
 		var r Refusal
-		_, err := s.get(s.Tree.join("refused", name), &r)
-		if errors.Is(err, zk.ErrNoNode) {
-			continue
-		}
-		if err != nil {
+		p := s.Tree.join("refused", name)
+		_, err := s.get(p, &r)
+		switch {
+		case err == nil:
+			out[r.Host] = append(out[r.Host], r)
+		case errors.Is(err, zk.ErrNoNode):
+		case errors.Is(err, ErrBadNode):
+			bad[p] = err.Error()
+		default:
 			return nil, err
 		}
-		out[r.Host] = append(out[r.Host], r)
 	}
+	s.skipBad(s.Tree.Refused(), bad)
 	return out, nil
 }
 

@@ -362,8 +362,8 @@ func (s *Store) AdvanceSteps() (int, error) {
 	removed := 0
 	for {
 		head, ok, _, err := s.headStep(false)
-		if err != nil || !ok {
-			return removed, err
+		if err != nil || !ok || head.bad {
+			return removed, err // a bad step waits for the operator
 		}
 		for _, svc := range head.Services {
 			done, err := s.serviceDone(svc)

@@ -13,9 +13,9 @@ import (
 	"github.com/dcroll/dcroll/config"
 )
 
-// Skipped is a child of /current/<svc>, /members/<svc> or /hosts that a
-// read left out: its name is not a valid host name, or its data does not
-// decode. The fleet is read without it, so one bad node written by a
+// Skipped is a child of /current/<svc>, /members/<svc>, /hosts, /refused,
+// a service's turns or the deploy queue that a read left out: its name is
+// not a valid host name, or its data does not decode. The fleet is read without it, so one bad node written by a
 // broken or hostile client blocks no agent and no status, and counts
 // toward no quorum.
 type Skipped struct {
@@ -53,8 +53,8 @@ func (k *skips) set(log hclog.Logger, dir string, now map[string]string) {
 	k.byDir[dir] = now
 }
 
-// Skipped lists the children that the store's latest reads of /current,
-// /members and /hosts left out, by path.
+// Skipped lists the children that the store's latest reads left out, by
+// path.
 func (s *Store) Skipped() []Skipped {
 	s.skips.mu.Lock()
 	defer s.skips.mu.Unlock()

@@ -145,3 +145,67 @@ func TestIntegration_BadChildrenAreSkipped(t *testing.T) {
 		}
 	}
 }
+
+// A bad child of a service's turns, of /refused or of the deploy queue is
+// skipped and reported too: status and the agents' decisions read on. A
+// turn with bad data still counts as a turn, and a step with bad data is a
+// barrier the steps behind it wait at (its services are unknown), never
+// removed by the agents.
+func TestIntegration_BadTurnsRefusalsAndStepsAreSkipped(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/bad")
+	seed(t, s, parse(t, "[services.web]\nquorum = 0\n"))
+	nested := []byte(strings.Repeat("[", 60000))
+	raw := func(path string, data []byte) {
+		t.Helper()
+		if _, err := s.conn.Create(path, data, 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw(s.Tree.Turn("web", "h1"), nested)
+	raw(s.Tree.Turn("web", "bad host"), []byte(`{"from":"v1","to":"v2"}`))
+	raw(s.Tree.refusedNode("h2", "none"), nested)
+	raw(s.Tree.step("step-0000000000"), nested)
+	if err := s.AppendSteps([][]string{{"web"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	turns, err := s.Turns("web")
+	if err != nil || len(turns) != 0 {
+		t.Fatalf("Turns with bad children: %v %v, want none and no error", turns, err)
+	}
+	steps, err := s.Steps()
+	if err != nil || len(steps) != 2 || !steps[0].bad || !slices.Equal(steps[1].Services, []string{"web"}) {
+		t.Fatalf("Steps with a bad step: %+v %v, want the bad one, then web", steps, err)
+	}
+	if n, err := s.AdvanceSteps(); err != nil || n != 0 {
+		t.Fatalf("AdvanceSteps at a bad head step: removed %d, %v; want it left for the operator", n, err)
+	}
+	st, _, err := s.TurnStateOf("web", "h3")
+	if err != nil {
+		t.Fatalf("the turn decision's read with bad children: %v", err)
+	}
+	if st.HeadStep || len(st.InTurn) != 2 {
+		t.Errorf("turn state: head step %v, in turn %q; want web behind the bad step, both turns counted", st.HeadStep, st.InTurn)
+	}
+
+	status, err := s.Status()
+	if err != nil {
+		t.Fatalf("status with bad children: %v", err)
+	}
+	if _, err := s.Summary(); err != nil {
+		t.Fatalf("summary with bad children: %v", err)
+	}
+	var paths []string
+	for _, sk := range s.Skipped() {
+		paths = append(paths, sk.Path)
+	}
+	for _, want := range []string{`"/bad/roll/web/turns/h1"`, `"/bad/roll/web/turns/bad host"`, `"/bad/refused/h2@none"`, `"/bad/deploy/step-0000000000"`} {
+		if !slices.Contains(paths, want) {
+			t.Errorf("skipped %q: %s missing", paths, want)
+		}
+	}
+	if len(status.Deploy.Steps) != 2 {
+		t.Errorf("status shows steps %+v, want both", status.Deploy.Steps)
+	}
+}

@@ -359,18 +359,23 @@ func (r *reader) refusals() ([]Refusal, error) {
 		return nil, err
 	}
 	var out []Refusal
+	bad := map[string]string{}
 	for _, name := range names {
 		var ref Refusal
 		// A refusal changes only by going: its removal is watched above.
-		err := r.decode(r.s.Tree.join("refused", name), &ref, false)
-		if errors.Is(err, zk.ErrNoNode) {
-			continue
-		}
-		if err != nil {
+		p := r.s.Tree.join("refused", name)
+		err := r.decode(p, &ref, false)
+		switch {
+		case err == nil:
+			out = append(out, ref)
+		case errors.Is(err, zk.ErrNoNode):
+		case errors.Is(err, ErrBadNode):
+			bad[p] = err.Error()
+		default:
 			return nil, err
 		}
-		out = append(out, ref)
 	}
+	r.s.skipBad(r.s.Tree.Refused(), bad)
 	return out, nil
 }
 
@@ -387,19 +392,24 @@ func (r *reader) deploy() (DeployStatus, []StepEntry, error) {
 		return ds, nil, err
 	}
 	var steps []StepEntry
+	bad := map[string]string{}
 	for _, n := range names {
 		var st Step
 		// A step does not change: only its creation and removal matter.
 		err := r.decode(r.s.Tree.step(n), &st, false)
-		if errors.Is(err, zk.ErrNoNode) {
+		switch {
+		case err == nil:
+		case errors.Is(err, zk.ErrNoNode):
 			continue
-		}
-		if err != nil {
+		case errors.Is(err, ErrBadNode):
+			bad[r.s.Tree.step(n)] = err.Error() // a barrier, as the hosts see it
+		default:
 			return ds, nil, err
 		}
-		steps = append(steps, StepEntry{Name: n, Step: st})
+		steps = append(steps, StepEntry{Name: n, Step: st, bad: err != nil})
 		ds.Steps = append(ds.Steps, StepStatus{Name: n, Services: st.Services})
 	}
+	r.s.skipBad(r.s.Tree.Deploy(), bad)
 	return ds, steps, nil
 }
 
@@ -566,18 +576,23 @@ func (r *reader) service(services Catalog, svc string, root Root, deployPaused b
 	}
 	ss.Upgrading = append(ss.Upgrading, turnHosts...)
 	turns := map[string]Turn{}
+	badTurns := map[string]string{}
 	for _, h := range turnHosts {
 		var t Turn
 		// A turn does not change: it comes and goes.
 		err := r.decode(r.s.Tree.Turn(svc, h), &t, false)
-		if errors.Is(err, zk.ErrNoNode) {
-			continue
-		}
-		if err != nil {
+		switch {
+		case err == nil:
+			turns[h] = t
+		case errors.Is(err, zk.ErrNoNode):
+		case errors.Is(err, ErrBadNode):
+			// Still a turn, as the hosts count it; its times are unknown.
+			badTurns[r.s.Tree.Turn(svc, h)] = err.Error()
+		default:
 			return ss, next, err
 		}
-		turns[h] = t
 	}
+	r.s.skipBad(r.s.Tree.turnsDir(svc), badTurns)
 
 	var att []Attention
 	add := func(a Attention) { att = append(att, a) }
