@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -105,6 +106,8 @@ func TestIntegration_MetricsMoveMidRollout(t *testing.T) {
 		t.Fatal(err)
 	}
 	text := strings.Replace(string(cfg), "stop_timeout = \"5s\"", "stop_timeout = \"5s\"\nhot_files = [\"hot.bin\"]", 1)
+	// ...and logs in JSON, for a log collector.
+	text = strings.Replace(text, "level = \"debug\"", "level = \"debug\"\nformat = \"json\"", 1)
 	if err := os.WriteFile(h0.config, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -206,6 +209,35 @@ func TestIntegration_MetricsMoveMidRollout(t *testing.T) {
 	// The two hosts split the pieces: each sent the other its share.
 	if uploaded <= 0 {
 		t.Fatalf("no bytes uploaded over BitTorrent by either host")
+	}
+
+	// h0's turn in its JSON log: every line of it carries the service,
+	// the version and the turn, under stable keys.
+	var turn string
+	lines := map[string]map[string]any{}
+	for _, line := range strings.Split(h0.log(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) != nil {
+			continue
+		}
+		msg, _ := rec["@message"].(string)
+		if _, ok := rec["turn"]; ok {
+			lines[msg] = rec
+			if turn == "" {
+				turn, _ = rec["turn"].(string)
+			}
+			if rec["turn"] != turn || rec["service"] != "web" || rec["version"] != "v2" {
+				t.Errorf("a line of the turn with other keys: %v", rec)
+			}
+		}
+	}
+	for _, msg := range []string{"took the turn", "taking the turn: switching", "healthy on the new version", "turn over"} {
+		if lines[msg] == nil {
+			t.Errorf("no %q line with the turn's keys in h0's JSON log (turn %q)", msg, turn)
+		}
+	}
+	if !strings.HasPrefix(turn, h0.name+"@") {
+		t.Errorf("turn %q does not name h0", turn)
 	}
 
 	// A release from the origin over HTTP that fails its health check:

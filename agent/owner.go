@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/service"
@@ -68,6 +69,7 @@ func (v fleetView) others() map[string]int {
 
 type switchReq struct {
 	store    *roll.Store
+	log      hclog.Logger // the turn's, with its keys
 	from, to string
 	done     chan *roll.Failure // buffered: the owner never waits on it
 }
@@ -117,7 +119,7 @@ func (o *owner) run(ctx context.Context) {
 		case r := <-o.moved:
 			o.finishMove(ctx, r)
 		case req := <-o.switches:
-			req.done <- o.a.switchVersion(ctx, req.store, o, req.from, req.to)
+			req.done <- o.a.switchVersion(ctx, req.store, req.log, o, req.from, req.to)
 		case req := <-o.firsts:
 			o.startFirst(ctx, req.version)
 			close(req.done)
@@ -145,8 +147,8 @@ func (a *Agent) fleetIs(svc string, v fleetView) {
 // requestSwitch has the owner of svc switch it from one version to
 // another, and returns the failure, if any. ok is false when the switch
 // did not begin because ctx ended first.
-func (a *Agent) requestSwitch(ctx context.Context, store *roll.Store, svc, from, to string) (failure *roll.Failure, ok bool) {
-	req := switchReq{store: store, from: from, to: to, done: make(chan *roll.Failure, 1)}
+func (a *Agent) requestSwitch(ctx context.Context, store *roll.Store, log hclog.Logger, svc, from, to string) (failure *roll.Failure, ok bool) {
+	req := switchReq{store: store, log: log, from: from, to: to, done: make(chan *roll.Failure, 1)}
 	select {
 	case a.owners[svc].switches <- req:
 	case <-ctx.Done():

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/state"
 )
@@ -20,7 +22,7 @@ import (
 // release. systemd's stop timeout is the backstop; the boot recovers.
 //
 // It runs in svc's owner (o), which meanwhile does nothing else.
-func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, o *owner, from, to string) *roll.Failure {
+func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, log hclog.Logger, o *owner, from, to string) *roll.Failure {
 	ctx = context.WithoutCancel(ctx)
 	svc := o.svc
 	policy := roll.Service{Health: roll.HealthPolicy{MinHealthy: roll.DefaultMinHealthy, Deadline: roll.DefaultDeadline}}
@@ -29,7 +31,7 @@ func (a *Agent) switchVersion(ctx context.Context, store *roll.Store, o *owner, 
 			policy = p
 		}
 	}
-	log := a.log.With("service", svc, "from", from, "to", to)
+	log = log.With("from", from, "to", to)
 	log.Info("taking the turn: switching")
 
 	a.mu.Lock()

@@ -83,7 +83,7 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			}
 			continue
 		}
-		a.log.Info("ready to upgrade, waiting for the turn", "service", svc, "to", m.Version)
+		a.log.Info("ready to upgrade, waiting for the turn", "service", svc, "version", m.Version)
 		from := a.units[svc].Version()
 		err = store.AwaitTurn(ctx, svc, a.host, ready, roll.Turn{From: from, To: m.Version, Started: time.Now().UTC()})
 		if err != nil {
@@ -104,18 +104,23 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 		backoff.Reset()
 		took := time.Now()
 		a.metrics.turnTaken(svc, took)
+		// The turn's lines carry its id: a log collector finds them all.
+		tlog := a.log.With("service", svc, "version", m.Version, "turn", turnID(a.host, took))
+		tlog.Info("took the turn", "from", from, "to", m.Version)
 		if err := a.checkArtifact(svc, m); err != nil {
 			// Refused at switch time: give the turn back and fetch again.
 			a.finishTurn(ctx, store, svc, nil)
 			a.metrics.turnEnded(svc, took)
+			tlog.Info("gave the turn back: the release on disk no longer matches")
 			continue
 		}
-		failure, switched := a.requestSwitch(ctx, store, svc, from, m.Version)
+		failure, switched := a.requestSwitch(ctx, store, tlog, svc, from, m.Version)
 		if switched {
 			a.metrics.switched(svc, failure)
 		}
 		finished := a.finishTurn(ctx, store, svc, failure)
 		a.metrics.turnEnded(svc, took)
+		tlog.Info("turn over", "switched", switched, "failed", failure != nil, "released", finished, "took", time.Since(took).Round(time.Millisecond))
 		if !finished && failure != nil {
 			unrecorded = failure
 			return
@@ -124,6 +129,12 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			a.prune(svc, m.Version, from)
 		}
 	}
+}
+
+// turnID names one turn of a host in the logs: the host and when it took
+// the turn, as a log collector can index it.
+func turnID(host string, took time.Time) string {
+	return host + "@" + took.UTC().Format(time.RFC3339Nano)
 }
 
 // setStuck records why svc's staged release cannot be had ("": it can)

@@ -201,15 +201,19 @@ func TestIntegration_TakeTurnReplacesATurnTheHostHolds(t *testing.T) {
 	if ready, err = s.JoinReady("db", "a", "v2"); err != nil {
 		t.Fatal(err)
 	}
+	// Started as a host that began to wait an hour ago: the turn starts
+	// when it is taken, not then.
 	started := time.Now()
-	if err := s.AwaitTurn(ctx, "db", "a", ready, Turn{From: "v1", To: "v2", Started: started}); err != nil {
+	if err := s.AwaitTurn(ctx, "db", "a", ready, Turn{From: "v1", To: "v2", Started: started.Add(-time.Hour)}); err != nil {
 		t.Fatalf("AwaitTurn with a turn of this session left over: %v", err)
 	}
 	turns, err := s.Turns("db")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tu, ok := turns["a"]; len(turns) != 1 || !ok || !tu.Started.Equal(started) {
-		t.Errorf("turns %+v: want a's new turn only, started %s", turns, started)
+	// A turn starts when it is taken: the new one after started (not an
+	// hour before), the old one before.
+	if tu, ok := turns["a"]; len(turns) != 1 || !ok || tu.Started.Before(started) {
+		t.Errorf("turns %+v: want a's new turn only, started after %s", turns, started)
 	}
 }

@@ -74,6 +74,9 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 			return err
 		}
 		if v.Go {
+			// The turn starts now, not when the host began to wait: a
+			// long wait in the queue is not a long turn.
+			t.Started = time.Now().UTC()
 			err = s.takeTurn(svc, host, readyPath, t, st)
 			if errors.Is(err, errStaleTurn) || errors.Is(err, errControlChanged) {
 				continue
