@@ -49,15 +49,18 @@ var ErrLeftQueue = errors.New("roll: no longer in the ready queue")
 // node: ZooKeeper cannot remove a watch, and a watch left on a node that
 // changes with every turn would wake a host that has moved on.
 func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Turn) error {
-	if err := s.awaitFront(ctx, svc, host, readyPath); err != nil {
+	pre, err := s.awaitFront(ctx, svc, host, readyPath)
+	if err != nil {
 		return err
 	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		st, err := s.turnState(svc, host)
-		if err != nil {
+		var st TurnState
+		if pre != nil {
+			st, pre = *pre, nil // read with the last look at the queue
+		} else if st, err = s.turnState(svc, host); err != nil {
 			return err
 		}
 		if err := s.protocolTooOld(st.MinProtocol); err != nil {
@@ -83,28 +86,39 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 			}
 			return err
 		}
-		watches, changed, err := s.watchBlocker(svc, st, v.on)
+		var (
+			watches []<-chan zk.Event
+			changed bool
+			queued  bool
+			mine    <-chan zk.Event
+		)
+		err = parallel(
+			func() (err error) { watches, changed, err = s.watchBlocker(svc, st, v.on); return err },
+			func() (err error) {
+				if queued, _, mine, err = s.conn.ExistsW(readyPath); err != nil {
+					return fmt.Errorf("roll: watch %s: %w", readyPath, err)
+				}
+				return nil
+			})
 		if err != nil {
 			return err
+		}
+		if !queued {
+			return ErrLeftQueue
 		}
 		if changed {
 			continue // it changed between the read and the watch
 		}
-		ok, _, ch, err := s.conn.ExistsW(readyPath)
-		if err != nil {
-			return fmt.Errorf("roll: watch %s: %w", readyPath, err)
-		}
-		if !ok {
-			return ErrLeftQueue
-		}
-		if err := waitAnyOrTimeout(ctx, recheck(v.on, st), append(watches, ch)...); err != nil {
+		if err := waitAnyOrTimeout(ctx, recheck(v.on, st), append(watches, mine)...); err != nil {
 			return err
 		}
 	}
 }
 
-// awaitFront returns once the host's ready node is the first of the queue.
-func (s *Store) awaitFront(ctx context.Context, svc, host, readyPath string) error {
+// awaitFront returns once the host's ready node is the first of the queue,
+// with the turn's state when it was read together with the last look at
+// the queue (nil: not read).
+func (s *Store) awaitFront(ctx context.Context, svc, host, readyPath string) (*TurnState, error) {
 	if isTicket(readyPath) {
 		return s.awaitTicket(ctx, svc, host, readyPath)
 	}
@@ -112,30 +126,30 @@ func (s *Store) awaitFront(ctx context.Context, svc, host, readyPath string) err
 	dir := s.Tree.readyDir(svc)
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		names, _, err := s.conn.Children(dir)
 		if errors.Is(err, zk.ErrNoNode) {
-			return ErrLeftQueue
+			return nil, ErrLeftQueue
 		}
 		if err != nil {
-			return fmt.Errorf("roll: list %s: %w", dir, err)
+			return nil, fmt.Errorf("roll: list %s: %w", dir, err)
 		}
 		queue := sortReady(names)
 		idx := slices.IndexFunc(queue, func(e ReadyEntry) bool { return e.Name == readyName })
 		switch {
 		case idx < 0:
-			return ErrLeftQueue
+			return nil, ErrLeftQueue
 		case idx == 0:
-			return nil
+			return nil, nil
 		}
 		ok, _, ch, err := s.conn.ExistsW(s.Tree.readyNode(svc, queue[idx-1].Name))
 		if err != nil {
-			return fmt.Errorf("roll: watch the predecessor: %w", err)
+			return nil, fmt.Errorf("roll: watch the predecessor: %w", err)
 		}
 		if ok {
 			if err := waitAny(ctx, ch); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}

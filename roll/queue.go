@@ -262,19 +262,19 @@ func (s *Store) findTicket(svc string, from int32) (string, error) {
 // awaitTicket returns once host's ticket at readyPath is the front of svc's
 // ready queue. It watches only its predecessor, and reads the queue's head
 // when the predecessor goes, to tell a turn taken from a host that left.
-func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) error {
+func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) (*TurnState, error) {
 	mine, _ := parseTicket(path.Base(readyPath))
 	head, _, err := s.queueHead(svc)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	below := mine - 1
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		if below <= head.Admitted {
-			return nil
+			return nil, nil
 		}
 		p := s.Tree.readyNode(svc, ticketName(below))
 		// A data watch on a ticket that does not exist is not set: the
@@ -285,7 +285,7 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) er
 			below--
 			continue
 		case err != nil:
-			return fmt.Errorf("roll: watch the predecessor %s: %w", p, err)
+			return nil, fmt.Errorf("roll: watch the predecessor %s: %w", p, err)
 		case ticketOf(p, data) == host:
 			// A ticket of this host ahead of its own: a join of this
 			// session whose answer was lost, or one of an earlier session
@@ -294,26 +294,37 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) er
 			// its host, so it is found here). It goes; the host would
 			// wait behind itself.
 			if err := s.deleteOwned(p, stat.EphemeralOwner); err != nil {
-				return err
+				return nil, err
 			}
 			continue
 		}
 		if err := waitAny(ctx, ch); err != nil {
-			return err
+			return nil, err
 		}
 		// The predecessor is gone (its ticket is never used again): did it
-		// take its turn, or leave? And is this host still queued?
-		var ok bool
+		// take its turn, or leave? And is this host still queued? Most
+		// often it took its turn and this host is the front now: the
+		// turn's state is read in the same round trip, so that the turns
+		// are handed over after one round trip, not two.
+		var (
+			ok    bool
+			st    TurnState
+			stErr error
+		)
 		err = parallel(
 			func() (err error) { head, _, err = s.queueHead(svc); return err },
-			s.exists(readyPath, &ok))
+			s.exists(readyPath, &ok),
+			func() error { st, stErr = s.turnState(svc, host); return nil })
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if !ok {
-			return ErrLeftQueue
+			return nil, ErrLeftQueue
 		}
 		below--
+		if below <= head.Admitted && stErr == nil {
+			return &st, nil
+		}
 	}
 }
 
