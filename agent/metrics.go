@@ -225,6 +225,14 @@ func (g *sessionGauge) set(up bool) {
 
 func seconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
 
+// MetricsHandler serves the agent's metrics, as /metrics does; the fleet
+// simulator scrapes its hosts through it.
+func (a *Agent) MetricsHandler() http.Handler { return a.metrics.handler() }
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
 // serve serves /metrics on listen until the returned server is closed.
 func (m *metrics) serve(listen string) (*http.Server, net.Addr, error) {
 	ln, err := net.Listen("tcp", listen)
@@ -232,7 +240,7 @@ func (m *metrics) serve(listen string) (*http.Server, net.Addr, error) {
 		return nil, nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.Handle("/metrics", m.handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }() // ends with ErrServerClosed
 

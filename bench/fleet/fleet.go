@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -30,6 +32,7 @@ import (
 	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/service"
 	"github.com/dcroll/dcroll/state"
+	"github.com/dcroll/dcroll/web"
 )
 
 // options are one simulation's parameters.
@@ -45,6 +48,7 @@ type options struct {
 	heap           string        // each ZooKeeper JVM's -Xmx
 	observers      int           // observers next to the 3 voters; the hosts use only them
 	restart        bool          // restart the ensemble instead of rolling out (restart.go)
+	observe        bool          // during the rollout, the status page reads and every host is scraped
 	timeout        time.Duration // the rollout's limit
 }
 
@@ -76,6 +80,11 @@ type result struct {
 	statusTime  time.Duration
 	statusBytes int
 	statusLines int
+
+	// With observe: the status page's readings of the summary and the
+	// requests they made, and the scrapes of the hosts' metrics.
+	pageReads, pageRequests int64
+	scrapes, scrapeBytes    int64
 
 	heapPerHost int64 // bytes of Go heap in use per simulated host
 	rssPerHost  int64 // bytes of this process's resident memory per simulated host
@@ -154,6 +163,7 @@ type sim struct {
 	watching   bool           // guarded by mu: minServing is being kept
 	versions   map[string]int // guarded by mu: hosts per running version
 	fakes      map[string]*fake
+	agents     []*agent.Agent // every host's, for its metrics
 
 	// obs is the simulator's own connection, for what it observes; ops
 	// counts its requests, which are taken out of the servers' counts.
@@ -287,6 +297,18 @@ func simulate(ctx context.Context, t testing.TB, o options, log io.Writer) (resu
 	turns := &turnWatch{}
 	go func() { defer bg.Done(); s.watchTurns(rctx, turns) }()
 	go func() { defer bg.Done(); r.peakWatches = s.sampleWatches(rctx) }()
+	if o.observe {
+		bg.Add(2)
+		page := rolltest.Open(t, s.zkc, root)
+		srv := web.New(page, time.Second, hclog.NewNullLogger())
+		go func() {
+			defer bg.Done()
+			ops0 := page.Ops()
+			srv.Run(rctx)
+			r.pageReads, r.pageRequests = int64(srv.Reads()), page.Ops()-ops0
+		}()
+		go func() { defer bg.Done(); r.scrapes, r.scrapeBytes = s.scrape(rctx, 5*time.Second) }()
+	}
 	err = s.awaitRolledOut(ctx, o.timeout)
 	r.wall = time.Since(t0)
 	rstop()
@@ -330,6 +352,26 @@ func simulate(ctx context.Context, t testing.TB, o options, log io.Writer) (resu
 	return r, nil
 }
 
+// scrape reads every host's metrics every interval, as Prometheus would,
+// until ctx ends, and counts the scrapes and their bytes.
+func (s *sim) scrape(ctx context.Context, interval time.Duration) (scrapes, size int64) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return scrapes, size
+		case <-t.C:
+		}
+		for _, a := range s.agents {
+			rec := httptest.NewRecorder()
+			a.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+			scrapes++
+			size += int64(rec.Body.Len())
+		}
+	}
+}
+
 // startFleet starts the ensemble, seeds the data center and brings the
 // hosts online, a batch at a time, each batch online before the next. It
 // records in r how long that took and what a host costs in memory.
@@ -370,6 +412,7 @@ deadline = "10m"
 		if err != nil {
 			return nil, err
 		}
+		s.agents = append(s.agents, a)
 		agents.Add(1)
 		go func() { defer agents.Done(); _ = a.Run(ctx) }()
 		if (i+1)%o.batch == 0 || i+1 == o.hosts {

@@ -12,6 +12,11 @@
 //
 //	go run ./bench/fleet --hosts 100,1000 [--max-parallel 5] [--quorum 90]
 //
+// With --observe the rollout is watched as operators would: the status
+// page's reader (`dcroll status --serve`) reads the summary at each change,
+// at most once a second, and every host's metrics are scraped every 5 s;
+// the table then says what the page's readings cost.
+//
 // With --restart-ensemble it rolls nothing out: once every host is online
 // and idle it restarts the voting servers one by one, the leader first, and
 // counts the sessions that expired, the hosts that left /current and when
@@ -72,6 +77,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.StringVar(&o.heap, "heap", "2g", "each ZooKeeper server's maximum heap (java -Xmx)")
 	fs.DurationVar(&o.timeout, "timeout", 30*time.Minute, "the limit of each rollout")
 	fs.IntVar(&o.observers, "observers", 0, "start `K` observers next to the 3 voting servers and point the hosts at them alone")
+	fs.BoolVar(&o.observe, "observe", false, "during the rollout, run the status page's reader (--serve) and scrape every host's metrics every 5 s")
 	fs.BoolVar(&o.restart, "restart-ensemble", false, "instead of a rollout, restart each voting server in turn, the leader first, once the hosts are online and idle")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -201,6 +207,14 @@ func printTable(w io.Writer, rs []result) {
 	row("`status`: time, bytes, lines", func(r result) string {
 		return fmt.Sprintf("%s, %d, %d", ms(r.statusTime), r.statusBytes, r.statusLines)
 	})
+	if slices.ContainsFunc(rs, func(r result) bool { return r.pageReads > 0 }) {
+		row("status page: readings, requests, requests per reading", func(r result) string {
+			return fmt.Sprintf("%d, %d, %.1f", r.pageReads, r.pageRequests, float64(r.pageRequests)/float64(max(r.pageReads, 1)))
+		})
+		row("metrics: scrapes, bytes per scrape", func(r result) string {
+			return fmt.Sprintf("%d, %d", r.scrapes, r.scrapeBytes/max(r.scrapes, 1))
+		})
+	}
 	row("memory per simulated host: Go heap, RSS", func(r result) string {
 		return fmt.Sprintf("%d KiB, %d KiB", r.heapPerHost>>10, r.rssPerHost>>10)
 	})
