@@ -62,6 +62,10 @@ type SwarmConfig struct {
 	// peer: twice the most requests it could add at once, up to the queue
 	// the peer advertises (1024 for dcroll), instead of maxPeerRequests.
 	GrowPipeline bool
+	// ShareFromBack orders the other hosts' pieces of a Share by their
+	// place in their owner's share, last first (backLevel), instead of by
+	// owner (shareLevel).
+	ShareFromBack bool
 }
 
 // Resolver looks up the addresses of a host name, as net.Resolver does.
@@ -386,7 +390,7 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 
 	t.AddPeers(addrs)
 	t.DownloadAll()
-	spreadPieces(t, share)
+	spreadPieces(t, share, s.cfg.ShareFromBack)
 	s.log.Debug("fetching", "torrent", name, "peers", len(peers), "addresses", len(addrs))
 	refreshCtx, stopRefresh := context.WithCancel(ctx)
 	refreshed := make(chan struct{})
@@ -854,14 +858,33 @@ var pieceLevels = []torrent.PiecePriority{
 // host's first, so the hosts trade among themselves from the start. Without
 // one, each piece gets one of the levels at random, and hosts that overlap
 // by chance still trade much.
-func spreadPieces(t *torrent.Torrent, sh Share) {
+func spreadPieces(t *torrent.Torrent, sh Share, fromBack bool) {
 	for i := range t.NumPieces() {
 		level := rand.IntN(len(pieceLevels))
-		if sh.valid() {
+		switch {
+		case sh.valid() && fromBack:
+			level = backLevel(i, t.NumPieces(), sh)
+		case sh.valid():
 			level = shareLevel(i, sh)
 		}
 		t.Piece(i).SetPriority(pieceLevels[level])
 	}
+}
+
+// backLevel is the index in pieceLevels of piece i of n for the host sh:
+// the top one for its own pieces; below it, another host's pieces by their
+// place in that host's share, the last quarter highest. Each owner asks
+// the origin for its share from the front; a host that is done with its own
+// asks for the others' from the back, so the two meet only at the end
+// instead of asking the origin for the same pieces at once.
+func backLevel(i, n int, sh Share) int {
+	top := len(pieceLevels) - 1
+	owner := i % sh.Hosts
+	if owner == sh.Rank {
+		return top
+	}
+	size := (n - owner + sh.Hosts - 1) / sh.Hosts // pieces in owner's share
+	return (i / sh.Hosts) * top / size
 }
 
 // shareLevel is the index in pieceLevels of piece i for the host sh: the top

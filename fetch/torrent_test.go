@@ -337,6 +337,28 @@ func TestNewSwarmRejects(t *testing.T) {
 	}
 }
 
+func TestBackLevel(t *testing.T) {
+	top := len(pieceLevels) - 1
+	for hosts := 2; hosts <= 12; hosts++ {
+		for n := 1; n <= 5*hosts; n++ {
+			for r := range hosts {
+				sh := Share{Rank: r, Hosts: hosts}
+				for i := range n {
+					l := backLevel(i, n, sh)
+					if l < 0 || l > top || (l == top) != (i%hosts == r) {
+						t.Fatalf("hosts %d rank %d piece %d of %d: level %d", hosts, r, i, n, l)
+					}
+					// Within another host's share, later pieces come no
+					// later.
+					if j := i + hosts; j < n && i%hosts != r && backLevel(j, n, sh) < l {
+						t.Errorf("hosts %d rank %d: piece %d at level %d, below piece %d", hosts, r, j, backLevel(j, n, sh), i)
+					}
+				}
+			}
+		}
+	}
+}
+
 func TestShareLevel(t *testing.T) {
 	top := len(pieceLevels) - 1
 	for n := 2; n <= 12; n++ {

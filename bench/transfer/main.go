@@ -70,17 +70,18 @@ type variant struct {
 	fileIO    string // the storage's file I/O: classic (dcroll's) or mmap
 	dropCache bool   // fetch.SwarmConfig.DropCache
 	grow      bool   // fetch.SwarmConfig.GrowPipeline
+	back      bool   // fetch.SwarmConfig.ShareFromBack
 }
 
 // parseVariants reads a comma-separated list of classic or mmap, each
-// optionally followed by +dontneed, +grow or both.
+// optionally followed by +dontneed, +grow or +back.
 func parseVariants(s string) ([]variant, error) {
 	var vs []variant
 	for name := range strings.SplitSeq(s, ",") {
 		parts := strings.Split(name, "+")
 		v := variant{name: name, fileIO: parts[0]}
 		if v.fileIO != "classic" && v.fileIO != "mmap" {
-			return nil, fmt.Errorf("--variants: %q: want classic or mmap, optionally +dontneed or +grow", name)
+			return nil, fmt.Errorf("--variants: %q: want classic or mmap, optionally +dontneed, +grow or +back", name)
 		}
 		for _, opt := range parts[1:] {
 			switch opt {
@@ -88,8 +89,10 @@ func parseVariants(s string) ([]variant, error) {
 				v.dropCache = true
 			case "grow":
 				v.grow = true
+			case "back":
+				v.back = true
 			default:
-				return nil, fmt.Errorf("--variants: %q: unknown option %q; want +dontneed or +grow", name, opt)
+				return nil, fmt.Errorf("--variants: %q: unknown option %q; want +dontneed, +grow or +back", name, opt)
 			}
 		}
 		vs = append(vs, v)
@@ -108,7 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	tmp := fs.String("tmp", "", "directory for the run's temp dir (default: the system temp dir)")
 	logLevel := fs.String("log-level", "error", "log level of the BitTorrent hosts, on stderr")
 	noHTTP := fs.Bool("no-http", false, "skip the HTTP case (it takes about hosts × size / rate)")
-	variants := fs.String("variants", "classic", "BitTorrent runs, one after the other: classic (pread/pwrite, what dcroll uses) or mmap file I/O, each optionally +dontneed (drop the copy from the page cache once verified) and +grow (the library's growing request pipeline)")
+	variants := fs.String("variants", "classic", "BitTorrent runs, one after the other: classic (pread/pwrite, what dcroll uses) or mmap file I/O, each optionally +dontneed (drop the copy from the page cache once verified) +grow (the library's growing request pipeline) and +back (other hosts' shares taken from the back)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./bench/transfer [flags]\n\n"+
 			"Times delivering one artifact to --hosts hosts over BitTorrent and over HTTP\n"+

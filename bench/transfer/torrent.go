@@ -94,6 +94,9 @@ func runTorrent(ctx context.Context, cfg config, v variant, dir, src string, a f
 	if v.grow {
 		common = append(common, "--grow-pipeline")
 	}
+	if v.back {
+		common = append(common, "--share-from-back")
+	}
 	stderr = &syncWriter{w: stderr}
 	hosts := make([]*host, 0, cfg.hosts+1) // hosts[0] is the seeder
 	defer func() {
@@ -330,6 +333,7 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	fetchers := fs.Int("fetchers", 0, "how many fetchers start at once")
 	dropCache := fs.Bool("drop-cache", false, "drop a fetched copy from the page cache once verified")
 	grow := fs.Bool("grow-pipeline", false, "let the library grow the request pipeline")
+	back := fs.Bool("share-from-back", false, "take the other hosts' shares from the back")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -348,11 +352,12 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	ih := m.HashInfoBytes().HexString()
 
 	cfg := fetch.SwarmConfig{
-		DataDir:      filepath.Join(*dir, "data"),
-		Listen:       "127.0.0.1:0",
-		UploadRate:   *rateCap,
-		DropCache:    *dropCache,
-		GrowPipeline: *grow,
+		DataDir:       filepath.Join(*dir, "data"),
+		Listen:        "127.0.0.1:0",
+		UploadRate:    *rateCap,
+		DropCache:     *dropCache,
+		GrowPipeline:  *grow,
+		ShareFromBack: *back,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:   name,
 			Level:  hclog.LevelFromString(*logLevel),
