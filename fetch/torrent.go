@@ -66,6 +66,10 @@ type SwarmConfig struct {
 	// place in their owner's share, last first (backLevel), instead of by
 	// owner (shareLevel).
 	ShareFromBack bool
+	// SyncEachPiece lets the library fsync the download each time a piece
+	// passes its hash check, as it does by default; without it the file is
+	// synced once, verified, before it is installed (noPieceSync).
+	SyncEachPiece bool
 }
 
 // Resolver looks up the addresses of a host name, as net.Resolver does.
@@ -166,6 +170,9 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	cc.Slogger = slogger
 	cc.Bep20 = PeerIDPrefix
 	cc.DefaultStorage = store
+	if !cfg.SyncEachPiece {
+		cc.DefaultStorage = noPieceSync{store}
+	}
 	cc.ListenHost = func(string) string { return host }
 	cc.ListenPort = int(port)
 	cc.NoDHT = true

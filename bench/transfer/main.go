@@ -71,17 +71,18 @@ type variant struct {
 	dropCache bool   // fetch.SwarmConfig.DropCache
 	grow      bool   // fetch.SwarmConfig.GrowPipeline
 	back      bool   // fetch.SwarmConfig.ShareFromBack
+	pieceSync bool   // fetch.SwarmConfig.SyncEachPiece
 }
 
 // parseVariants reads a comma-separated list of classic or mmap, each
-// optionally followed by +dontneed, +grow or +back.
+// optionally followed by +dontneed, +grow, +back or +piecesync.
 func parseVariants(s string) ([]variant, error) {
 	var vs []variant
 	for name := range strings.SplitSeq(s, ",") {
 		parts := strings.Split(name, "+")
 		v := variant{name: name, fileIO: parts[0]}
 		if v.fileIO != "classic" && v.fileIO != "mmap" {
-			return nil, fmt.Errorf("--variants: %q: want classic or mmap, optionally +dontneed, +grow or +back", name)
+			return nil, fmt.Errorf("--variants: %q: want classic or mmap, optionally +dontneed, +grow, +back or +piecesync", name)
 		}
 		for _, opt := range parts[1:] {
 			switch opt {
@@ -91,8 +92,10 @@ func parseVariants(s string) ([]variant, error) {
 				v.grow = true
 			case "back":
 				v.back = true
+			case "piecesync":
+				v.pieceSync = true
 			default:
-				return nil, fmt.Errorf("--variants: %q: unknown option %q; want +dontneed, +grow or +back", name, opt)
+				return nil, fmt.Errorf("--variants: %q: unknown option %q; want +dontneed, +grow, +back or +piecesync", name, opt)
 			}
 		}
 		vs = append(vs, v)
@@ -111,7 +114,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	tmp := fs.String("tmp", "", "directory for the run's temp dir (default: the system temp dir)")
 	logLevel := fs.String("log-level", "error", "log level of the BitTorrent hosts, on stderr")
 	noHTTP := fs.Bool("no-http", false, "skip the HTTP case (it takes about hosts × size / rate)")
-	variants := fs.String("variants", "classic", "BitTorrent runs, one after the other: classic (pread/pwrite, what dcroll uses) or mmap file I/O, each optionally +dontneed (drop the copy from the page cache once verified) +grow (the library's growing request pipeline) and +back (other hosts' shares taken from the back)")
+	variants := fs.String("variants", "classic", "BitTorrent runs, one after the other: classic (pread/pwrite, what dcroll uses) or mmap file I/O, each optionally +dontneed (drop the copy from the page cache once verified) +grow (the library's growing request pipeline) +back (other hosts' shares taken from the back) and +piecesync (fsync after every verified piece, the library's default)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./bench/transfer [flags]\n\n"+
 			"Times delivering one artifact to --hosts hosts over BitTorrent and over HTTP\n"+

@@ -97,6 +97,9 @@ func runTorrent(ctx context.Context, cfg config, v variant, dir, src string, a f
 	if v.back {
 		common = append(common, "--share-from-back")
 	}
+	if v.pieceSync {
+		common = append(common, "--sync-each-piece")
+	}
 	stderr = &syncWriter{w: stderr}
 	hosts := make([]*host, 0, cfg.hosts+1) // hosts[0] is the seeder
 	defer func() {
@@ -334,6 +337,7 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	dropCache := fs.Bool("drop-cache", false, "drop a fetched copy from the page cache once verified")
 	grow := fs.Bool("grow-pipeline", false, "let the library grow the request pipeline")
 	back := fs.Bool("share-from-back", false, "take the other hosts' shares from the back")
+	pieceSync := fs.Bool("sync-each-piece", false, "fsync after every verified piece")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -358,6 +362,7 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		DropCache:     *dropCache,
 		GrowPipeline:  *grow,
 		ShareFromBack: *back,
+		SyncEachPiece: *pieceSync,
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:   name,
 			Level:  hclog.LevelFromString(*logLevel),
