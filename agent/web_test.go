@@ -169,4 +169,20 @@ func TestIntegration_StatusPageInABrowser(t *testing.T) {
 		return s == strings.Join(strings.Fields(fmt.Sprintf("%s on v3: %s", failure.Host, failure.Reason)), " ")
 	}, "the halt and its reason")
 	seen(`tr[data-service="web"] td.roll`, func(s string) bool { return s == "halted" }, "halted")
+
+	// The same reading, as the fleet's metrics.
+	resp, err := http.Get(url + "metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`dcroll_fleet_service_halted{service="web"} 1`, `dcroll_fleet_service_staged_info{service="web",version="v3"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("the page's /metrics lacks %s:\n%s", want, body)
+		}
+	}
 }

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dcroll/dcroll/internal/clock"
 	"github.com/dcroll/dcroll/roll"
@@ -145,7 +147,8 @@ func (s *Server) snapshot() (view, []byte, <-chan struct{}) {
 }
 
 // Handler serves the page (/), its live updates (/events), the summary as
-// JSON (/summary.json) and the embedded assets. It answers GET and HEAD
+// JSON (/summary.json), the fleet's counts as Prometheus metrics
+// (/metrics, metrics.go) and the embedded assets. It answers GET and HEAD
 // alone: the page is read-only.
 func (s *Server) Handler() http.Handler {
 	static, _ := fs.Sub(assets, "assets")
@@ -154,6 +157,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.servePage)
 	mux.HandleFunc("GET /events", s.serveEvents)
 	mux.HandleFunc("GET /summary.json", s.serveJSON)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(fleetCollector{s})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.Handle("GET /style.css", files)
 	mux.Handle("GET /app.js", files)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	promtest "github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/dcroll/dcroll/roll"
 )
 
@@ -81,5 +84,42 @@ func TestHandlerRefusesWrites(t *testing.T) {
 	s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/app.js", nil))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "EventSource") {
 		t.Errorf("GET /app.js: %d", rec.Code)
+	}
+}
+
+// The fleet's metrics come from the last reading, named by Prometheus'
+// conventions.
+func TestFleetMetrics(t *testing.T) {
+	s := &Server{changed: make(chan struct{}), cur: view{Root: "/dc", Sum: &roll.FleetSummary{
+		Time: time.Now(), Deploy: roll.DeployStatus{Steps: []roll.StepStatus{{Name: "step-1", Services: []string{"web"}}}},
+		Services: []roll.ServiceSummary{{
+			Name: "web", Members: 3, Online: 3, Versions: map[string]int{"v1": 2, "v2": 1}, Staged: "v2", Ready: 1,
+			Upgrading: []string{"h3"}, Halted: &roll.Failure{Host: "h1", Version: "v2", Reason: "x"},
+		}},
+	}}}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(fleetCollector{s})
+	problems, err := promtest.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	want := `
+# HELP dcroll_fleet_service_halted Whether the service is halted by a failed switch (1) or not (0).
+# TYPE dcroll_fleet_service_halted gauge
+dcroll_fleet_service_halted{service="web"} 1
+# HELP dcroll_fleet_service_version_hosts Online hosts of the service per version.
+# TYPE dcroll_fleet_service_version_hosts gauge
+dcroll_fleet_service_version_hosts{service="web",version="v1"} 2
+dcroll_fleet_service_version_hosts{service="web",version="v2"} 1
+# HELP dcroll_fleet_service_staged_info The service's staged release: 1, labelled with its version.
+# TYPE dcroll_fleet_service_staged_info gauge
+dcroll_fleet_service_staged_info{service="web",version="v2"} 1
+`
+	if err := promtest.GatherAndCompare(reg, strings.NewReader(want),
+		"dcroll_fleet_service_halted", "dcroll_fleet_service_version_hosts", "dcroll_fleet_service_staged_info"); err != nil {
+		t.Fatal(err)
 	}
 }
