@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -16,30 +15,13 @@ import (
 	"github.com/dcroll/dcroll/roll"
 )
 
-// lockedBuffer is a buffer a process writes while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// watchEvents runs `dcroll status --watch --json` as a process of its own
-// and returns what decodes the events it printed so far.
-func (f *fleet) watchEvents() func() []roll.Event {
+// background runs dcroll with args against the fleet's data center, a
+// process of its own until the test ends, and returns its stdout; its
+// stderr shows if the test fails.
+func (f *fleet) background(args ...string) *testutil.Buffer {
 	f.t.Helper()
-	cmd := exec.Command(dcrollBin, "--zk", f.zkc.ConnString(), "--root", "/dc", "status", "--watch", "--json", "--interval", "100ms")
-	out, errOut := &lockedBuffer{}, &lockedBuffer{}
+	cmd := exec.Command(dcrollBin, append([]string{"--zk", f.zkc.ConnString(), "--root", "/dc"}, args...)...)
+	out, errOut := &testutil.Buffer{}, &testutil.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, errOut
 	if err := cmd.Start(); err != nil {
 		f.t.Fatal(err)
@@ -48,9 +30,17 @@ func (f *fleet) watchEvents() func() []roll.Event {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
 		_ = cmd.Wait()
 		if f.t.Failed() {
-			f.t.Logf("status --watch --json:\n%s\nstderr:\n%s", out, errOut)
+			f.t.Logf("dcroll %s:\n%s\nstderr:\n%s", strings.Join(args, " "), out, errOut)
 		}
 	})
+	return out
+}
+
+// watchEvents runs `dcroll status --watch --json` and returns what decodes
+// the events it printed so far.
+func (f *fleet) watchEvents() func() []roll.Event {
+	f.t.Helper()
+	out := f.background("status", "--watch", "--json", "--interval", "100ms")
 	return func() []roll.Event {
 		var evs []roll.Event
 		for _, line := range strings.Split(out.String(), "\n") {

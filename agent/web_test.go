@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -56,19 +55,7 @@ func browser(t *testing.T) context.Context {
 func (f *fleet) servePage() string {
 	f.t.Helper()
 	addr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(f.t))
-	cmd := exec.Command(dcrollBin, "--zk", f.zkc.ConnString(), "--root", "/dc", "status", "--serve", addr, "--interval", "100ms")
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		f.t.Fatal(err)
-	}
-	f.t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
-		if f.t.Failed() {
-			f.t.Logf("status --serve:\n%s", out)
-		}
-	})
+	f.background("status", "--serve", addr, "--interval", "100ms")
 	url := "http://" + addr + "/"
 	testutil.Eventually(f.t, 30*time.Second, func() error {
 		resp, err := http.Get(url)

@@ -9,13 +9,13 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/go-zookeeper/zk"
 
 	"github.com/dcroll/dcroll/internal/rolltest"
+	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/modes"
 	"github.com/dcroll/dcroll/roll"
@@ -86,22 +86,7 @@ func configFile(t testing.TB, text string) string {
 
 // syncBuffer is a bytes.Buffer that a running mode may write while the test
 // reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = testutil.Buffer
 
 // openStore connects a store of its own to the test ZooKeeper, to build and
 // inspect trees behind dcroll's back.
