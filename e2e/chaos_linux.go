@@ -286,7 +286,7 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 		}
 		// Listening on every address and advertising this machine's name,
 		// stage's defaults: the hosts resolve the name to the bridge.
-		args := []string{"stage", "--timeout", "5m"}
+		args := []string{"stage", "--timeout", "5m", "--sign-key", c.DC.SignKey}
 		if replace {
 			args = append(args, "--replace")
 		}
@@ -310,6 +310,9 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 		for {
 			m, err := c.DC.Store.Manifest(svc)
 			if err == nil && m.Version == version {
+				if len(m.Signatures) == 0 {
+					return procs, fmt.Errorf("stage %s %s: the manifest is not signed", svc, version)
+				}
 				break
 			}
 			// A stage that failed before its manifest was written (it

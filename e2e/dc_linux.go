@@ -71,6 +71,10 @@ type DC struct {
 	Policies roll.Catalog
 
 	opConfig string // the operator's config file
+	// SignKey is the release key, as dcroll keygen writes it: stage signs
+	// with it, and every host trusts its public half (trustKey).
+	SignKey  string
+	trustKey string
 	zkAddrs  []string
 	zkNames  []string // zkAddrs as the hosts know them, by name
 }
@@ -151,6 +155,17 @@ func NewDC(t testing.TB, exe string, n int) *DC {
 		t.Fatal(err)
 	}
 	t.Cleanup(dc.Store.Close)
+	// Releases are signed, as in production: the hosts run only what the
+	// release key signed.
+	dc.SignKey = filepath.Join(dc.Dir, "release.key")
+	if out, err := dc.Operator("keygen", dc.SignKey); err != nil {
+		t.Fatalf("keygen: %v\n%s", err, out)
+	}
+	pub, err := os.ReadFile(dc.SignKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.trustKey = strings.TrimSpace(string(pub))
 	seed := filepath.Join(dc.Dir, "seed.toml")
 	if err := os.WriteFile(seed, []byte(Catalog), 0o644); err != nil {
 		t.Fatal(err)
@@ -223,6 +238,7 @@ func (h *Host) layout() error {
 		LogLevel:       "debug",
 		Exe:            h.dc.Exe,
 		HealthInterval: healthInterval,
+		TrustKeys:      []string{h.dc.trustKey},
 	}
 	for _, svc := range Services {
 		conf.Services = append(conf.Services, agentconf.Service{Name: svc, Addr: fmt.Sprintf("%s:%d", a, servicePort[svc])})
