@@ -11,7 +11,8 @@
 // with the JVM's output) and its own free ports on 127.0.0.1 (EnsembleAt
 // puts each server on an address of its own instead). EnsembleObservers adds
 // observers: servers that serve clients and forward their writes but do not
-// vote. Everything is
+// vote. StandaloneTLS serves clients over TLS only, with certificates of a
+// PKI made for the test (NewPKI) and x509 authentication. Everything is
 // killed when the test ends, whether it passed or not. If ZooKeeper or Java
 // is not installed the test is skipped. The jar defaults to the one of the
 // Debian package (/usr/share/java/zookeeper.jar); the environment variable
