@@ -515,6 +515,36 @@ func sameFile(t *testing.T, a, b string) bool {
 	return err == nil && os.SameFile(fa, fb)
 }
 
+// oneFetch is a release that one swarm seeds for another to fetch into its
+// DataDir, data, and install at dst.
+type oneFetch struct {
+	path, ih, data, dst string
+	a                   Artifact
+	mi                  []byte
+	seeder, fetcher     *Swarm
+}
+
+// newOneFetch writes a release of size bytes and starts its seeder, with
+// seederCfg, and a fetcher.
+func newOneFetch(t *testing.T, size int, seederCfg SwarmConfig) *oneFetch {
+	t.Helper()
+	f := &oneFetch{data: t.TempDir(), dst: filepath.Join(t.TempDir(), "web.artifact")}
+	f.path, f.a, f.mi, f.ih = release(t, size)
+	f.seeder = newTestSwarm(t, "seeder", "127.0.0.1:0", seederCfg)
+	if err := f.seeder.Seed(f.mi, f.path); err != nil {
+		t.Fatal(err)
+	}
+	f.fetcher = newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{DataDir: f.data})
+	return f
+}
+
+// run fetches the release from the seeder, within 30 seconds.
+func (f *oneFetch) run() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return f.fetcher.Fetch(ctx, f.a, f.mi, []string{f.seeder.Addr()}, f.dst, Share{})
+}
+
 // TestIntegration_SwarmSeedsWhatItFetched checks that a fetched release is
 // seeded by the very torrent that fetched it: not dropped and added again,
 // which would dial every peer anew. The installed artifact and the seeded
@@ -522,22 +552,13 @@ func sameFile(t *testing.T, a, b string) bool {
 // artifact, and a later Swarm seeding the artifact removes a download an
 // earlier one left.
 func TestIntegration_SwarmSeedsWhatItFetched(t *testing.T) {
-	const size = 4 << 20
-	path, a, mi, ih := release(t, size)
-	h, _ := parseInfohash(ih)
 	// A capped seeder makes the fetch last long enough to look at its
 	// torrent while it runs.
-	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{UploadRate: 2 << 20})
-	if err := seeder.Seed(mi, path); err != nil {
-		t.Fatal(err)
-	}
-	data := t.TempDir()
-	fetcher := newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{DataDir: data})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	dst := filepath.Join(t.TempDir(), "web.artifact")
+	f := newOneFetch(t, 4<<20, SwarmConfig{UploadRate: 2 << 20})
+	fetcher, ih, a, mi, data, dst := f.fetcher, f.ih, f.a, f.mi, f.data, f.dst
+	h, _ := parseInfohash(ih)
 	done := make(chan error, 1)
-	go func() { done <- fetcher.Fetch(ctx, a, mi, []string{seeder.Addr()}, dst, Share{}) }()
+	go func() { done <- f.run() }()
 	torrentOf := func() *torrent.Torrent {
 		fetcher.mu.Lock()
 		defer fetcher.mu.Unlock()
@@ -584,19 +605,11 @@ func TestIntegration_SwarmSeedsWhatItFetched(t *testing.T) {
 // fetched release takes its download out of DataDir, and leaves the
 // installed artifact.
 func TestIntegration_SwarmDropRemovesFinishedDownload(t *testing.T) {
-	path, a, mi, ih := release(t, 1<<20)
-	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{})
-	if err := seeder.Seed(mi, path); err != nil {
+	f := newOneFetch(t, 1<<20, SwarmConfig{})
+	if err := f.run(); err != nil {
 		t.Fatal(err)
 	}
-	data := t.TempDir()
-	fetcher := newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{DataDir: data})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	dst := filepath.Join(t.TempDir(), "web.artifact")
-	if err := fetcher.Fetch(ctx, a, mi, []string{seeder.Addr()}, dst, Share{}); err != nil {
-		t.Fatal(err)
-	}
+	fetcher, ih, a, data, dst := f.fetcher, f.ih, f.a, f.data, f.dst
 	fetcher.Drop(ih)
 	if ents, _ := os.ReadDir(data); len(ents) != 1 || ents[0].Name() != ".torrent.bolt.db" {
 		t.Errorf("DataDir after Drop holds %v, want only the completion db", ents)
@@ -615,20 +628,11 @@ func TestIntegration_SwarmMapsNoFile(t *testing.T) {
 		t.Skip("counts mappings in Linux's /proc")
 	}
 	const size = 4 << 20
-	path, a, mi, ih := release(t, size)
-	seeder := newTestSwarm(t, "seeder", "127.0.0.1:0", SwarmConfig{})
-	if err := seeder.Seed(mi, path); err != nil {
+	f := newOneFetch(t, size, SwarmConfig{})
+	if err := f.run(); err != nil {
 		t.Fatal(err)
 	}
-	data := t.TempDir()
-	fetcher := newTestSwarm(t, "fetcher", "127.0.0.1:0", SwarmConfig{DataDir: data})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out := t.TempDir()
-	dst := filepath.Join(out, "web.artifact")
-	if err := fetcher.Fetch(ctx, a, mi, []string{seeder.Addr()}, dst, Share{}); err != nil {
-		t.Fatal(err)
-	}
+	fetcher, ih, path, data, dst := f.fetcher, f.ih, f.path, f.data, f.dst
 	if read, _, _ := fetcher.Stats(ih); read < size {
 		t.Fatalf("fetcher read %d bytes from its peer, want %d", read, size)
 	}
