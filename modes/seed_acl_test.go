@@ -114,4 +114,12 @@ func TestIntegration_SeedRepairsACLs(t *testing.T) {
 	if err := agent.Stage("db", m, false); !errors.Is(err, zk.ErrNoAuth) {
 		t.Errorf("the agent's credential stages: %v, want zk.ErrNoAuth", err)
 	}
+	if err := agent.AppendSteps([][]string{{"db"}}); !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("the agent's credential orders: %v, want zk.ErrNoAuth", err)
+	}
+	// What ZooKeeper's ACLs cannot stop (docs/PROTOCOL.md): one agent
+	// credential may speak for any host, here a host that is not its own.
+	if err := agent.SetCurrent("db", "someone-else", roll.Current{Version: "v1", Since: time.Now().UTC()}); err != nil {
+		t.Errorf("the agent role cannot write another host's /current node: %v; docs/PROTOCOL.md says it can", err)
+	}
 }
