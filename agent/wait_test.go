@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -169,4 +171,57 @@ func TestIntegration_OrderWaitGatesOnTheDeploy(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// `stage --wait` stages a release as an operator does, serves it, and
+// exits 0 once it has rolled out, which here takes an order.
+func TestIntegration_StageWaitGatesOnTheRollout(t *testing.T) {
+	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "10s"), []string{"web"}, 2)
+	f.startAll()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "VERSION"), []byte("v2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	httpAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	bt := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
+	cmd := exec.Command(dcrollBin, "--zk", f.zkc.ConnString(), "--root", "/dc", "stage", "--wait", "--timeout", "3m",
+		"--listen", httpAddr, "--advertise", httpAddr, "--torrent-listen", bt, "--torrent-advertise", bt, "web", "v2", src)
+	out := &testutil.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	// Every host holds it: stage waits for the rollout, not for the hosts.
+	testutil.Eventually(t, 2*time.Minute, func() error {
+		if !strings.Contains(out.String(), "waiting for web v2 to roll out") {
+			return fmt.Errorf("stage is not waiting for the rollout yet:\n%s", out)
+		}
+		return nil
+	})
+	select {
+	case err := <-exited:
+		t.Fatalf("stage --wait exited (%v) before the release was ordered:\n%s", err, out)
+	default:
+	}
+	f.order([]string{"web"})
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("stage --wait: %v\n%s", err, out)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("stage --wait did not exit after the rollout:\n%s", out)
+	}
+	cur, err := f.admin.CurrentOf("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range f.hosts {
+		if c, ok := cur[h.name]; !ok || c.Version != "v2" {
+			t.Fatalf("stage --wait exited 0 with %s on %+v (online %v):\n%s", h.name, c, ok, out)
+		}
+	}
 }

@@ -92,7 +92,7 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error
 			for _, st := range queue {
 				all = append(all, st.Services...)
 			}
-			return waitRollout(ctx, env, store, all, m.timeout)
+			return waitRollout(ctx, env, store, all, "", m.timeout)
 		}
 		return nil
 	}
@@ -102,7 +102,7 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error
 	if m.wait {
 		defer func() {
 			if err == nil {
-				err = waitRollout(ctx, env, store, slices.Concat(steps...), m.timeout)
+				err = waitRollout(ctx, env, store, slices.Concat(steps...), "", m.timeout)
 			}
 		}()
 	}

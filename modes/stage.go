@@ -39,6 +39,7 @@ type stageMode struct {
 	uploadRate       int64
 	signKey          string
 	signFor          time.Duration
+	wait             bool
 }
 
 func (*stageMode) Synopsis() string {
@@ -58,6 +59,7 @@ func (m *stageMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs.Int64Var(&m.uploadRate, "upload-rate", 0, "cap on the seeder's upload in `bytes/s` (0: none)")
 	fs.StringVar(&m.signKey, "sign-key", "", "sign the release with the private key in `FILE` (dcroll keygen), for hosts with [trust] keys")
 	fs.DurationVar(&m.signFor, "sign-expiry", 7*24*time.Hour, "how long the signature stays good")
+	fs.BoolVar(&m.wait, "wait", false, "then wait until the release has rolled out (exit 0) or halts (exit 1), serving it meanwhile, within --timeout")
 	return fs, "stage [--replace] [--listen ADDR] [--advertise HOST:PORT] [--url URL]... [--timeout D] [--detach] SERVICE VERSION PATH", `
 PATH is a release archive (tar or tar.gz) or a directory, which is packed
 into one. Stage reads an archive to its end first and refuses one that is
@@ -71,6 +73,11 @@ Hosts fetch from each other first, so stage only has to send the release
 about once. Interrupting stage leaves the release staged: hosts that lack
 it fetch it from peers that have it. With --detach the hosts fetch from the
 --url origins only and stage exits at once.
+
+With --wait, stage then goes on serving and follows the rollout, as
+order --wait does: exit 0 once the release runs on every online host and
+no step holds it, 1 if the service halts on it, it is unstaged or
+replaced, or --timeout passes. A first release needs no order.
 
 Stage refuses a version that already runs on every online host, and, unless
 --replace, a staged release of the service that has not finished rolling.
@@ -160,11 +167,18 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	printStaged(env, svc, man)
+	began := time.Now()
 	if m.detach {
 		fmt.Fprintf(env.Stdout, "not serving (--detach): the hosts fetch from the URLs above\n")
+	} else if err := m.serve(ctx, env, store, svc, man, swarm); err != nil {
+		return err
+	}
+	if !m.wait {
 		return nil
 	}
-	return m.serve(ctx, env, store, svc, man, swarm)
+	// Serving on: a host back from an absence may still fetch it.
+	fmt.Fprintf(env.Stdout, "waiting for %s %s to roll out (dcroll order %s, if it is not ordered yet)\n", svc, version, svc)
+	return waitRollout(ctx, env, store, []string{svc}, version, max(m.timeout-time.Since(began), time.Nanosecond))
 }
 
 // parseArgs checks the arguments and the flags that need no other input.

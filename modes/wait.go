@@ -32,7 +32,7 @@ type rollout struct {
 // show every online host on the staged release; it has failed when it
 // halted on the staged release, or when nothing is staged any more (an
 // abort).
-func judgeRollout(sum *roll.FleetSummary, svc string) rollout {
+func judgeRollout(sum *roll.FleetSummary, svc, version string) rollout {
 	i := slices.IndexFunc(sum.Services, func(s roll.ServiceSummary) bool { return s.Name == svc })
 	if i < 0 {
 		return rollout{failed: fmt.Sprintf("%s: no such service any more", svc)}
@@ -43,6 +43,9 @@ func judgeRollout(sum *roll.FleetSummary, svc string) rollout {
 	}
 	if s.Staged == "" {
 		return rollout{failed: fmt.Sprintf("%s: nothing staged any more (aborted?)", svc)}
+	}
+	if version != "" && s.Staged != version {
+		return rollout{failed: fmt.Sprintf("%s %s: replaced by %s", svc, version, s.Staged)}
 	}
 	queued := slices.ContainsFunc(sum.Deploy.Steps, func(st roll.StepStatus) bool { return slices.Contains(st.Services, svc) })
 	on := s.Versions[s.Staged]
@@ -59,9 +62,11 @@ func judgeRollout(sum *roll.FleetSummary, svc string) rollout {
 
 // waitRollout waits until every one of services has rolled out (nil), one
 // halts or is unstaged (errHalted), timeout passes (0: never) or ctx ends.
+// version, if not empty, is the release of the one service waited for:
+// another staged instead fails the wait.
 // It reads the summary through a watch: a constant number of requests per
 // service and per change, and none while nothing changes.
-func waitRollout(ctx context.Context, env *Env, store *roll.Store, services []string, timeout time.Duration) error {
+func waitRollout(ctx context.Context, env *Env, store *roll.Store, services []string, version string, timeout time.Duration) error {
 	if timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("not finished after %s", timeout))
@@ -83,7 +88,7 @@ func waitRollout(ctx context.Context, env *Env, store *roll.Store, services []st
 			done := true
 			var failed []string
 			for _, svc := range services {
-				r := judgeRollout(sum, svc)
+				r := judgeRollout(sum, svc, version)
 				if r.progress != "" && r.progress != shown[svc] {
 					fmt.Fprintln(env.Stdout, r.progress)
 					shown[svc] = r.progress
