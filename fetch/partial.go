@@ -12,7 +12,7 @@ import (
 // RemovePartial stops the download of the torrent with the given hex
 // infohash, if one is in progress, and removes its data from DataDir, so a
 // download that failed or was abandoned holds no disk space. A torrent
-// seeded from a verified artifact is left alone: its data is not in DataDir.
+// that seeds a verified artifact is left alone.
 func (s *Swarm) RemovePartial(infohash string) error {
 	ih, ok := parseInfohash(infohash)
 	if !ok {
@@ -20,8 +20,9 @@ func (s *Swarm) RemovePartial(infohash string) error {
 	}
 	s.mu.Lock()
 	st, active := s.torrents[ih]
+	seeding := active && st.seeding()
 	s.mu.Unlock()
-	if active && st.seeding() {
+	if seeding {
 		return nil
 	}
 	if active {

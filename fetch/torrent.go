@@ -352,7 +352,8 @@ func (s *Swarm) sameFileIn(dir, name, file string) bool {
 
 // Fetch downloads the release a described by mi from peers (host:port, the
 // host a name or an address) into DataDir, verifies its size and sha256
-// against a, moves it to dst and keeps seeding it from there. An interrupted
+// against a, installs it at dst (a hard link of the download where the file
+// system allows, else a move) and keeps seeding it. An interrupted
 // Fetch resumes, in this or a later Swarm with the same DataDir, without
 // fetching verified pieces again. Peers named, none of which resolves, are
 // an ErrNoPeers.
@@ -378,12 +379,13 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 
 	s.mu.Lock()
 	if st, ok := s.torrents[ih]; ok {
+		seeding, file := st.seeding(), st.file // set by a Fetch, under mu
 		s.mu.Unlock()
-		if !st.seeding() {
+		if !seeding {
 			return fmt.Errorf("fetch %s: already being fetched", name)
 		}
 		// Already seeding it from a verified file: copy that.
-		return copyFile(a, st.file, dst, name)
+		return copyFile(a, file, dst, name)
 	}
 	// The completion database can only be trusted about a file that is
 	// there; a previous Fetch moved it away, or someone removed it.
@@ -538,8 +540,8 @@ func moveVerified(a Artifact, data, dst, name string, dropCache bool) error {
 		return fmt.Errorf("fetch %s: sync: %w", name, err)
 	}
 	if dropCache {
-		// Only clean pages are dropped, hence after the sync. Advice the
-		// kernel does not take costs nothing but the pages it leaves.
+		// Only clean pages can be dropped, hence after the sync; the
+		// advice is best effort.
 		_ = unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED)
 	}
 	if err := os.Rename(data, dst); err == nil {
@@ -620,6 +622,7 @@ func (s *Swarm) Drop(infohash string) {
 	s.mu.Lock()
 	st, ok := s.torrents[ih]
 	delete(s.torrents, ih)
+	linked := ok && st.linked
 	s.mu.Unlock()
 	if !ok {
 		return
@@ -629,7 +632,7 @@ func (s *Swarm) Drop(infohash string) {
 	if st.seed != nil {
 		st.seed.Close()
 	}
-	if st.linked {
+	if linked {
 		s.removeLinked(ih, st.t.NumPieces())
 	}
 }
