@@ -227,6 +227,8 @@ type reconnectDialer struct {
 	dialed    atomic.Bool   // the first attempt was made
 	quit      chan struct{} // closed by close: the store is closing
 	closeOnce sync.Once
+
+	lastErr atomic.Pointer[error] // the last attempt's error; nil after a success
 }
 
 func newReconnectDialer(spread time.Duration) *reconnectDialer {
@@ -245,7 +247,23 @@ func (d *reconnectDialer) dial(network, address string, timeout time.Duration) (
 		return nil, errClosing
 	default:
 	}
-	return d.dialer(network, address, timeout)
+	c, err := d.dialer(network, address, timeout)
+	if err != nil {
+		d.lastErr.Store(&err)
+	} else {
+		d.lastErr.Store(nil)
+	}
+	return c, err
+}
+
+// failure is the last connection attempt's error, or nil: what an operator
+// needs to see when no session comes (a refused port, a certificate the CA
+// did not sign).
+func (d *reconnectDialer) failure() error {
+	if p := d.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // tlsDialer dials a server's secure client port: the connection it returns
@@ -326,7 +344,11 @@ func Open(ctx context.Context, cfg config.ZooKeeper, log hclog.Logger, wait time
 		return nil, err
 	}
 	if err := awaitSession(ctx, events, wait); err != nil {
+		last := store.dialer.failure()
 		store.Close()
+		if last != nil {
+			return nil, fmt.Errorf("%w (servers %s; last connection attempt: %v)", err, strings.Join(cfg.Servers, ","), last)
+		}
 		return nil, fmt.Errorf("%w (servers %s)", err, strings.Join(cfg.Servers, ","))
 	}
 	if err := store.Authenticate(); err != nil {

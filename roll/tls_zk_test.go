@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -62,6 +63,13 @@ func TestIntegration_TLS(t *testing.T) {
 			c.Close()
 		}
 		t.Fatalf("a server signed by another CA: got %v, want x509.UnknownAuthorityError", err)
+	}
+
+	// An operator command says why it got no session.
+	bad := cfg
+	bad.TLSCA = other.CAFile
+	if _, err := Open(context.Background(), bad, hclog.NewNullLogger(), 2*time.Second); !errors.Is(err, ErrNoSession) || !strings.Contains(err.Error(), "certificate signed by unknown authority") {
+		t.Errorf("Open with the wrong CA: %v, want ErrNoSession naming the certificate", err)
 	}
 
 	// A plain ZooKeeper connect request is answered by a closed connection.
