@@ -373,6 +373,48 @@ func TestIntegration_DigestACL(t *testing.T) {
 	}
 }
 
+// The review's finding: seed with a digest config on an open tree said "0
+// nodes changed" and left /staging world-writable. It now repairs the ACL
+// of every node.
+func TestIntegration_DigestSeedRepairsAnOpenTree(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	open := connect(t, zkc, "/dc")
+	seed(t, open, parse(t, goodSeed))
+	pw := t.TempDir() + "/pw"
+	if err := writeFile(pw, "s3cret\n"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.ZooKeeper{Servers: zkc.Servers(), Root: "/dc", SessionTimeout: 4 * time.Second, ACL: "digest+read", User: "dcroll", PasswordFile: pw}
+	store, err := Open(context.Background(), cfg, hclog.NewNullLogger(), 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	plan, err := store.PlanSeed(parse(t, goodSeed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	acls := 0
+	for _, ch := range plan.Changes {
+		if ch.Op != "acl" {
+			t.Errorf("change %s: only ACLs should change", ch)
+		}
+		acls++
+	}
+	if want := len(dump(t, open, "/dc")); acls != want {
+		t.Errorf("%d ACL changes, want one for each of the %d nodes", acls, want)
+	}
+	if err := store.ApplySeed(plan); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := open.conn.Create("/dc/staging/x", nil, 0, zk.WorldACL(zk.PermAll)); !errors.Is(err, zk.ErrNoAuth) {
+		t.Errorf("an anonymous create under /staging after seed: %v, want zk.ErrNoAuth", err)
+	}
+	if _, err := open.Services(); err != nil {
+		t.Errorf("digest+read still lets anyone read: %v", err)
+	}
+}
+
 func TestQuorumNeed(t *testing.T) {
 	for _, tc := range []struct {
 		q       Quorum
