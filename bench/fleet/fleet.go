@@ -64,6 +64,7 @@ type result struct {
 	idleRequests float64       // requests per second with nothing to do (pings)
 
 	requests      int64 // during the rollout, by the three servers
+	election      bool  // the ensemble elected a leader during the rollout: requests and notifications are not known
 	notifications int64 // packets sent minus packets received: what no request asked for
 	peakWatches   int   // most watches held at once, summed over the servers
 	leaderCPU     time.Duration
@@ -333,6 +334,10 @@ func simulate(ctx context.Context, t testing.TB, o options, log io.Writer) (resu
 	}
 	r.requests = c1.received - c0.received - ops
 	r.notifications = (c1.sent - c0.sent) - (c1.received - c0.received)
+	r.election = c1.restartedSince(c0) || s.zkc.Leader() != leader
+	if r.election {
+		s.logf("a leader election during the rollout (the leader was server %d): the servers' counts of it are lost", leader)
+	}
 	r.leaderCPU = cpu1 - cpu0
 	r.leaderRSS, _ = procRSS(s.zkc.PID(leader))
 	turnCount := (o.hosts + r.maxParallel - 1) / r.maxParallel
@@ -594,8 +599,24 @@ func (s *sim) sampleWatches(ctx context.Context) int {
 	}
 }
 
-// counters are the servers' packet counts, summed.
-type counters struct{ received, sent int64 }
+// counters are the servers' packet counts, summed, and each server's count
+// of packets received.
+type counters struct {
+	received, sent int64
+	each           []int64
+}
+
+// restartedSince reports whether a server's counts went back since before:
+// a server counts from its last election, when its serving part is made
+// anew, so the difference of the sums no longer counts the requests.
+func (c counters) restartedSince(before counters) bool {
+	for i := range min(len(c.each), len(before.each)) {
+		if c.each[i] < before.each[i] {
+			return true
+		}
+	}
+	return false
+}
 
 func (s *sim) counters() (counters, error) {
 	var c counters
@@ -607,6 +628,7 @@ func (s *sim) counters() (counters, error) {
 		m := parseMntr(out)
 		c.received += m["zk_packets_received"]
 		c.sent += m["zk_packets_sent"]
+		c.each = append(c.each, m["zk_packets_received"])
 	}
 	return c, nil
 }

@@ -142,8 +142,9 @@ type counts struct {
 	OnNew           int // hosts on the new version at the end
 	MaxInTurn       int // most turns held at once
 	MaxParallel     int
-	MinServing      int // fewest hosts serving at once
-	Need            int // the quorum, in hosts
+	MinServing      int  // fewest hosts serving at once
+	Need            int  // the quorum, in hosts
+	Election        bool // during the rollout: Requests and Notifications are not known
 }
 
 func writeCounts(file string, rs []result) error {
@@ -152,6 +153,7 @@ func writeCounts(file string, rs []result) error {
 		cs = append(cs, counts{
 			Hosts: r.hosts, RequestsPerHost: r.requestsPerHost(), Requests: r.requests, Notifications: r.notifications,
 			OnNew: r.onNew, MaxInTurn: r.maxInTurn, MaxParallel: r.maxParallel, MinServing: r.minServing, Need: r.need,
+			Election: r.election,
 		})
 	}
 	return writeJSON(file, cs)
@@ -189,10 +191,16 @@ func printTable(w io.Writer, rs []result) {
 	row("hosts", func(r result) string { return strconv.Itoa(r.hosts) })
 	fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---|", len(rs)))
 	row("max_parallel / quorum (hosts)", func(r result) string { return fmt.Sprintf("%d / %d", r.maxParallel, r.need) })
-	row("requests per rollout ÷ N (pings out)", func(r result) string { return fmt.Sprintf("%.1f", r.requestsPerHost()) })
-	row("requests per rollout ÷ N (all)", func(r result) string { return fmt.Sprintf("%.1f", float64(r.requests)/float64(r.hosts)) })
+	counted := func(r result, f string, v float64) string {
+		if r.election {
+			return "n/a (an election)"
+		}
+		return fmt.Sprintf(f, v)
+	}
+	row("requests per rollout ÷ N (pings out)", func(r result) string { return counted(r, "%.1f", r.requestsPerHost()) })
+	row("requests per rollout ÷ N (all)", func(r result) string { return counted(r, "%.1f", float64(r.requests)/float64(r.hosts)) })
 	row("idle requests per second ÷ N", func(r result) string { return fmt.Sprintf("%.3f", r.idleRequests/float64(r.hosts)) })
-	row("watch notifications ÷ N", func(r result) string { return fmt.Sprintf("%.1f", float64(r.notifications)/float64(r.hosts)) })
+	row("watch notifications ÷ N", func(r result) string { return counted(r, "%.1f", float64(r.notifications)/float64(r.hosts)) })
 	row("peak watch count", func(r result) string { return strconv.Itoa(r.peakWatches) })
 	row("leader CPU seconds (rollout)", func(r result) string { return fmt.Sprintf("%.1f", r.leaderCPU.Seconds()) })
 	row("leader RSS", func(r result) string { return fmt.Sprintf("%d MiB", r.leaderRSS>>20) })
