@@ -107,3 +107,14 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
+
+// A server's counts that went back tell an election between two readings.
+func TestCountersTellAnElection(t *testing.T) {
+	before := counters{received: 300, each: []int64{100, 100, 100}}
+	if (counters{received: 600, each: []int64{200, 200, 200}}).restartedSince(before) {
+		t.Error("counts that all grew tell an election")
+	}
+	if !(counters{received: 420, each: []int64{200, 20, 200}}).restartedSince(before) {
+		t.Error("a server's count that went back does not tell an election")
+	}
+}
