@@ -211,6 +211,43 @@ func TestIntegration_MetricsMoveMidRollout(t *testing.T) {
 		t.Fatalf("no bytes uploaded over BitTorrent by either host")
 	}
 
+	// h1 comes back without v2 and without BitTorrent: it moves to the
+	// fleet's v2, fetched over HTTP from h0, which runs it.
+	h1.signal(syscall.SIGTERM)
+	if err := h1.wait(); err != nil {
+		t.Fatalf("h1 stopping: %v", err)
+	}
+	if err := os.RemoveAll(h1.rels["web"].Path("v2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(fetch.ArtifactPath(filepath.Join(h1.dir, "artifacts"), "web", "v2")); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = os.ReadFile(h1.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	text = strings.Replace(string(cfg), "torrent_listen = ", "torrent_listen = \"\"\n# was: ", 1)
+	if err := os.WriteFile(h1.config, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h1.start()
+	f.waitVersion("web", "v2", []*host{h1})
+	testutil.Eventually(t, 30*time.Second, func() error {
+		got, err := scrape(h1.metrics)
+		if err != nil {
+			return err
+		}
+		sent, err := scrape(h0.metrics)
+		if err != nil {
+			return err
+		}
+		return errors.Join(
+			expect(got, "dcroll_fetch_bytes_total{service=web,source=http_peer}", positive, "bytes from h0"),
+			expect(sent, "dcroll_upload_bytes_total{via=http}", positive, "bytes sent to h1"),
+		)
+	})
+
 	// h0's turn in its JSON log: every line of it carries the service,
 	// the version and the turn, under stable keys.
 	var turn string
