@@ -430,12 +430,18 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan rol
 	// Events can be dropped by go-zookeeper when its channel is full, so
 	// the session is judged from the connection itself, on every event and
 	// every second.
+	lastConnErr := "" // the connection error logged last
 	check := func() {
 		now := store.Session()
 		gauge.set(now.Up)
 		if !now.Up {
+			if err := store.ConnectError(); err != nil && err.Error() != lastConnErr {
+				lastConnErr = err.Error()
+				a.log.Warn("cannot connect to ZooKeeper; retrying", "error", err)
+			}
 			return
 		}
+		lastConnErr = ""
 		if id := now.ID; id != sess.id {
 			if sess.id != 0 {
 				a.log.Info("new ZooKeeper session, registering again", "session", fmt.Sprintf("%#x", id))

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/dcroll/dcroll/config"
+	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/roll"
 )
@@ -75,4 +76,28 @@ func TestIntegration_RolloutWithRoles(t *testing.T) {
 	if err := agent.AppendSteps([][]string{{"web"}}); !errors.Is(err, zk.ErrNoAuth) {
 		t.Errorf("the agent's credential orders: %v, want zk.ErrNoAuth", err)
 	}
+}
+
+// An agent that cannot verify the servers says so, rather than waiting in
+// silence.
+func TestIntegration_AgentSaysWhyItCannotConnect(t *testing.T) {
+	pki := zktest.NewPKI(t)
+	zkc := zktest.StandaloneTLS(t, zktest.TLS{PKI: pki, ClientAuth: "want"})
+	other := zktest.NewPKI(t)
+	h := newHost(t, "h1", zkc.ConnString(), "/dc", "v1")
+	b, err := os.ReadFile(h.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = []byte(strings.Replace(string(b), "[zookeeper]\n", fmt.Sprintf("[zookeeper]\ntls_ca = %q\n", other.CAFile), 1))
+	if err := os.WriteFile(h.config, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	h.start()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if log := h.log(); !strings.Contains(log, "cannot connect to ZooKeeper") || !strings.Contains(log, "certificate signed by unknown authority") {
+			return errors.New("the agent has not said why it cannot connect")
+		}
+		return nil
+	})
 }

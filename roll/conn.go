@@ -96,6 +96,16 @@ type Session struct {
 	Server string // the server connected to, when Up
 }
 
+// ConnectError is why the last attempt to connect to a server failed, or
+// nil when it succeeded: a refused port, a certificate the CA did not
+// sign.
+func (s *Store) ConnectError() error {
+	if s.dialer == nil {
+		return nil
+	}
+	return s.dialer.failure()
+}
+
 // Session says whether the store holds a session now, and which.
 func (s *Store) Session() Session {
 	if s.session.State() != zk.StateHasSession {
@@ -344,7 +354,7 @@ func Open(ctx context.Context, cfg config.ZooKeeper, log hclog.Logger, wait time
 		return nil, err
 	}
 	if err := awaitSession(ctx, events, wait); err != nil {
-		last := store.dialer.failure()
+		last := store.ConnectError()
 		store.Close()
 		if last != nil {
 			return nil, fmt.Errorf("%w (servers %s; last connection attempt: %v)", err, strings.Join(cfg.Servers, ","), last)
