@@ -121,7 +121,8 @@ func (a aclPolicy) agentPerms(p string) int32 {
 
 // planACLs adds to p an "acl" change for each node under the root whose ACL
 // is not the one the policy gives it: a tree made with another ACL (open,
-// say) is repaired by the next seed. It reads every node of the tree, once.
+// say) is repaired by the next seed. It reads the ACL of every node of the
+// tree, and the list of each that has children.
 func (s *Store) planACLs(p *Plan) error {
 	var walk func(n string) error
 	walk = func(n string) error {
@@ -134,6 +135,9 @@ func (s *Store) planACLs(p *Plan) error {
 		}
 		if want := s.acls.of(n); !sameACL(have, want) {
 			p.Changes = append(p.Changes, Change{Op: "acl", Path: n, Old: formatACL(have), New: formatACL(want), version: stat.Aversion, acl: want})
+		}
+		if stat.NumChildren == 0 {
+			return nil // a leaf, as most nodes are: no list to read
 		}
 		kids, _, err := s.conn.Children(n)
 		if errors.Is(err, zk.ErrNoNode) {
