@@ -93,6 +93,9 @@ func (a *Agent) rollLoop(ctx context.Context, store *roll.Store, svc string) {
 			a.untilDone(ctx, svc, "cannot leave the ready queue", func() error {
 				return store.LeaveReady(ready)
 			})
+			if errors.Is(err, roll.ErrReplaced) {
+				a.log.Info("left the ready queue", "service", svc, "version", m.Version, "reason", err)
+			}
 			if errors.Is(err, roll.ErrLeftQueue) || ctx.Err() != nil {
 				continue
 			}

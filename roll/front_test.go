@@ -1,8 +1,11 @@
 package roll
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -184,5 +187,39 @@ func TestIntegration_StraysInCurrentDoNotMakeQuorum(t *testing.T) {
 	}
 	if v.Go || v.on != onQuorum {
 		t.Fatalf("b offline, strays x1 and x2 in /current: %+v, want a wait for quorum (0 other members stay)", v)
+	}
+}
+
+// A host that fetched a release an operator replaced meanwhile joins the
+// queue after the replace emptied it, ready with the old release. It must
+// not take a turn for it: it leaves the queue, and a host ready with the
+// staged release takes its turn.
+func TestIntegration_AHostReadyWithAReplacedReleaseTakesNoTurn(t *testing.T) {
+	s := rollingFleet(t, "a", "b", "c")
+	if err := s.Stage("db", Manifest{Version: "v3", Size: 1, SHA256: strings.Repeat("f", 64)}, true); err != nil {
+		t.Fatal(err)
+	}
+	ready, err := s.JoinReady("db", "a", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = s.AwaitTurn(ctx, "db", "a", ready, Turn{From: "v1", To: "v2"})
+	if !errors.Is(err, ErrReplaced) || !errors.Is(err, ErrLeftQueue) {
+		t.Fatalf("a host ready with the replaced v2: %v, want it to leave the queue (ErrReplaced)", err)
+	}
+	if turns, err := s.Turns("db"); err != nil || len(turns) != 0 {
+		t.Fatalf("turns after: %v (%v), want none", turns, err)
+	}
+	if err := s.LeaveReady(ready); err != nil {
+		t.Fatal(err)
+	}
+	ready, err = s.JoinReady("db", "a", "v3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AwaitTurn(ctx, "db", "a", ready, Turn{From: "v1", To: "v3"}); err != nil {
+		t.Fatalf("a host ready with the staged v3: %v", err)
 	}
 }

@@ -80,6 +80,15 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 			// The turn starts now, not when the host began to wait: a
 			// long wait in the queue is not a long turn.
 			t.Started = time.Now().UTC()
+			// The release the host is ready with must still be the staged
+			// one: a host that fetched a release an operator replaced
+			// meanwhile, and joined after the replace emptied the queue,
+			// is ready with the old one. The take checks the manifest's
+			// version, so a replace between this read and the take fails
+			// it too.
+			if st.stagingVersion, err = s.stagedVersion(svc, t.To); err != nil {
+				return err
+			}
 			err = s.takeTurn(svc, host, readyPath, t, st)
 			if errors.Is(err, errStaleTurn) || errors.Is(err, errControlChanged) {
 				continue
@@ -287,6 +296,7 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 		&zk.CheckVersionRequest{Path: s.Tree.Root, Version: st.rootVersion},
 		&zk.CheckVersionRequest{Path: s.Tree.Roll(svc), Version: st.controlVersion},
 		&zk.CheckVersionRequest{Path: s.Tree.Deploy(), Version: st.deployVersion},
+		&zk.CheckVersionRequest{Path: s.Tree.Staging(svc), Version: st.stagingVersion},
 	}
 	if seq, ok := parseTicket(path.Base(readyPath)); ok {
 		head, err := encode(QueueHead{Admitted: seq})
@@ -333,6 +343,26 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 		return errStaleTurn
 	}
 	return fmt.Errorf("roll: take the turn of %s: %w", svc, err)
+}
+
+// ErrReplaced means the release a host is ready with is no longer the
+// staged one: it leaves the queue, and joins again with the staged one.
+var ErrReplaced = fmt.Errorf("%w: the release it is ready with was replaced or unstaged", ErrLeftQueue)
+
+// stagedVersion returns the version of svc's staging node when it holds
+// version: one read of the manifest, at the take of a turn.
+func (s *Store) stagedVersion(svc, version string) (int32, error) {
+	var m Manifest
+	stat, err := s.get(s.Tree.Staging(svc), &m)
+	switch {
+	case errors.Is(err, zk.ErrNoNode):
+		return 0, ErrReplaced
+	case err != nil:
+		return 0, err
+	case m.Version != version:
+		return 0, fmt.Errorf("%w (%s %s is staged, not %s)", ErrReplaced, svc, m.Version, version)
+	}
+	return stat.Version, nil
 }
 
 // FinishTurn ends host's turn for svc. A non-nil failure halts the

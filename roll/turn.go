@@ -27,6 +27,7 @@ type TurnState struct {
 	// The versions of the control nodes read, which the take of the turn
 	// checks (see Store.takeTurn).
 	controlVersion, deployVersion int32
+	stagingVersion                int32 // of the staged manifest, read at the take
 	// What else was read, to tell whether it changed before a watch was
 	// set (see Store.watchBlocker).
 	rootVersion int32
