@@ -298,14 +298,24 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) (*
 			}
 			continue
 		}
-		if err := waitAny(ctx, ch); err != nil {
-			return nil, err
+		var ev zk.Event
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case ev = <-ch:
 		}
 		// The predecessor is gone (its ticket is never used again): did it
 		// take its turn, or leave? And is this host still queued? Most
 		// often it took its turn and this host is the front now: the
 		// turn's state is read in the same round trip, so that the turns
-		// are handed over after one round trip, not two.
+		// are handed over after one round trip, not two. That state is
+		// used only if the predecessor's take is what woke the host: the
+		// take committed before the notification, so every read sent
+		// after it sees that turn. Woken otherwise (the predecessor left
+		// the queue, or the connection was lost), a take may commit
+		// between those reads and the read of admitted, and the state is
+		// read again.
+		pred := below
 		var (
 			ok    bool
 			st    TurnState
@@ -322,7 +332,7 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) (*
 			return nil, ErrLeftQueue
 		}
 		below--
-		if below <= head.Admitted && stErr == nil {
+		if ev.Type == zk.EventNodeDeleted && head.Admitted == pred && stErr == nil {
 			return &st, nil
 		}
 	}
