@@ -141,6 +141,31 @@ listen = %q
 	return h
 }
 
+// editConfig replaces the first old in the host's config with new.
+func (h *host) editConfig(old, new string) {
+	h.t.Helper()
+	b, err := os.ReadFile(h.config)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		h.t.Fatalf("%s's config has no %q", h.name, old)
+	}
+	if err := os.WriteFile(h.config, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// hotFile gives the host's "web" v1 a hot file of size bytes, hot.bin,
+// locked in memory while a release downloads.
+func (h *host) hotFile(size int) {
+	h.t.Helper()
+	if err := os.WriteFile(filepath.Join(h.rels["web"].Path("v1"), "hot.bin"), make([]byte, size), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+	h.editConfig("stop_timeout = \"5s\"", "stop_timeout = \"5s\"\nhot_files = [\"hot.bin\"]")
+}
+
 // start runs `dcroll agent` for the host as a real process, with flags.
 func (h *host) start(flags ...string) {
 	h.t.Helper()

@@ -97,20 +97,10 @@ func positive(v float64) bool            { return v > 0 }
 func TestIntegration_MetricsMoveMidRollout(t *testing.T) {
 	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "10s"), []string{"web"}, 2)
 	h0, h1 := f.hosts[0], f.hosts[1]
-	// h0 locks a hot file while it downloads.
-	if err := os.WriteFile(filepath.Join(h0.rels["web"].Path("v1"), "hot.bin"), make([]byte, 256<<10), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := os.ReadFile(h0.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(cfg), "stop_timeout = \"5s\"", "stop_timeout = \"5s\"\nhot_files = [\"hot.bin\"]", 1)
-	// ...and logs in JSON, for a log collector.
-	text = strings.Replace(text, "level = \"debug\"", "level = \"debug\"\nformat = \"json\"", 1)
-	if err := os.WriteFile(h0.config, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// h0 locks a hot file while it downloads, and logs in JSON, for a
+	// log collector.
+	h0.hotFile(256 << 10)
+	h0.editConfig("level = \"debug\"", "level = \"debug\"\nformat = \"json\"")
 	f.startAll()
 
 	// Before: v1, healthy, connected, nothing fetched or switched.
@@ -223,14 +213,7 @@ func TestIntegration_MetricsMoveMidRollout(t *testing.T) {
 	if err := os.Remove(fetch.ArtifactPath(filepath.Join(h1.dir, "artifacts"), "web", "v2")); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err = os.ReadFile(h1.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text = strings.Replace(string(cfg), "torrent_listen = ", "torrent_listen = \"\"\n# was: ", 1)
-	if err := os.WriteFile(h1.config, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	h1.editConfig("torrent_listen = ", "torrent_listen = \"\"\n# was: ")
 	h1.start()
 	f.waitVersion("web", "v2", []*host{h1})
 	testutil.Eventually(t, 30*time.Second, func() error {

@@ -850,17 +850,7 @@ func vmLockedKB(t *testing.T, pid int) int64 {
 func TestIntegration_DownloadProgressHotFilesAndResume(t *testing.T) {
 	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "300ms", "30s"), []string{"web"}, 1)
 	h := f.hosts[0]
-	if err := os.WriteFile(filepath.Join(h.rels["web"].Path("v1"), "hot.bin"), make([]byte, 1<<20), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := os.ReadFile(h.config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	text := strings.Replace(string(cfg), "stop_timeout = \"5s\"", "stop_timeout = \"5s\"\nhot_files = [\"hot.bin\"]", 1)
-	if err := os.WriteFile(h.config, []byte(text), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	h.hotFile(1 << 20)
 	f.startAll()
 	// The origin's seeder sends at 2 MB/s: the transfer takes a while, and
 	// what it counts as sent is what the host received (no bytes pile up
