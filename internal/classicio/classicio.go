@@ -15,7 +15,8 @@
 // initializes ready packages in the order of their import paths. The storage
 // package imports log, which imports os and sorts after this package, so
 // this package's init runs before log's and therefore before storage's.
-// TestClassicIO checks the outcome: a fetch maps none of its files.
+// fetch.TestIntegration_SwarmMapsNoFile checks the outcome: a fetch maps
+// none of its files.
 //
 // An operator may still choose "mmap" with the variable; any other value,
 // which would make the library panic, means classic. Restore puts the
