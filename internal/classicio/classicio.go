@@ -13,8 +13,9 @@
 // init sets the variable before that: it imports only os, so it is ready as
 // soon as os is initialized, and the Go specification (since Go 1.21)
 // initializes ready packages in the order of their import paths. The storage
-// package imports log, which imports os and sorts after this package, so
-// this package's init runs before log's and therefore before storage's.
+// package depends on log (through log/slog), which imports os and sorts
+// after this package, so this package's init runs before log's and
+// therefore before storage's.
 // fetch.TestIntegration_SwarmMapsNoFile checks the outcome: a fetch maps
 // none of its files.
 //
