@@ -30,6 +30,8 @@ var regressions = []struct {
 	{1796193033674552312, 4, "a stage committed while a quorum loss swallowed its answer; stage exited with an error, nobody ordered the release, and the deploy stalled"},
 	{1796202007453484121, 2, "a host back from a partition queued as a straggler, was judged on a fleet view not yet up to date, and waited for good on nodes that did not change"},
 	{1796204383436754420, 14, "a host paused mid-switch lost its session and its turn; the new version failed, the failure went unrecorded, and the step neither finished nor halted"},
+	{1796222965759410514, 5, "a host woken by a predecessor that left the queue decided on reads made before the take of the host ahead committed, and db's quorum broke"},
+	{1796222814120259449, 0, "the same, with a host killed: three db turns within 330 ms against a quorum that allows two"},
 }
 
 var (
