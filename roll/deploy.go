@@ -252,6 +252,30 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 	if err != nil {
 		return err
 	}
+	// Emptying the queue lists it, then deletes each ticket in the
+	// transaction: a ticket that left in between (a turn taken, a host
+	// gone; a rollout of thousands of hosts takes many a second) fails
+	// the transaction with no node, and the queue is listed again.
+	for attempt := 1; ; attempt++ {
+		err := s.stage(svc, m, data, replace)
+		if !errors.Is(err, errTicketLeft) {
+			return err
+		}
+		if attempt == stageAttempts {
+			return fmt.Errorf("roll: stage %s: the ready queue changed during each of %d tries; try again", svc, stageAttempts)
+		}
+	}
+}
+
+// stageAttempts bounds the tries of Stage when tickets leave the queue it
+// empties.
+const stageAttempts = 10
+
+// errTicketLeft means a replace's transaction failed on a ticket that left
+// the queue after it was listed: nothing was written.
+var errTicketLeft = errors.New("roll: a ticket left the queue meanwhile")
+
+func (s *Store) stage(svc string, m Manifest, data []byte, replace bool) error {
 	path := s.Tree.Staging(svc)
 	old, stat, err := s.conn.Get(path)
 	if errors.Is(err, zk.ErrNoNode) {
@@ -301,7 +325,11 @@ func (s *Store) Stage(svc string, m Manifest, replace bool) error {
 	if errors.Is(err, zk.ErrNoNode) {
 		ops = append(ops, &zk.CreateRequest{Path: s.Tree.queuedDir(svc), Acl: s.acls.of(s.Tree.queuedDir(svc))})
 	}
-	_, err = s.conn.Multi(ops...)
+	res, err := s.conn.Multi(ops...)
+	if errors.Is(err, zk.ErrNoNode) && len(res) == len(ops) && res[0].Error == nil {
+		// Not the manifest (the first operation) but a listed node gone.
+		return errTicketLeft
+	}
 	return s.staged(svc, data, err)
 }
 

@@ -2,7 +2,9 @@ package roll
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,5 +123,54 @@ func TestIntegration_StagingTheSameReleaseAgainKeepsTheQueue(t *testing.T) {
 	}
 	if err := admin.Stage("db", release("v2", "b"), false); !errors.Is(err, ErrStagingInProgress) {
 		t.Errorf("another build of v2 without --replace: %v, want ErrStagingInProgress", err)
+	}
+}
+
+// Two operators replace the same service's release at once, while hosts
+// join its ready queue. Each replace either stages its release or says the
+// queue or manifest changed meanwhile, never both failing, and what is
+// staged is the release of one that succeeded. (A join can commit between
+// a replace's list of the queue and its transaction and outlive it; the
+// take checks the staged version: TestIntegration_AHostReadyWithAReplaced-
+// ReleaseTakesNoTurn.)
+func TestIntegration_TwoReplacesAtOnce(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	a := connect(t, zkc, "/race")
+	seed(t, a, parse(t, "[services.db]\nquorum = 1\n"))
+	b := connect(t, zkc, "/race")
+	hostStores := []*Store{connect(t, zkc, "/race"), connect(t, zkc, "/race")}
+	if err := a.Stage("db", release("v1", "a"), false); err != nil {
+		t.Fatal(err)
+	}
+	for round := range 10 {
+		va, vb := fmt.Sprintf("a%d", round), fmt.Sprintf("b%d", round)
+		var errA, errB error
+		var wg sync.WaitGroup
+		wg.Add(2 + len(hostStores))
+		go func() { defer wg.Done(); errA = a.Stage("db", release(va, "b"), true) }()
+		go func() { defer wg.Done(); errB = b.Stage("db", release(vb, "c"), true) }()
+		for i, hs := range hostStores {
+			go func() {
+				defer wg.Done()
+				// A host ready with whatever it read staged: the join may
+				// land before or after either replace.
+				if m, err := hs.Manifest("db"); err == nil {
+					_, _ = hs.JoinReady("db", fmt.Sprintf("h%d", i), m.Version)
+				}
+			}()
+		}
+		wg.Wait()
+		for _, err := range []error{errA, errB} {
+			if err != nil && !strings.Contains(err.Error(), "changed meanwhile; try again") {
+				t.Fatalf("round %d: a replace failed without saying why: %v", round, err)
+			}
+		}
+		if errA != nil && errB != nil {
+			t.Fatalf("round %d: both replaces failed: %v; %v", round, errA, errB)
+		}
+		m := staged(t, a, "db")
+		if (m.Version == va && errA != nil) || (m.Version == vb && errB != nil) || (m.Version != va && m.Version != vb) {
+			t.Fatalf("round %d: %s staged, replaces said %v and %v", round, m.Version, errA, errB)
+		}
 	}
 }
