@@ -385,6 +385,17 @@ func (s *Store) rolledOut(svc, version string) (bool, error) {
 
 // Unstage removes svc's manifest and its ready queue.
 func (s *Store) Unstage(svc string) error {
+	// As in Stage: tickets that leave (no node) or join (not empty) between
+	// the list and the transaction fail it, and the queue is listed again.
+	for attempt := 1; ; attempt++ {
+		err := s.unstage(svc)
+		if attempt == stageAttempts || !errors.Is(err, zk.ErrNoNode) && !errors.Is(err, zk.ErrNotEmpty) {
+			return err
+		}
+	}
+}
+
+func (s *Store) unstage(svc string) error {
 	ready, _, err := s.conn.Children(s.Tree.readyDir(svc))
 	if errors.Is(err, zk.ErrNoNode) {
 		return s.deleteIfPresent(s.Tree.Staging(svc))
