@@ -205,7 +205,7 @@ func TestBashCompletion(t *testing.T) {
 		{"dcroll status --", flagNames("status")},
 		{"dcroll stage --re", []string{"--replace"}},
 		{"dcroll stage db 1.0 --tor", []string{"--torrent-advertise", "--torrent-listen"}},
-		{"dcroll order --a", []string{"--auto"}},
+		{"dcroll order --a", []string{"--auto", "--auto-rollback"}},
 		{"dcroll completion ", []string{"bash", "zsh"}},
 		{"dcroll nosuchmode --", nil},
 	}

@@ -67,13 +67,14 @@ func (m *pauseMode) Run(ctx context.Context, env *Env, args []string) error {
 
 	if m.pause {
 		if len(args) == 0 {
-			if err := store.SetDeployPaused(true); err != nil {
+			if err := recordAction(env, store, roll.HistoryEvent{Action: roll.ActPause, Detail: "the whole deploy"}, store.SetDeployPaused(true)); err != nil {
 				return err
 			}
 			fmt.Fprintln(env.Stdout, "paused the deploy: no host starts a new upgrade turn until `dcroll resume`")
 			return nil
 		}
-		if err := store.UpdateControl(args[0], func(c *roll.Control) { c.Paused = true }); err != nil {
+		if err := recordAction(env, store, roll.HistoryEvent{Action: roll.ActPause, Services: args[:1]},
+			store.UpdateControl(args[0], func(c *roll.Control) { c.Paused = true })); err != nil {
 			return err
 		}
 		fmt.Fprintf(env.Stdout, "paused %s: no host of it starts a new upgrade turn until `dcroll resume %s`\n", args[0], args[0])
@@ -93,10 +94,14 @@ func (m *pauseMode) Run(ctx context.Context, env *Env, args []string) error {
 			did = append(did, "resumed the deploy")
 		}
 	}
+	var resumed []string
 	for _, svc := range names {
 		changes, err := clearControl(store, svc)
 		if err != nil {
 			return err
+		}
+		if len(changes) > 0 {
+			resumed = append(resumed, svc)
 		}
 		did = append(did, changes...)
 	}
@@ -104,6 +109,7 @@ func (m *pauseMode) Run(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintln(env.Stdout, "nothing was paused or halted")
 		return nil
 	}
+	_ = recordAction(env, store, roll.HistoryEvent{Action: roll.ActResume, Services: resumed, Detail: strings.Join(did, "; ")}, nil)
 	for _, d := range did {
 		fmt.Fprintln(env.Stdout, d)
 	}
@@ -152,6 +158,8 @@ func (*abortMode) Run(ctx context.Context, env *Env, args []string) error {
 	}
 	defer store.Close()
 	a, err := store.Abort()
+	_ = recordAction(env, store, roll.HistoryEvent{Action: roll.ActAbort, Services: slices.Sorted(maps.Keys(a.Unstaged)),
+		Detail: fmt.Sprintf("%d steps cleared, %d releases unstaged", a.Steps, len(a.Unstaged))}, err)
 	if a.Cleared {
 		fmt.Fprintf(env.Stdout, "cleared the deploy queue (%d %s)\n", a.Steps, plural(a.Steps, "step", "steps"))
 	}

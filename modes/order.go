@@ -17,9 +17,11 @@ import (
 func init() { register("order", func() mode { return &orderMode{} }) }
 
 type orderMode struct {
-	auto    bool
-	wait    bool
-	timeout time.Duration
+	auto         bool
+	autoRollback bool
+	canary       string
+	wait         bool
+	timeout      time.Duration
 }
 
 func (*orderMode) Synopsis() string {
@@ -29,9 +31,11 @@ func (*orderMode) Synopsis() string {
 func (m *orderMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs := pflag.NewFlagSet("order", pflag.ContinueOnError)
 	fs.BoolVar(&m.auto, "auto", false, "queue every staged service not yet queued, in steps derived from the dependencies")
+	fs.BoolVar(&m.autoRollback, "auto-rollback", false, "when a release of this order halts, roll it back at once, as dcroll rollback would")
+	fs.StringVar(&m.canary, "canary", "", "roll `N` hosts of each service (or N% of its members), then pause until dcroll promote")
 	fs.BoolVar(&m.wait, "wait", false, "wait until the queued services have rolled out (exit 0) or one halts (exit 1)")
 	fs.DurationVar(&m.timeout, "timeout", 0, "with --wait, give up after this long (exit 1; 0: never)")
-	return fs, "order [--auto] [--wait [--timeout D]] [SERVICE[,SERVICE...]]...", `
+	return fs, "order [--auto] [--auto-rollback] [--canary N|N%] [--wait [--timeout D]] [SERVICE[,SERVICE...]]...", `
 Each argument is one step of the deploy queue; services joined by commas
 roll in the same step. The steps go to the end of the queue; the head step
 is the one rolling, and it leaves the queue when every online host of its
@@ -42,7 +46,13 @@ services runs the staged release. For example, with api depending on db:
 
 Every service must have a release staged, appear once, not be queued
 already, and come after every staged service it depends on. On any error
-nothing is written.
+nothing is written. With --auto-rollback, a release of the order that halts
+(a host's switch failed) is rolled back by itself, as ` + "`dcroll rollback`" + `
+would: the service policy auto_rollback does the same for every deploy.
+With --canary N, N hosts of each service (or N% of its members, at least
+one) take their turns, and the service pauses with the reason "canary:
+waiting for promote": ` + "`dcroll promote SERVICE`" + ` lets the rest roll,
+` + "`dcroll rollback SERVICE`" + ` takes the canaries back.
 
 With --wait, order then follows the deploy, a line per change, and exits
 0 once every service it queued has left the queue with every online host
@@ -62,6 +72,13 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error
 	if !m.auto && len(args) == 0 {
 		return usageErr("name the services to queue, or use --auto")
 	}
+	opts := roll.OrderOptions{AutoRollback: m.autoRollback}
+	if m.canary != "" {
+		var err error
+		if opts.CanaryHosts, opts.CanaryPercent, err = roll.ParseCanary(m.canary); err != nil {
+			return usageErr("--canary: %v", err)
+		}
+	}
 	var steps [][]string
 	for _, arg := range args {
 		step := strings.Split(arg, ",")
@@ -79,7 +96,11 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error
 	if m.auto {
 		steps = nil // every staged service not yet queued
 	}
-	steps, err = store.Order(steps)
+	asked := steps
+	steps, err = store.OrderWith(steps, opts)
+	if !errors.Is(err, roll.ErrAllQueued) {
+		recordOrder(env, store, asked, steps, opts, err)
+	}
 	if errors.Is(err, roll.ErrAllQueued) {
 		fmt.Fprintln(env.Stdout, "every staged service is queued already; nothing to add")
 		queue, err := store.Steps()
@@ -107,6 +128,9 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error
 		}()
 	}
 	fmt.Fprintf(env.Stdout, "queued %d %s\n", len(steps), plural(len(steps), "step", "steps"))
+	if m.canary != "" {
+		printCanaries(env, store, steps)
+	}
 	// The deploy is queued: what follows is a courtesy, and a ZooKeeper
 	// hiccup now must not make the operator think it failed (and queue
 	// again). A step can be done already, for instance when every online
@@ -147,4 +171,45 @@ func plural(n int, one, many string) string {
 		return one
 	}
 	return many
+}
+
+// recordOrder writes an order to the history: the steps queued, or those
+// asked for when it failed.
+func recordOrder(env *Env, store *roll.Store, asked, queued [][]string, opts roll.OrderOptions, err error) {
+	steps := queued
+	if err != nil {
+		steps = asked
+	}
+	var services, parts []string
+	for _, st := range steps {
+		services = append(services, st...)
+		parts = append(parts, strings.Join(st, ","))
+	}
+	detail := "steps: " + strings.Join(parts, " then ")
+	if steps == nil {
+		detail = "every staged service (--auto)"
+	}
+	if opts.AutoRollback {
+		detail += ", auto-rollback"
+	}
+	if opts.CanaryHosts > 0 {
+		detail += fmt.Sprintf(", canary of %d hosts", opts.CanaryHosts)
+	} else if opts.CanaryPercent > 0 {
+		detail += fmt.Sprintf(", canary of %d%%", opts.CanaryPercent)
+	}
+	_ = recordAction(env, store, roll.HistoryEvent{Action: roll.ActOrder, Services: services, Detail: detail}, err)
+}
+
+// printCanaries says how many hosts each service's canary rolls.
+func printCanaries(env *Env, store *roll.Store, steps [][]string) {
+	for _, step := range steps {
+		for _, svc := range step {
+			c, err := store.Control(svc)
+			if err != nil || c.Canary == nil {
+				continue
+			}
+			fmt.Fprintf(env.Stdout, "canary: %d %s of %s, then a pause until dcroll promote %s\n",
+				c.Canary.Hosts, plural(c.Canary.Hosts, "host", "hosts"), svc, svc)
+		}
+	}
 }

@@ -80,8 +80,12 @@ func (m *seedMode) Run(ctx context.Context, env *Env, args []string) error {
 	verb := "changed"
 	if m.dryRun {
 		verb = "would change"
-	} else if err := store.ApplySeed(plan); err != nil {
-		return err
+	} else if err := store.ApplySeed(plan); err != nil || len(plan.Changes) > 0 {
+		// A seed that changes nothing writes nothing, not even history.
+		if err := recordAction(env, store, roll.HistoryEvent{Action: roll.ActSeed, Services: catalog.Names(),
+			Detail: fmt.Sprintf("%d nodes changed, %d unchanged", len(plan.Changes), plan.Unchanged)}, err); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(env.Stdout, "%s: %d services, %d nodes %s, %d unchanged\n", cfg.ZooKeeper.Root, len(catalog), len(plan.Changes), verb, plan.Unchanged)
 	if m.minProtocol < 0 {
@@ -91,7 +95,8 @@ func (m *seedMode) Run(ctx context.Context, env *Env, args []string) error {
 		fmt.Fprintf(env.Stdout, "would set min_protocol %d\n", m.minProtocol)
 		return nil
 	}
-	if err := store.SetMinProtocol(m.minProtocol); err != nil {
+	if err := recordAction(env, store, roll.HistoryEvent{Action: roll.ActSeed, Detail: fmt.Sprintf("min_protocol %d", m.minProtocol)},
+		store.SetMinProtocol(m.minProtocol)); err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "min_protocol %d: agents that speak an older protocol take no upgrade turns\n", m.minProtocol)

@@ -163,7 +163,12 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 		man.Expires = time.Now().Add(m.signFor).UTC().Truncate(time.Second)
 		man.Signatures = []trust.Signature{key.Sign(man.Release(store.Tree.Root, svc))}
 	}
-	if err := store.Stage(svc, man, m.replace); err != nil {
+	detail := "sha256 " + man.SHA256[:12]
+	if m.replace {
+		detail += ", replacing"
+	}
+	if err := recordAction(env, store, roll.HistoryEvent{Action: roll.ActStage, Services: []string{svc}, Version: version, Detail: detail},
+		store.Stage(svc, man, m.replace)); err != nil {
 		return err
 	}
 	printStaged(env, svc, man)

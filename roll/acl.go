@@ -31,6 +31,7 @@ const (
 	permRW   = zk.PermRead | zk.PermWrite
 	permRCD  = zk.PermRead | zk.PermCreate | zk.PermDelete
 	permRC   = zk.PermRead | zk.PermCreate
+	permRWC  = zk.PermRead | zk.PermWrite | zk.PermCreate
 	permRD   = zk.PermRead | zk.PermDelete
 	permRWCD = zk.PermRead | zk.PermWrite | zk.PermCreate | zk.PermDelete
 )
@@ -66,6 +67,8 @@ var agentRights = []struct {
 	{"refused/*", permRW},      //
 	{"fleet", permRC},          // the advancer's fleet view
 	{"fleet/*", permRW},        //
+	{"history", permRWC},       // a halt, a step's start and end: the head and a new slot
+	{"history/*", permRW},      // ... or an old slot overwritten
 }
 
 func newACLPolicy(cfg config.ZooKeeper, password string) (aclPolicy, error) {

@@ -28,11 +28,12 @@ type Catalog map[string]Service
 // percentage, so it is read loosely and checked by hand.
 type seedFile struct {
 	Services map[string]struct {
-		DependsOn   []string     `toml:"depends_on"`
-		Quorum      any          `toml:"quorum"`
-		MaxParallel int          `toml:"max_parallel"`
-		Health      HealthPolicy `toml:"health"`
-		MemberTTL   *Duration    `toml:"member_ttl"`
+		DependsOn    []string     `toml:"depends_on"`
+		Quorum       any          `toml:"quorum"`
+		MaxParallel  int          `toml:"max_parallel"`
+		Health       HealthPolicy `toml:"health"`
+		MemberTTL    *Duration    `toml:"member_ttl"`
+		AutoRollback bool         `toml:"auto_rollback"`
 	} `toml:"services"`
 }
 
@@ -63,7 +64,7 @@ func ParseCatalog(name string, r io.Reader) (Catalog, error) {
 	var errs []error
 	for _, svcName := range slices.Sorted(maps.Keys(f.Services)) {
 		raw := f.Services[svcName]
-		svc := Service{DependsOn: raw.DependsOn, MaxParallel: raw.MaxParallel, Health: raw.Health, MemberTTL: raw.MemberTTL}
+		svc := Service{DependsOn: raw.DependsOn, MaxParallel: raw.MaxParallel, Health: raw.Health, MemberTTL: raw.MemberTTL, AutoRollback: raw.AutoRollback}
 		c[svcName] = svc // for the dependency checks, even when bad
 		var err error
 		if raw.Quorum == nil {

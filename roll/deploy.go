@@ -45,6 +45,10 @@ type Manifest struct {
 	// nothing else.
 	Expires    time.Time         `json:"expires,omitzero"`
 	Signatures []trust.Signature `json:"signatures,omitempty"`
+	// RollbackOf is the version a rollback takes the service back from:
+	// this release is the one its fleet ran before. Empty: a release
+	// staged by `stage`.
+	RollbackOf string `json:"rollback_of,omitempty"`
 }
 
 // Release is what a signature of m covers, for svc in the data center
@@ -98,6 +102,12 @@ type Step struct {
 	// Order names the order that queued the step, so that an order whose
 	// answer a connection loss swallowed can find out that it committed.
 	Order string `json:"order,omitempty"`
+	// Rollback marks a step of a rollback: its services go back to their
+	// previous release, after the services that depend on them.
+	Rollback bool `json:"rollback,omitempty"`
+	// AutoRollback: when a release of the step halts, it is rolled back
+	// at once (`order --auto-rollback`).
+	AutoRollback bool `json:"auto_rollback,omitempty"`
 }
 
 func (s Step) validate() error {
@@ -122,9 +132,31 @@ func (f Failure) String() string { return fmt.Sprintf("%s on %s: %s", f.Host, f.
 type Control struct {
 	Paused bool     `json:"paused"`
 	Halted *Failure `json:"halted,omitempty"`
+	// Reason says why the service is paused, when dcroll paused it (a
+	// canary waiting for promote); empty: an operator did.
+	Reason string `json:"reason,omitempty"`
+	// Canary counts the turns of a canary deploy: once Hosts turns are
+	// taken, the turn that takes the last pauses the service.
+	Canary *Canary `json:"canary,omitempty"`
 }
 
-func (c Control) validate() error { return nil }
+// Canary is a canary deploy of a service: Hosts turns, then a pause until
+// `dcroll promote`.
+type Canary struct {
+	Hosts int `json:"hosts"`
+	Taken int `json:"taken"`
+}
+
+// CanaryWait is the pause reason of a canary whose hosts have taken their
+// turns.
+const CanaryWait = "canary: waiting for promote"
+
+func (c Control) validate() error {
+	if c.Canary != nil && c.Canary.Hosts < 1 {
+		return fmt.Errorf("canary hosts %d: must be at least 1", c.Canary.Hosts)
+	}
+	return nil
+}
 
 // DeployControl is the operator's say over the whole deploy: /deploy.
 type DeployControl struct {
@@ -295,20 +327,28 @@ func (s *Store) stage(svc string, m Manifest, data []byte, replace bool) error {
 		_, err := s.conn.Set(path, data, stat.Version)
 		return s.staged(svc, data, err)
 	}
-	if !replace && prevOK {
+	var keepPrev []any
+	if prevOK && (!replace || prev.Version != m.Version) {
 		done, err := s.rolledOut(svc, prev.Version)
 		if err != nil {
 			return err
 		}
-		if !done {
+		if !done && !replace {
 			return fmt.Errorf("%w: %s %s is staged and not yet running on every online host; use --replace to replace it", ErrStagingInProgress, svc, prev.Version)
+		}
+		if done && prev.Version != m.Version && prev.RollbackOf == "" {
+			// The release the fleet runs is the one a rollback goes back
+			// to. (A rollback's own release is kept already.)
+			if keepPrev, err = s.keepPreviousOps(svc, old); err != nil {
+				return err
+			}
 		}
 	}
 	ready, _, err := s.conn.Children(s.Tree.readyDir(svc))
 	if err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return fmt.Errorf("roll: list %s: %w", s.Tree.readyDir(svc), err)
 	}
-	ops := []any{&zk.SetDataRequest{Path: path, Data: data, Version: stat.Version}}
+	ops := append([]any{&zk.SetDataRequest{Path: path, Data: data, Version: stat.Version}}, keepPrev...)
 	for _, r := range ready {
 		ops = append(ops, &zk.DeleteRequest{Path: s.Tree.readyNode(svc, r), Version: -1})
 	}
@@ -803,13 +843,13 @@ func (s *Store) CheckUnqueuedDependencies(c Catalog, steps [][]string) error {
 // returns what it lifted: the control as it was.
 func (s *Store) LiftControl(svc string) (Control, error) {
 	c, err := s.Control(svc)
-	if err != nil || (!c.Paused && c.Halted == nil) {
+	if err != nil || (!c.Paused && c.Halted == nil && c.Canary == nil) {
 		return Control{}, err
 	}
 	var was Control
 	err = s.UpdateControl(svc, func(c *Control) {
 		was = *c
-		c.Paused, c.Halted = false, nil
+		*c = Control{} // a canary ends with its pause
 	})
 	if err != nil {
 		return Control{}, err

@@ -221,6 +221,9 @@ type Service struct {
 	// 0: members count until `dcroll forget`. A count quorum is a number
 	// of hosts that must stay online, and does not change.
 	MemberTTL *Duration `json:"member_ttl,omitempty" toml:"member_ttl"`
+	// AutoRollback: a release of the service that halts is rolled back at
+	// once, as `order --auto-rollback` asks for one deploy.
+	AutoRollback bool `json:"auto_rollback,omitempty" toml:"auto_rollback"`
 }
 
 // Default health policy for a service whose seed entry leaves it out.

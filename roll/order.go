@@ -195,15 +195,40 @@ const orderAttempts = 10
 // refused. An order whose answer a connection loss swallowed is looked up,
 // not sent twice.
 func (s *Store) Order(steps [][]string) ([][]string, error) {
+	return s.OrderWith(steps, OrderOptions{})
+}
+
+// OrderOptions are what an order may ask of its steps beyond their order.
+type OrderOptions struct {
+	// AutoRollback: a release of the order that halts is rolled back at
+	// once.
+	AutoRollback bool
+	// CanaryHosts or CanaryPercent (of the members) make each service of
+	// the order a canary: that many turns, then a pause until promote.
+	CanaryHosts, CanaryPercent int
+}
+
+// OrderWith is Order with options, which every step of the order carries.
+func (s *Store) OrderWith(steps [][]string, opts OrderOptions) ([][]string, error) {
 	for attempt := 1; ; attempt++ {
 		queued, ops, err := s.checkOrder(steps)
 		if err != nil {
 			return nil, err
 		}
+		if opts.CanaryHosts > 0 || opts.CanaryPercent > 0 {
+			canary, _, err := s.canaryOps(queued, opts.CanaryHosts, opts.CanaryPercent)
+			if err != nil {
+				return nil, err
+			}
+			ops = append(ops, canary...)
+		}
 		id := rand.Text()
-		err = s.commitSteps(queued, id, ops)
+		err = s.commitSteps(queued, Step{Order: id, AutoRollback: opts.AutoRollback}, ops)
 		if errors.Is(err, zk.ErrBadVersion) && attempt < orderAttempts {
 			continue
+		}
+		if err == nil {
+			s.logged(ActStepStarted, s.noteStepStarted())
 		}
 		return queued, err
 	}
@@ -318,7 +343,7 @@ func (s *Store) appendSteps(steps [][]string, id string) ([][]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		err = s.commitSteps(steps, id, ops)
+		err = s.commitSteps(steps, Step{Order: id}, ops)
 		if errors.Is(err, zk.ErrBadVersion) {
 			continue
 		}
@@ -326,12 +351,16 @@ func (s *Store) appendSteps(steps [][]string, id string) ([][]string, error) {
 	}
 }
 
-// commitSteps appends steps, tagged with the order id, in one transaction
+// commitSteps appends steps, each a copy of tmpl (which carries the order's
+// id), in one transaction
 // with ops. When the answer is lost to a connection loss, the queue is read
 // back: the order may have committed.
-func (s *Store) commitSteps(steps [][]string, id string, ops []any) error {
+func (s *Store) commitSteps(steps [][]string, tmpl Step, ops []any) error {
+	id := tmpl.Order
 	for _, svcs := range steps {
-		data, err := encode(Step{Services: svcs, Ordered: time.Now().UTC(), Order: id})
+		st := tmpl
+		st.Services, st.Ordered = svcs, time.Now().UTC()
+		data, err := encode(st)
 		if err != nil {
 			return err
 		}

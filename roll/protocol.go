@@ -294,7 +294,7 @@ func (s *Store) takeTurn(svc, host, readyPath string, t Turn, st TurnState) erro
 		// The root too: the form of the queue follows its min_protocol,
 		// and a turn is taken only in the form the root names.
 		&zk.CheckVersionRequest{Path: s.Tree.Root, Version: st.rootVersion},
-		&zk.CheckVersionRequest{Path: s.Tree.Roll(svc), Version: st.controlVersion},
+		s.canaryCount(svc, st),
 		&zk.CheckVersionRequest{Path: s.Tree.Deploy(), Version: st.deployVersion},
 		&zk.CheckVersionRequest{Path: s.Tree.Staging(svc), Version: st.stagingVersion},
 	}
@@ -387,6 +387,8 @@ func (s *Store) FinishTurn(svc, host string, failure *Failure) error {
 		if err := s.UpdateControl(svc, func(c *Control) { c.Halted = failure }); err != nil {
 			return err
 		}
+		s.logged(ActHalt, s.recordHalt(svc, failure))
+		s.autoRollback(svc, failure)
 	}
 	if err := s.deleteIfPresent(s.Tree.Turn(svc, host)); err != nil {
 		return err
@@ -424,6 +426,8 @@ func (s *Store) AdvanceSteps() (int, error) {
 		}
 		if err == nil {
 			removed++
+			s.logged(ActStepFinished, s.noteStepFinished(head))
+			s.logged(ActStepStarted, s.noteStepStarted())
 		}
 	}
 }
@@ -503,7 +507,7 @@ func (s *Store) turnState(svc, host string) (TurnState, error) {
 	}
 	st.Policy = services[svc]
 	st.MinProtocol = root.MinProtocol
-	st.Paused = ctl.Paused || dctl.Paused
+	st.Paused, st.control = ctl.Paused || dctl.Paused, ctl
 	if ctl.Halted != nil {
 		st.Halted = ctl.Halted.String()
 	}
@@ -526,18 +530,7 @@ func (s *Store) turnState(svc, host string) (TurnState, error) {
 		}
 		st.HeadStep, st.viewVersion = caughtUp, view
 	}
-	deps := map[string]bool{}
-	for _, d := range services.dependencies(svc) {
-		deps[d.name] = true
-	}
-	st.DepsDone = true
-	for _, step := range steps {
-		for _, other := range step.Services {
-			if deps[other] {
-				st.DepsDone = false
-			}
-		}
-	}
+	st.DepsDone = depsDone(services, svc, steps)
 
 	if f.current <= f.members {
 		st.front = f

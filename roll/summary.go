@@ -91,6 +91,10 @@ type ServiceSummary struct {
 	Upgrading []string `json:"upgrading"`
 	Paused    bool     `json:"paused"`
 	Halted    *Failure `json:"halted"`
+	// PauseReason says why dcroll paused the service (a canary waiting
+	// for promote); Canary is its canary deploy, if any.
+	PauseReason string  `json:"pause_reason,omitempty"`
+	Canary      *Canary `json:"canary,omitempty"`
 	// RollReady says whether the front of the ready queue may take its turn
 	// now, as Decide judges it on the counts; RollWait says why not.
 	RollReady bool   `json:"roll_ready"`
@@ -569,7 +573,7 @@ func (r *reader) service(services Catalog, svc string, root Root, deployPaused b
 	if err := r.decode(r.s.Tree.Roll(svc), &ctl, true); err != nil && !errors.Is(err, zk.ErrNoNode) {
 		return ss, next, err
 	}
-	ss.Paused, ss.Halted = ctl.Paused, ctl.Halted
+	ss.Paused, ss.Halted, ss.PauseReason, ss.Canary = ctl.Paused, ctl.Halted, ctl.Reason, ctl.Canary
 	turnHosts, err := r.children(r.s.Tree.turnsDir(svc), true)
 	if err != nil {
 		return ss, next, err
@@ -813,19 +817,11 @@ func (r *reader) verdict(ss *ServiceSummary, services Catalog, root Root, deploy
 		c.Halted = ss.Halted.String()
 	}
 	queued := false
-	deps := map[string]bool{}
-	for _, d := range services.dependencies(ss.Name) {
-		deps[d.name] = true
-	}
+	c.DepsDone = depsDone(services, ss.Name, steps)
 	for i, st := range steps {
-		for _, other := range st.Services {
-			if other == ss.Name {
-				queued = true
-				c.HeadStep = c.HeadStep || i == 0
-			}
-			if deps[other] {
-				c.DepsDone = false
-			}
+		if slices.Contains(st.Services, ss.Name) {
+			queued = true
+			c.HeadStep = c.HeadStep || i == 0
 		}
 	}
 	if !queued {
@@ -849,6 +845,9 @@ func (r *reader) verdict(ss *ServiceSummary, services Catalog, root Root, deploy
 	c.Expired = len(expired)
 	c.HostOnline, c.HostMember = !frontOff, true
 	v := decideCounts(c)
+	if v.on == onControl && ss.Paused && ss.PauseReason != "" {
+		v.Wait = "paused: " + ss.PauseReason
+	}
 	ss.RollReady, ss.RollWait = v.Go, v.Wait
 }
 

@@ -19,6 +19,7 @@ import "path"
 //	<root>/roll/<svc>/turns/<host>    ephemeral   Turn: a host mid-upgrade
 //	<root>/refused/<host>@<machine>   ephemeral   Refusal: a machine refused the name
 //	<root>/fleet/<svc>                persistent  FleetView: the advancer's count
+//	<root>/history/e-NNNN             persistent  HistoryEvent: a ring of the last 1000
 type Tree struct{ Root string }
 
 // Top-level children of the root, in the order seed creates them.

@@ -25,9 +25,11 @@ type TurnState struct {
 	Protocol, MinProtocol int
 
 	// The versions of the control nodes read, which the take of the turn
-	// checks (see Store.takeTurn).
+	// checks (see Store.takeTurn), and the service's control itself (a
+	// canary's take counts its turn in it).
 	controlVersion, deployVersion int32
 	stagingVersion                int32 // of the staged manifest, read at the take
+	control                       Control
 	// What else was read, to tell whether it changed before a watch was
 	// set (see Store.watchBlocker).
 	rootVersion int32
