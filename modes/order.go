@@ -20,6 +20,7 @@ type orderMode struct {
 	auto         bool
 	autoRollback bool
 	canary       string
+	now          bool
 	wait         bool
 	timeout      time.Duration
 }
@@ -33,9 +34,10 @@ func (m *orderMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs.BoolVar(&m.auto, "auto", false, "queue every staged service not yet queued, in steps derived from the dependencies")
 	fs.BoolVar(&m.autoRollback, "auto-rollback", false, "when a release of this order halts, roll it back at once, as dcroll rollback would")
 	fs.StringVar(&m.canary, "canary", "", "roll `N` hosts of each service (or N% of its members), then pause until dcroll promote")
+	fs.BoolVar(&m.now, "now", false, "let this deploy's turns start outside the services' maintenance windows")
 	fs.BoolVar(&m.wait, "wait", false, "wait until the queued services have rolled out (exit 0) or one halts (exit 1)")
 	fs.DurationVar(&m.timeout, "timeout", 0, "with --wait, give up after this long (exit 1; 0: never)")
-	return fs, "order [--auto] [--auto-rollback] [--canary N|N%] [--wait [--timeout D]] [SERVICE[,SERVICE...]]...", `
+	return fs, "order [--auto] [--auto-rollback] [--canary N|N%] [--now] [--wait [--timeout D]] [SERVICE[,SERVICE...]]...", `
 Each argument is one step of the deploy queue; services joined by commas
 roll in the same step. The steps go to the end of the queue; the head step
 is the one rolling, and it leaves the queue when every online host of its
@@ -52,7 +54,9 @@ would: the service policy auto_rollback does the same for every deploy.
 With --canary N, N hosts of each service (or N% of its members, at least
 one) take their turns, and the service pauses with the reason "canary:
 waiting for promote": ` + "`dcroll promote SERVICE`" + ` lets the rest roll,
-` + "`dcroll rollback SERVICE`" + ` takes the canaries back.
+` + "`dcroll rollback SERVICE`" + ` takes the canaries back. A service whose
+policy has maintenance windows starts turns only inside one; --now lets
+this deploy go outside them.
 
 With --wait, order then follows the deploy, a line per change, and exits
 0 once every service it queued has left the queue with every online host
@@ -72,7 +76,7 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error
 	if !m.auto && len(args) == 0 {
 		return usageErr("name the services to queue, or use --auto")
 	}
-	opts := roll.OrderOptions{AutoRollback: m.autoRollback}
+	opts := roll.OrderOptions{AutoRollback: m.autoRollback, Now: m.now}
 	if m.canary != "" {
 		var err error
 		if opts.CanaryHosts, opts.CanaryPercent, err = roll.ParseCanary(m.canary); err != nil {
@@ -191,6 +195,9 @@ func recordOrder(env *Env, store *roll.Store, asked, queued [][]string, opts rol
 	}
 	if opts.AutoRollback {
 		detail += ", auto-rollback"
+	}
+	if opts.Now {
+		detail += ", now (outside the maintenance windows)"
 	}
 	if opts.CanaryHosts > 0 {
 		detail += fmt.Sprintf(", canary of %d hosts", opts.CanaryHosts)

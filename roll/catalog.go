@@ -34,6 +34,7 @@ type seedFile struct {
 		Health       HealthPolicy `toml:"health"`
 		MemberTTL    *Duration    `toml:"member_ttl"`
 		AutoRollback bool         `toml:"auto_rollback"`
+		Windows      []string     `toml:"windows"`
 	} `toml:"services"`
 }
 
@@ -64,7 +65,7 @@ func ParseCatalog(name string, r io.Reader) (Catalog, error) {
 	var errs []error
 	for _, svcName := range slices.Sorted(maps.Keys(f.Services)) {
 		raw := f.Services[svcName]
-		svc := Service{DependsOn: raw.DependsOn, MaxParallel: raw.MaxParallel, Health: raw.Health, MemberTTL: raw.MemberTTL, AutoRollback: raw.AutoRollback}
+		svc := Service{DependsOn: raw.DependsOn, MaxParallel: raw.MaxParallel, Health: raw.Health, MemberTTL: raw.MemberTTL, AutoRollback: raw.AutoRollback, Windows: raw.Windows}
 		c[svcName] = svc // for the dependency checks, even when bad
 		var err error
 		if raw.Quorum == nil {

@@ -42,6 +42,10 @@ type Store struct {
 	steps   stepCache
 	tickets ticketMemo
 
+	// clock is what maintenance windows are judged by: nil, time.Now;
+	// tests set it.
+	clock func() time.Time
+
 	log   hclog.Logger // nil in tests that build a Store by hand
 	skips skips        // children of /current, /members, /hosts left out
 }

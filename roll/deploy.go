@@ -108,6 +108,9 @@ type Step struct {
 	// AutoRollback: when a release of the step halts, it is rolled back
 	// at once (`order --auto-rollback`).
 	AutoRollback bool `json:"auto_rollback,omitempty"`
+	// Now: the step's services take turns outside their maintenance
+	// windows too (`order --now`).
+	Now bool `json:"now,omitempty"`
 }
 
 func (s Step) validate() error {

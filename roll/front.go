@@ -90,7 +90,7 @@ func (s TurnState) countsAt(k int) turnCounts {
 	expired := max(f.expired, 0)
 	return turnCounts{
 		Policy: s.Policy, Protocol: s.Protocol, MinProtocol: s.MinProtocol, Paused: s.Paused, Halted: s.Halted,
-		HeadStep: s.HeadStep, DepsDone: s.DepsDone, ReadyFront: s.ReadyFront,
+		HeadStep: s.HeadStep, DepsDone: s.DepsDone, ReadyFront: s.ReadyFront, Window: s.Window,
 		InTurn:     s.inTurnOthers(),
 		Members:    f.members - expired,
 		Online:     f.current - k,

@@ -224,6 +224,9 @@ type Service struct {
 	// AutoRollback: a release of the service that halts is rolled back at
 	// once, as `order --auto-rollback` asks for one deploy.
 	AutoRollback bool `json:"auto_rollback,omitempty" toml:"auto_rollback"`
+	// Windows are the maintenance windows: turns start only inside one
+	// (a turn under way finishes). None: any time.
+	Windows []string `json:"windows,omitempty" toml:"windows"`
 }
 
 // Default health policy for a service whose seed entry leaves it out.
@@ -275,6 +278,9 @@ func (s Service) validate() error {
 	}
 	if s.Health.MaxFailedChecks < 0 {
 		return fmt.Errorf("health: max_failed_checks %d is negative", s.Health.MaxFailedChecks)
+	}
+	if _, err := parseWindows(s.Windows); err != nil {
+		return fmt.Errorf("windows: %v", err)
 	}
 	if s.MemberTTL != nil && *s.MemberTTL < 0 {
 		return fmt.Errorf("member_ttl %s is negative (0: members count until forgotten)", s.MemberTTL)

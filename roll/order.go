@@ -206,6 +206,9 @@ type OrderOptions struct {
 	// CanaryHosts or CanaryPercent (of the members) make each service of
 	// the order a canary: that many turns, then a pause until promote.
 	CanaryHosts, CanaryPercent int
+	// Now lets the order's services take turns outside their maintenance
+	// windows.
+	Now bool
 }
 
 // OrderWith is Order with options, which every step of the order carries.
@@ -223,7 +226,7 @@ func (s *Store) OrderWith(steps [][]string, opts OrderOptions) ([][]string, erro
 			ops = append(ops, canary...)
 		}
 		id := rand.Text()
-		err = s.commitSteps(queued, Step{Order: id, AutoRollback: opts.AutoRollback}, ops)
+		err = s.commitSteps(queued, Step{Order: id, AutoRollback: opts.AutoRollback, Now: opts.Now}, ops)
 		if errors.Is(err, zk.ErrBadVersion) && attempt < orderAttempts {
 			continue
 		}

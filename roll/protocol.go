@@ -189,7 +189,9 @@ func (s *Store) watchBlocker(svc string, st TurnState, b blocker) (watches []<-c
 	switch b {
 	case onProtocol:
 		err = version(s.Tree.Root, st.rootVersion)
-	case onControl:
+	case onControl, onWindow:
+		// A window opens on the clock (see recheck); a pause or an
+		// abort meanwhile is seen at once.
 		if err = version(s.Tree.Roll(svc), st.controlVersion); err == nil {
 			err = version(s.Tree.Deploy(), st.deployVersion)
 		}
@@ -258,6 +260,11 @@ const quorumRecheck = time.Minute
 // recheck is how long a host held on b waits for a watch before it decides
 // again anyway (0: as long as it takes).
 func recheck(b blocker, st TurnState) time.Duration {
+	if b == onWindow {
+		// Looked at again when the window opens, and at least every
+		// minute: the clock may be set meanwhile.
+		return st.windowWait + clock.Jitter(st.windowWait/10)
+	}
 	if b == onQuorum && st.hasOffline() {
 		return quorumRecheck + clock.Jitter(quorumRecheck/4)
 	}
@@ -531,6 +538,13 @@ func (s *Store) turnState(svc, host string) (TurnState, error) {
 		st.HeadStep, st.viewVersion = caughtUp, view
 	}
 	st.DepsDone = depsDone(services, svc, steps)
+	if len(steps) == 0 || !steps[0].Now || !st.HeadStep {
+		var opens time.Time
+		now := s.now()
+		if st.Window, opens = outsideWindows(st.Policy.Windows, now); st.Window != "" {
+			st.windowWait = min(max(opens.Sub(now), time.Second), s.windowPoll())
+		}
+	}
 
 	if f.current <= f.members {
 		st.front = f

@@ -818,6 +818,9 @@ func (r *reader) verdict(ss *ServiceSummary, services Catalog, root Root, deploy
 	}
 	queued := false
 	c.DepsDone = depsDone(services, ss.Name, steps)
+	if len(steps) == 0 || !steps[0].Now || !slices.Contains(steps[0].Services, ss.Name) {
+		c.Window, _ = outsideWindows(ss.Policy.Windows, r.s.now())
+	}
 	for i, st := range steps {
 		if slices.Contains(st.Services, ss.Name) {
 			queued = true

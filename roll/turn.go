@@ -1,6 +1,9 @@
 package roll
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // TurnState is what one host sees when it asks for its upgrade turn for one
 // service. The caller reads it from ZooKeeper; Decide only judges it.
@@ -23,6 +26,11 @@ type TurnState struct {
 	// Protocol is the protocol version Host's agent speaks; MinProtocol
 	// the lowest the data center lets take turns (0: any).
 	Protocol, MinProtocol int
+	// Window, non-empty, says that no maintenance window of the service
+	// is open, and when the next opens; windowWait is how long to wait
+	// before looking again (until it opens, at most windowPoll).
+	Window     string
+	windowWait time.Duration
 
 	// The versions of the control nodes read, which the take of the turn
 	// checks (see Store.takeTurn), and the service's control itself (a
@@ -60,6 +68,7 @@ const (
 	onFront
 	onParallel
 	onQuorum
+	onWindow
 )
 
 // Decide says whether the host may take its turn now. It may only if its
@@ -85,7 +94,7 @@ func Decide(s TurnState) Verdict {
 	}
 	c := turnCounts{
 		Policy: s.Policy, Protocol: s.Protocol, MinProtocol: s.MinProtocol, Paused: s.Paused, Halted: s.Halted,
-		HeadStep: s.HeadStep, DepsDone: s.DepsDone, ReadyFront: s.ReadyFront,
+		HeadStep: s.HeadStep, DepsDone: s.DepsDone, ReadyFront: s.ReadyFront, Window: s.Window,
 	}
 	inTurn := map[string]bool{}
 	for _, h := range s.InTurn {
@@ -130,10 +139,11 @@ type turnCounts struct {
 	Paused                         bool
 	Halted                         string
 	HeadStep, DepsDone, ReadyFront bool
-	InTurn                         int // hosts in turn, the host itself left out
-	Members                        int // members that have not expired
-	Online                         int // of them, online and not in turn
-	Expired                        int // members left out for member_ttl
+	Window                         string // outside every maintenance window: why
+	InTurn                         int    // hosts in turn, the host itself left out
+	Members                        int    // members that have not expired
+	Online                         int    // of them, online and not in turn
+	Expired                        int    // members left out for member_ttl
 	HostOnline, HostMember         bool
 }
 
@@ -151,6 +161,8 @@ func decideCounts(s turnCounts) Verdict {
 		return Verdict{Wait: "waiting for a dependency", on: onStep}
 	case !s.ReadyFront:
 		return Verdict{Wait: "not at the front of the ready queue", on: onFront}
+	case s.Window != "":
+		return Verdict{Wait: s.Window, on: onWindow}
 	}
 	// A policy without max_parallel (never seeded so) gets the seed
 	// default of 1.
