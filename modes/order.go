@@ -21,6 +21,7 @@ type orderMode struct {
 	autoRollback bool
 	canary       string
 	now          bool
+	dryRun       bool
 	wait         bool
 	timeout      time.Duration
 }
@@ -34,10 +35,11 @@ func (m *orderMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs.BoolVar(&m.auto, "auto", false, "queue every staged service not yet queued, in steps derived from the dependencies")
 	fs.BoolVar(&m.autoRollback, "auto-rollback", false, "when a release of this order halts, roll it back at once, as dcroll rollback would")
 	fs.StringVar(&m.canary, "canary", "", "roll `N` hosts of each service (or N% of its members), then pause until dcroll promote")
+	fs.BoolVar(&m.dryRun, "dry-run", false, "print the steps, the turns each service takes and an estimated duration; queue nothing")
 	fs.BoolVar(&m.now, "now", false, "let this deploy's turns start outside the services' maintenance windows")
 	fs.BoolVar(&m.wait, "wait", false, "wait until the queued services have rolled out (exit 0) or one halts (exit 1)")
 	fs.DurationVar(&m.timeout, "timeout", 0, "with --wait, give up after this long (exit 1; 0: never)")
-	return fs, "order [--auto] [--auto-rollback] [--canary N|N%] [--now] [--wait [--timeout D]] [SERVICE[,SERVICE...]]...", `
+	return fs, "order [--auto] [--auto-rollback] [--canary N|N%] [--now] [--dry-run] [--wait [--timeout D]] [SERVICE[,SERVICE...]]...", `
 Each argument is one step of the deploy queue; services joined by commas
 roll in the same step. The steps go to the end of the queue; the head step
 is the one rolling, and it leaves the queue when every online host of its
@@ -99,6 +101,9 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error
 	defer store.Close()
 	if m.auto {
 		steps = nil // every staged service not yet queued
+	}
+	if m.dryRun {
+		return dryRun(env, store, steps)
 	}
 	asked := steps
 	steps, err = store.OrderWith(steps, opts)
@@ -219,4 +224,52 @@ func printCanaries(env *Env, store *roll.Store, steps [][]string) {
 				c.Canary.Hosts, plural(c.Canary.Hosts, "host", "hosts"), svc, svc)
 		}
 	}
+}
+
+// dryRun prints what an order of steps would queue and how long it may
+// take, and writes nothing.
+func dryRun(env *Env, store *roll.Store, steps [][]string) error {
+	steps, err := store.CheckOrder(steps)
+	if err != nil {
+		return err
+	}
+	estimates, err := store.EstimateSteps(steps)
+	if err != nil {
+		return err
+	}
+	services, err := store.Services()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(env.Stdout, "dry run: nothing is queued")
+	var total time.Duration
+	for i, step := range steps {
+		fmt.Fprintf(env.Stdout, "step %d: %s\n", i+1, strings.Join(step, ","))
+		var longest time.Duration // the services of a step roll at once
+		for _, e := range estimates {
+			if e.Step != i+1 {
+				continue
+			}
+			pol := services[e.Service]
+			source := "min_healthy, as no finished step of it is kept in the history"
+			if e.Measured {
+				source = "measured: the median of its last finished steps"
+			}
+			switch {
+			case e.Turns == 0:
+				fmt.Fprintf(env.Stdout, "  %s: every one of its %d members runs the staged release already\n", e.Service, e.Members)
+			case e.Parallel == 0:
+				fmt.Fprintf(env.Stdout, "  %s: %d turns, but quorum %s of %d members leaves no room for one: it waits until lowered\n",
+					e.Service, e.Turns, pol.Quorum, e.Members)
+			default:
+				fmt.Fprintf(env.Stdout, "  %s: %d of %d members take a turn, %d at a time (max_parallel %d, quorum %s): %d %s of ~%s (%s): ~%s\n",
+					e.Service, e.Turns, e.Members, e.Parallel, max(pol.MaxParallel, 1), pol.Quorum, e.Rounds, plural(e.Rounds, "round", "rounds"),
+					time.Duration(e.Round), source, time.Duration(e.Estimate))
+			}
+			longest = max(longest, time.Duration(e.Estimate))
+		}
+		total += longest
+	}
+	fmt.Fprintf(env.Stdout, "estimated: ~%s in all, with every host ready (fetching is not counted)\n", total)
+	return nil
 }
