@@ -117,3 +117,36 @@ func (s *Store) CheckOrder(steps [][]string) ([][]string, error) {
 	queued, _, err := s.checkOrder(steps)
 	return queued, err
 }
+
+// progress is how far the head step is, from the services' counts in fs
+// and the step's start in the history's head (one read, not watched: the
+// head changes with every event, and the counts that move the estimate
+// are watched already). Nil when no step rolls.
+func (r *reader) progress(fs *FleetSummary, steps []StepEntry, now time.Time) (*StepProgress, error) {
+	if len(steps) == 0 {
+		return nil, nil
+	}
+	p := &StepProgress{}
+	for _, ss := range fs.Services {
+		if slices.Contains(steps[0].Services, ss.Name) && ss.Staged != "" {
+			p.Done += ss.Versions[ss.Staged]
+			p.Online += ss.Online
+		}
+	}
+	var head HistoryHead
+	switch err := r.decode(r.s.Tree.History(), &head, false); {
+	case errors.Is(err, zk.ErrNoNode), errors.Is(err, ErrBadNode):
+		return p, nil
+	case err != nil:
+		return nil, err
+	}
+	if head.Step != steps[0].Name || head.StepStarted.IsZero() {
+		return p, nil
+	}
+	p.Started = head.StepStarted
+	if p.Done > 0 && p.Online > p.Done {
+		elapsed := now.Sub(p.Started)
+		p.Left = Duration((elapsed * time.Duration(p.Online-p.Done) / time.Duration(p.Done)).Round(time.Second))
+	}
+	return p, nil
+}

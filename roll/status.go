@@ -27,6 +27,21 @@ type DeployStatus struct {
 	Paused bool `json:"paused"`
 	// Steps is the queue, head first: the head step is the one rolling.
 	Steps []StepStatus `json:"steps"`
+	// Progress is how far the head step is, and when it may end (in the
+	// summary only).
+	Progress *StepProgress `json:"progress,omitempty"`
+}
+
+// StepProgress is how far the rolling step is: its services' online hosts
+// on their staged releases, since when it rolls, and an estimate of the
+// time left at the pace so far.
+type StepProgress struct {
+	Done    int       `json:"done"`
+	Online  int       `json:"online"`
+	Started time.Time `json:"started,omitzero"` // zero: its start is not in the history
+	// Left is the time left at the pace so far: 0 when not known (no
+	// start, or no host done yet).
+	Left Duration `json:"left,omitempty"`
 }
 
 // StepStatus is one step of the deploy queue.

@@ -346,6 +346,9 @@ func (r *reader) summary() (*FleetSummary, error) {
 			fs.NextChange = next
 		}
 	}
+	if fs.Deploy.Progress, err = r.progress(fs, steps, now); err != nil {
+		return nil, err
+	}
 	if fs.Refused, err = r.refusals(); err != nil {
 		return nil, err
 	}
