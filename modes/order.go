@@ -150,13 +150,19 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error
 	} else if n > 0 {
 		fmt.Fprintf(env.Stdout, "%d %s done already, removed\n", n, plural(n, "step was", "steps were"))
 	}
+	printQueueBack(env, store)
+	return nil
+}
+
+// printQueueBack reads the deploy queue back after a command changed it,
+// and prints it. The command is done: a failed read is a note.
+func printQueueBack(env *Env, store *roll.Store) {
 	queue, err := store.Steps()
 	if err != nil {
 		fmt.Fprintf(env.Stderr, "dcroll: note: cannot read the queue back; `dcroll status` shows it: %v\n", err)
-		return nil
+		return
 	}
 	printQueue(env.Stdout, queue)
-	return nil
 }
 
 // printQueue prints the deploy queue, head first.

@@ -68,12 +68,7 @@ func (m *rollbackMode) Run(ctx context.Context, env *Env, args []string) error {
 		return err
 	}
 	printRollback(env, svc, plan)
-	queue, err := store.Steps()
-	if err != nil {
-		fmt.Fprintf(env.Stderr, "dcroll: note: cannot read the queue back; `dcroll status` shows it: %v\n", err)
-		return nil
-	}
-	printQueue(env.Stdout, queue)
+	printQueueBack(env, store)
 	return nil
 }
 

@@ -62,10 +62,7 @@ func countOn(t *testing.T, s *Store, version string) int {
 func TestIntegration_CanaryPausesUntilPromote(t *testing.T) {
 	zkc := zktest.Standalone(t)
 	const root = "/canary"
-	hosts := make([]*simHost, 4)
-	for i := range hosts {
-		hosts[i] = &simHost{name: fmt.Sprintf("h%d", i), store: connect(t, zkc, root)}
-	}
+	hosts := simFleet(t, zkc, root, 4)
 	admin := rollbackFleet(t, zkc, root, "max_parallel = 2\n", hosts)
 	if err := admin.Unstage("api"); err != nil {
 		t.Fatal(err)
@@ -128,10 +125,7 @@ func TestIntegration_CanaryPausesUntilPromote(t *testing.T) {
 func TestIntegration_RollbackTakesTheCanariesBack(t *testing.T) {
 	zkc := zktest.Standalone(t)
 	const root = "/canaryback"
-	hosts := make([]*simHost, 3)
-	for i := range hosts {
-		hosts[i] = &simHost{name: fmt.Sprintf("h%d", i), store: connect(t, zkc, root)}
-	}
+	hosts := simFleet(t, zkc, root, 3)
 	admin := rollbackFleet(t, zkc, root, "", hosts)
 	if err := admin.Unstage("api"); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package roll
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -15,10 +14,7 @@ import (
 func TestIntegration_ProgressAndEstimate(t *testing.T) {
 	zkc := zktest.Standalone(t)
 	const root = "/progress"
-	hosts := make([]*simHost, 4)
-	for i := range hosts {
-		hosts[i] = &simHost{name: fmt.Sprintf("h%d", i), store: connect(t, zkc, root)}
-	}
+	hosts := simFleet(t, zkc, root, 4)
 	admin := rollbackFleet(t, zkc, root, "max_parallel = 2\n", hosts)
 	if err := admin.Unstage("api"); err != nil {
 		t.Fatal(err)

@@ -46,6 +46,16 @@ func rollbackFleet(t *testing.T, zkc *zktest.Cluster, root, policy string, hosts
 	return admin
 }
 
+// simFleet is n hosts h0, h1... of root, each with its own session.
+func simFleet(t *testing.T, zkc *zktest.Cluster, root string, n int) []*simHost {
+	t.Helper()
+	hosts := make([]*simHost, n)
+	for i := range hosts {
+		hosts[i] = &simHost{name: fmt.Sprintf("h%d", i), store: connect(t, zkc, root)}
+	}
+	return hosts
+}
+
 // everyHostTurns runs, on every host at once, a turn of each service to
 // version, as the agents' per-service loops would.
 func everyHostTurns(t *testing.T, hosts []*simHost, version string, services ...string) {
@@ -91,10 +101,7 @@ func versionsOf(t *testing.T, s *Store, svc string) map[string]string {
 func TestIntegration_RollbackGoesThroughTheTurnsDependentsFirst(t *testing.T) {
 	zkc := zktest.Standalone(t)
 	const root = "/rb"
-	hosts := make([]*simHost, 4)
-	for i := range hosts {
-		hosts[i] = &simHost{name: fmt.Sprintf("h%d", i), store: connect(t, zkc, root)}
-	}
+	hosts := simFleet(t, zkc, root, 4)
 	admin := rollbackFleet(t, zkc, root, "", hosts)
 	if _, err := admin.Order(nil); err != nil {
 		t.Fatal(err)
@@ -198,10 +205,7 @@ func TestIntegration_RollbackGoesThroughTheTurnsDependentsFirst(t *testing.T) {
 func TestIntegration_HaltWithAutoRollbackEndsOnTheOldVersion(t *testing.T) {
 	zkc := zktest.Standalone(t)
 	const root = "/auto"
-	hosts := make([]*simHost, 3)
-	for i := range hosts {
-		hosts[i] = &simHost{name: fmt.Sprintf("h%d", i), store: connect(t, zkc, root)}
-	}
+	hosts := simFleet(t, zkc, root, 3)
 	admin := rollbackFleet(t, zkc, root, "", hosts)
 	if err := admin.Unstage("api"); err != nil {
 		t.Fatal(err)

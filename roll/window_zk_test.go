@@ -2,7 +2,6 @@ package roll
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,10 +20,9 @@ func TestIntegration_TurnsWaitForTheMaintenanceWindow(t *testing.T) {
 	saturday := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
 	now.Store(&saturday)
 	clock := func() time.Time { return *now.Load() }
-	hosts := make([]*simHost, 3) // quorum 2
-	for i := range hosts {
-		hosts[i] = &simHost{name: fmt.Sprintf("h%d", i), store: connect(t, zkc, root)}
-		hosts[i].store.clock = clock
+	hosts := simFleet(t, zkc, root, 3) // quorum 2
+	for _, h := range hosts {
+		h.store.clock = clock
 	}
 	admin := rollbackFleet(t, zkc, root, "max_parallel = 1\nwindows = [\"Mon-Fri 09:00-17:00 Europe/Berlin\"]\n", hosts)
 	admin.clock = clock
