@@ -16,9 +16,9 @@ import (
 // The history is a ring of HistoryKeep slots under <root>/history: every
 // operator action and every deploy event writes the next slot, over the
 // head's version, in one transaction with the head. An event costs the
-// same three requests whatever the history's or the fleet's size, and the
-// history never holds more than HistoryKeep entries of at most
-// MaxEventDetail bytes of detail each.
+// same two requests (a read of the head, one transaction) whatever the
+// history's or the fleet's size, and the history never holds more than
+// HistoryKeep entries of at most MaxEventDetail bytes of detail each.
 
 // HistoryKeep is how many events a data center's history keeps.
 const HistoryKeep = 1000

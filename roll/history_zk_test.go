@@ -24,6 +24,9 @@ func TestIntegration_HistoryKeepsTheLastEventsAtAConstantCost(t *testing.T) {
 		t.Fatal(err)
 	}
 	emptyCost := admin.Ops() - before
+	if emptyCost != 2 {
+		t.Errorf("an event cost %d requests, want 2: a read of the head and one transaction", emptyCost)
+	}
 
 	writers := []*Store{admin, connect(t, zkc, "/hist")}
 	const each = HistoryKeep/2 + 5
