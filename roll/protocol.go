@@ -49,18 +49,15 @@ var ErrLeftQueue = errors.New("roll: no longer in the ready queue")
 // node: ZooKeeper cannot remove a watch, and a watch left on a node that
 // changes with every turn would wake a host that has moved on.
 func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Turn) error {
-	pre, err := s.awaitFront(ctx, svc, host, readyPath)
-	if err != nil {
+	if err := s.awaitFront(ctx, svc, host, readyPath); err != nil {
 		return err
 	}
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		var st TurnState
-		if pre != nil {
-			st, pre = *pre, nil // read with the last look at the queue
-		} else if st, err = s.turnState(svc, host); err != nil {
+		st, err := s.turnState(svc, host)
+		if err != nil {
 			return err
 		}
 		if err := s.protocolTooOld(st.MinProtocol); err != nil {
@@ -124,10 +121,8 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 	}
 }
 
-// awaitFront returns once the host's ready node is the first of the queue,
-// with the turn's state when it was read together with the last look at
-// the queue (nil: not read).
-func (s *Store) awaitFront(ctx context.Context, svc, host, readyPath string) (*TurnState, error) {
+// awaitFront returns once the host's ready node is the first of the queue.
+func (s *Store) awaitFront(ctx context.Context, svc, host, readyPath string) error {
 	if isTicket(readyPath) {
 		return s.awaitTicket(ctx, svc, host, readyPath)
 	}
@@ -135,30 +130,30 @@ func (s *Store) awaitFront(ctx context.Context, svc, host, readyPath string) (*T
 	dir := s.Tree.readyDir(svc)
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		names, _, err := s.conn.Children(dir)
 		if errors.Is(err, zk.ErrNoNode) {
-			return nil, ErrLeftQueue
+			return ErrLeftQueue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("roll: list %s: %w", dir, err)
+			return fmt.Errorf("roll: list %s: %w", dir, err)
 		}
 		queue := sortReady(names)
 		idx := slices.IndexFunc(queue, func(e ReadyEntry) bool { return e.Name == readyName })
 		switch {
 		case idx < 0:
-			return nil, ErrLeftQueue
+			return ErrLeftQueue
 		case idx == 0:
-			return nil, nil
+			return nil
 		}
 		ok, _, ch, err := s.conn.ExistsW(s.Tree.readyNode(svc, queue[idx-1].Name))
 		if err != nil {
-			return nil, fmt.Errorf("roll: watch the predecessor: %w", err)
+			return fmt.Errorf("roll: watch the predecessor: %w", err)
 		}
 		if ok {
 			if err := waitAny(ctx, ch); err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}

@@ -262,19 +262,19 @@ func (s *Store) findTicket(svc string, from int32) (string, error) {
 // awaitTicket returns once host's ticket at readyPath is the front of svc's
 // ready queue. It watches only its predecessor, and reads the queue's head
 // when the predecessor goes, to tell a turn taken from a host that left.
-func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) (*TurnState, error) {
+func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) error {
 	mine, _ := parseTicket(path.Base(readyPath))
 	head, _, err := s.queueHead(svc)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	below := mine - 1
 	for {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return err
 		}
 		if below <= head.Admitted {
-			return nil, nil
+			return nil
 		}
 		p := s.Tree.readyNode(svc, ticketName(below))
 		// A data watch on a ticket that does not exist is not set: the
@@ -285,7 +285,7 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) (*
 			below--
 			continue
 		case err != nil:
-			return nil, fmt.Errorf("roll: watch the predecessor %s: %w", p, err)
+			return fmt.Errorf("roll: watch the predecessor %s: %w", p, err)
 		case ticketOf(p, data) == host:
 			// A ticket of this host ahead of its own: a join of this
 			// session whose answer was lost, or one of an earlier session
@@ -294,47 +294,30 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) (*
 			// its host, so it is found here). It goes; the host would
 			// wait behind itself.
 			if err := s.deleteOwned(p, stat.EphemeralOwner); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
-		var ev zk.Event
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case ev = <-ch:
+		if err := waitAny(ctx, ch); err != nil {
+			return err
 		}
 		// The predecessor is gone (its ticket is never used again): did it
-		// take its turn, or leave? And is this host still queued? Most
-		// often it took its turn and this host is the front now: the
-		// turn's state is read in the same round trip, so that the turns
-		// are handed over after one round trip, not two. That state is
-		// used only if the predecessor's take is what woke the host: the
-		// take committed before the notification, so every read sent
-		// after it sees that turn. Woken otherwise (the predecessor left
-		// the queue, or the connection was lost), a take may commit
-		// between those reads and the read of admitted, and the state is
-		// read again.
-		pred := below
-		var (
-			ok    bool
-			st    TurnState
-			stErr error
-		)
+		// take its turn, or leave? And is this host still queued? The
+		// turn's state is read only after this look at admitted, never
+		// with it: reads made together with it may come before the take
+		// that makes this host the front (the chaos checker saw db's
+		// quorum broken when they did).
+		var ok bool
 		err = parallel(
 			func() (err error) { head, _, err = s.queueHead(svc); return err },
-			s.exists(readyPath, &ok),
-			func() error { st, stErr = s.turnState(svc, host); return nil })
+			s.exists(readyPath, &ok))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if !ok {
-			return nil, ErrLeftQueue
+			return ErrLeftQueue
 		}
 		below--
-		if ev.Type == zk.EventNodeDeleted && head.Admitted == pred && stErr == nil {
-			return &st, nil
-		}
 	}
 }
 
