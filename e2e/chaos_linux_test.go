@@ -32,6 +32,7 @@ var regressions = []struct {
 	{1796204383436754420, 14, "a host paused mid-switch lost its session and its turn; the new version failed, the failure went unrecorded, and the step neither finished nor halted"},
 	{1796222965759410514, 5, "a host woken by a predecessor that left the queue decided on reads made before the take of the host ahead committed, and db's quorum broke"},
 	{1796222814120259449, 0, "the same, with a host killed: three db turns within 330 ms against a quorum that allows two"},
+	{1796225584089087312, 0, "the same after a first fix that still decided on reads made with the look at the queue when the predecessor's take woke the host"},
 }
 
 var (
