@@ -96,6 +96,8 @@ func notRunnable(c readmeCommand) string {
 			return "runs until stopped; agent/ and e2e/ run agents"
 		case "demo":
 			return "runs a data center of its own for minutes; demo/ and modes/demo_test.go test it"
+		case "--wait":
+			return "waits for a rollout by real agents, and an interrupt is not a success; agent.TestIntegration_OrderWaitGatesOnTheDeploy and agent.TestIntegration_StageWaitGatesOnTheRollout run it"
 		}
 	}
 	if len(c.args) == 0 {
