@@ -541,17 +541,22 @@ func (s *Store) turnState(svc, host string) (TurnState, error) {
 		}
 	}
 
-	if f.current <= f.members {
+	if s.countFront && f.current <= f.members {
 		st.front = f
 		return st, nil
 	}
-	// More hosts serve than are members: a child of /current that is no
-	// member's (the protocol writes none; a hand-made node, say). The
-	// counts cannot be trusted: decide on the lists, which leave it out.
+	// Without countFront, or when more hosts serve than are members (a
+	// child of /current that is no member's: the protocol writes none; a
+	// hand-made node, say), decide on the lists, which leave it out.
 	if st.Members, err = s.Members(svc); err != nil {
 		return st, err
 	}
 	if st.Online, _, err = s.childrenW(s.Tree.CurrentDir(svc), false); err != nil {
+		return st, err
+	}
+	// The turns last, after /current, as ever: a host leaves /current
+	// only in a turn it holds.
+	if st.InTurn, _, err = s.childrenW(s.Tree.turnsDir(svc), false); err != nil {
 		return st, err
 	}
 	return st, nil

@@ -10,7 +10,6 @@ import (
 
 	"github.com/go-zookeeper/zk"
 
-	"github.com/dcroll/dcroll/internal/testutil"
 	"github.com/dcroll/dcroll/internal/zktest"
 )
 
@@ -172,59 +171,6 @@ func TestIntegration_TwoReplacesAtOnce(t *testing.T) {
 		m := staged(t, a, "db")
 		if (m.Version == va && errA != nil) || (m.Version == vb && errB != nil) || (m.Version != va && m.Version != vb) {
 			t.Fatalf("round %d: %s staged, replaces said %v and %v", round, m.Version, errA, errB)
-		}
-	}
-}
-
-// An abort unstages a release while hosts keep joining and leaving its
-// queue, as they do all through a rollout: it must not fail because the
-// queue changed between its list and its transaction.
-func TestIntegration_UnstageWhileHostsJoinAndLeave(t *testing.T) {
-	zkc := zktest.Standalone(t)
-	admin := connect(t, zkc, "/churn")
-	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
-	for round := range 10 {
-		if err := admin.Stage("db", release(fmt.Sprintf("v%d", round), "a"), true); err != nil {
-			t.Fatal(err)
-		}
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range 3 {
-			hs := connect(t, zkc, "/churn")
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					p, err := hs.JoinReady("db", fmt.Sprintf("h%d", i), fmt.Sprintf("v%d", round))
-					if err == nil {
-						// A host stands in the queue a while (here briefly:
-						// some hundred joins and leaves a second in all).
-						time.Sleep(10 * time.Millisecond)
-						_ = hs.LeaveReady(p)
-					}
-				}
-			}()
-		}
-		// Let the hosts queue first.
-		testutil.Eventually(t, 10*time.Second, func() error {
-			if q, err := admin.ReadyQueue("db"); err != nil || len(q) == 0 {
-				return fmt.Errorf("no host queued yet (%v)", err)
-			}
-			return nil
-		})
-		err := admin.Unstage("db")
-		close(stop)
-		wg.Wait()
-		if err != nil {
-			t.Fatalf("round %d: unstage with hosts joining and leaving: %v", round, err)
-		}
-		if _, err := admin.Manifest("db"); !errors.Is(err, ErrNotStaged) {
-			t.Fatalf("round %d: after unstage: %v, want nothing staged", round, err)
 		}
 	}
 }
