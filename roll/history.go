@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/go-zookeeper/zk"
+
+	"github.com/dcroll/dcroll/internal/clock"
 )
 
 // The history is a ring of HistoryKeep slots under <root>/history: every
@@ -150,7 +152,13 @@ func (s *Store) recordWith(e HistoryEvent, update func(*HistoryHead, *HistoryEve
 		e.Outcome = "ok"
 	}
 	e.Detail, e.Outcome = cut(e.Detail, MaxEventDetail), cut(e.Outcome, MaxEventDetail)
-	for attempt := 0; attempt < 20; attempt++ {
+	for attempt := 0; attempt < 50; attempt++ {
+		if attempt > 0 {
+			// Another writer took the slot: let it finish, a random
+			// moment growing with the tries, so that two writers in step
+			// do not keep colliding.
+			time.Sleep(clock.Jitter(time.Duration(attempt) * time.Millisecond))
+		}
 		var head HistoryHead
 		stat, err := s.getOptional(s.Tree.History(), &head)
 		if errors.Is(err, zk.ErrNoNode) {
