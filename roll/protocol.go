@@ -493,17 +493,21 @@ func (s *Store) turnState(svc, host string) (TurnState, error) {
 			return err
 		}
 	}
-	err := parallel(
+	reads := []func() error{
 		func() (err error) { services, err = s.policies(svc); return err },
 		func() (err error) { steps, _, err = s.stepsW(false); return err },
 		versioned(s.Tree.Root, &root, &st.rootVersion),
 		versioned(s.Tree.Roll(svc), &ctl, &st.controlVersion),
 		versioned(s.Tree.Deploy(), &dctl, &st.deployVersion),
-		s.countChildren(s.Tree.Members(svc), &f.members),
-		s.countChildren(s.Tree.CurrentDir(svc), &f.current),
-		s.exists(s.Tree.Current(svc, host), &f.hostOnline),
-		func() (err error) { st.InTurn, _, err = s.childrenW(s.Tree.turnsDir(svc), false); return err },
-	)
+	}
+	if s.countFront {
+		reads = append(reads,
+			s.countChildren(s.Tree.Members(svc), &f.members),
+			s.countChildren(s.Tree.CurrentDir(svc), &f.current),
+			s.exists(s.Tree.Current(svc, host), &f.hostOnline),
+			func() (err error) { st.InTurn, _, err = s.childrenW(s.Tree.turnsDir(svc), false); return err })
+	}
+	err := parallel(reads...)
 	if err != nil {
 		return st, err
 	}
