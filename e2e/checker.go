@@ -12,7 +12,7 @@ import (
 // Violation is a moment at which an invariant did not hold.
 type Violation struct {
 	At        time.Time
-	Invariant string // quorum, max_parallel, order, integrity
+	Invariant string // quorum, max_parallel, order, rollback_order, integrity
 	Detail    string
 }
 
@@ -43,7 +43,14 @@ type Model struct {
 //   - max_parallel: dcroll has at most max_parallel hosts of a service out
 //     of service, and ZooKeeper lists at most max_parallel turns.
 //   - Order: no host of a service holds a turn while a service it depends
-//     on is still in the deploy queue.
+//     on is still in the deploy queue, unless the service is in a rollback
+//     step at the head of the queue.
+//   - Rollback order: a rollback goes the reverse way. No host of a
+//     service takes a turn of its rollback while a service that depends on
+//     it is still in a rollback step of the deploy queue. A turn counts
+//     as the rollback's when a sample read after the rollback step was
+//     seen did not list it: a turn seen with the rollback step at once
+//     may have been taken, for the release rolled back, just before.
 //   - Integrity: every version a host answers with runs the bytes of that
 //     version's artifact, as staged.
 func Check(m Model, h History) []Violation {
@@ -84,10 +91,35 @@ func Check(m Model, h History) []Violation {
 				if len(turns) == 0 {
 					continue
 				}
-				for _, dep := range pol.DependsOn {
-					for _, step := range s.Steps {
-						if slices.Contains(step, dep) {
-							add(t, "order", fmt.Sprint(svc, turns, dep), "%s: %v hold turns while %s, which it depends on, is still in the deploy queue %v", svc, turns, dep, s.Steps)
+				if !s.headRollback(svc) {
+					for _, dep := range pol.DependsOn {
+						for _, step := range s.Steps {
+							if slices.Contains(step, dep) {
+								add(t, "order", fmt.Sprint(svc, turns, dep), "%s: %v hold turns while %s, which it depends on, is still in the deploy queue %v", svc, turns, dep, s.Steps)
+							}
+						}
+					}
+				}
+				since, rolling := st.rollbackSince[svc]
+				if !rolling {
+					continue
+				}
+				var taken []string
+				for _, h := range turns {
+					if st.turnSince[svc][h] >= since+2 {
+						taken = append(taken, h)
+					}
+				}
+				if len(taken) == 0 {
+					continue
+				}
+				for i, step := range s.Steps {
+					if !s.rollbackStep(i) {
+						continue
+					}
+					for _, other := range step {
+						if dependsOn(m.Policies, other, svc) {
+							add(t, "rollback_order", fmt.Sprint(svc, taken, other), "%s: %v took turns of its rollback while %s, which depends on it, is still in a rollback step of the deploy queue %v", svc, taken, other, s.Steps)
 						}
 					}
 				}
@@ -154,6 +186,12 @@ type replayState struct {
 	downSince     map[string]map[string]time.Time // when a host last stopped serving
 	sample        *Sample
 	sampleChanged bool
+	samples       int // how many samples were applied
+	// rollbackSince is, for each service in a rollback step, the sample
+	// from which on it has been in one; turnSince, for each turn, the
+	// sample from which on it has been listed.
+	rollbackSince map[string]int
+	turnSince     map[string]map[string]int
 }
 
 func newReplay(m Model, h History) *replay {
@@ -199,11 +237,75 @@ func (r *replay) run(fn func(time.Time, *replayState)) {
 				st.answered[p.Service][p.Host] = *p
 			}
 		} else if e.sample != nil {
-			st.sample = e.sample
-			st.sampleChanged = true
+			st.apply(e.sample)
 		}
 		fn(e.at, st)
 	}
+}
+
+// apply makes s the latest sample and follows the rollback steps and the
+// turns it lists.
+func (st *replayState) apply(s *Sample) {
+	st.sample = s
+	st.sampleChanged = true
+	n := st.samples
+	st.samples++
+	rolling := map[string]int{}
+	for i, step := range s.Steps {
+		if !s.rollbackStep(i) {
+			continue
+		}
+		for _, svc := range step {
+			since, ok := st.rollbackSince[svc]
+			if !ok {
+				since = n
+			}
+			rolling[svc] = since
+		}
+	}
+	st.rollbackSince = rolling
+	turns := map[string]map[string]int{}
+	for svc, hosts := range s.Turns {
+		turns[svc] = map[string]int{}
+		for _, h := range hosts {
+			since, ok := st.turnSince[svc][h]
+			if !ok {
+				since = n
+			}
+			turns[svc][h] = since
+		}
+	}
+	st.turnSince = turns
+}
+
+// rollbackStep reports whether step i of s is a rollback's.
+func (s *Sample) rollbackStep(i int) bool { return i < len(s.Rollback) && s.Rollback[i] }
+
+// headRollback reports whether svc is in a rollback step at the head of
+// the deploy queue: it goes back whatever its dependencies do.
+func (s *Sample) headRollback(svc string) bool {
+	return len(s.Steps) > 0 && s.rollbackStep(0) && slices.Contains(s.Steps[0], svc)
+}
+
+// dependsOn reports whether name depends on dep in c, directly or not.
+func dependsOn(c roll.Catalog, name, dep string) bool {
+	seen := map[string]bool{}
+	var walk func(string) bool
+	walk = func(n string) bool {
+		for _, d := range c[n].DependsOn {
+			if d == dep {
+				return true
+			}
+			if !seen[d] {
+				seen[d] = true
+				if walk(d) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	return walk(name)
 }
 
 func (st *replayState) allProbed() bool {

@@ -185,3 +185,71 @@ func TestCheckARestartedHostIsTheFaultsUntilItsOldSessionIsGone(t *testing.T) {
 		down(7000, "h1", "db"), down(7100, "h2", "db"))
 	wantViolations(t, Check(testModel(), h), "max_parallel", "quorum", "quorum")
 }
+
+// rollback is a history of a rollback of db and web, which depends on it,
+// from 2 back to 1, done right: web's rollback step first, then db's, one
+// host at a time. mutate may change the samples before they are returned.
+func rollback() History {
+	h := healthy()
+	h.Staged["web"]["2"] = "w2"
+	all := []string{"h1", "h2", "h3", "h4"}
+	both := [][]string{{"web"}, {"db"}}
+	rb := func(ms int, turns map[string][]string, steps [][]string) Sample {
+		s := sample(ms, turns, steps, all...)
+		for range steps {
+			s.Rollback = append(s.Rollback, true)
+		}
+		return s
+	}
+	h.Samples = append(h.Samples, rb(1000, nil, both))
+	for i, host := range all {
+		ms := 1200 + 400*i
+		h.Samples = append(h.Samples, rb(ms, map[string][]string{"web": {host}}, both), rb(ms+200, nil, both))
+	}
+	h.Samples = append(h.Samples, rb(3000, nil, [][]string{{"db"}}))
+	for i, host := range all {
+		ms := 3200 + 1000*i
+		h.Samples = append(h.Samples, rb(ms, map[string][]string{"db": {host}}, [][]string{{"db"}}), rb(ms+600, nil, [][]string{{"db"}}))
+		h.Probes = append(h.Probes, down(ms+50, host, "db"), up(ms+500, host, "db", "1", "d1"))
+	}
+	h.Samples = append(h.Samples, sample(7500, nil, nil, all...))
+	return h
+}
+
+func TestCheckAcceptsARollbackInReverseOrder(t *testing.T) {
+	wantViolations(t, Check(testModel(), rollback()))
+}
+
+func TestCheckFindsARollbackInForwardOrder(t *testing.T) {
+	h := rollback()
+	// The same rollback, but db's first turn is taken while web's rollback
+	// step is still at the head.
+	for i, s := range h.Samples {
+		if s.At.Equal(at(1600)) {
+			h.Samples[i].Turns = map[string][]string{"web": {"h2"}, "db": {"h1"}}
+		}
+	}
+	wantViolations(t, Check(testModel(), h), "rollback_order")
+}
+
+func TestCheckARollbackTurnSeenWithTheRollbackMayPredateIt(t *testing.T) {
+	h := rollback()
+	// db's turn is listed with the rollback's first sample and the next:
+	// it may have been taken for release 2 just before the rollback.
+	h.Samples[1].Turns = map[string][]string{"db": {"h1"}}
+	h.Samples[2].Turns = map[string][]string{"web": {"h1"}, "db": {"h1"}}
+	wantViolations(t, Check(testModel(), h))
+	// Listed once more after a sample without it, it is the rollback's.
+	h.Samples[4].Turns = map[string][]string{"web": {"h2"}, "db": {"h1"}}
+	wantViolations(t, Check(testModel(), h), "rollback_order")
+}
+
+func TestCheckForwardOrderIsNotBlamedForARollbackAtTheHead(t *testing.T) {
+	h := rollback()
+	// Without the rollback marks, web's turns before db's step ends break
+	// the order of a rollout.
+	for i := range h.Samples {
+		h.Samples[i].Rollback = nil
+	}
+	wantViolations(t, Check(testModel(), h), "order", "order", "order", "order")
+}

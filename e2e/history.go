@@ -36,6 +36,8 @@ type Sample struct {
 	Turns map[string][]string
 	// Steps is the deploy queue, head first: the services of each step.
 	Steps [][]string
+	// Rollback marks, for each step of Steps, a step of a rollback.
+	Rollback []bool
 	// Current are the hosts in /current, by service.
 	Current map[string][]string
 	// Halted is the recorded halt of each halted service.
@@ -277,6 +279,7 @@ func (r *Recorder) read() (Sample, error) {
 	}
 	for _, st := range steps {
 		s.Steps = append(s.Steps, st.Services)
+		s.Rollback = append(s.Rollback, st.Rollback)
 	}
 	for _, svc := range r.services {
 		cur, err := r.store.OnlineHosts(svc)
@@ -296,5 +299,5 @@ func (r *Recorder) read() (Sample, error) {
 }
 
 func sameSample(a, b Sample) bool {
-	return fmt.Sprint(a.Turns, a.Steps, a.Current, a.Halted) == fmt.Sprint(b.Turns, b.Steps, b.Current, b.Halted)
+	return fmt.Sprint(a.Turns, a.Steps, a.Rollback, a.Current, a.Halted) == fmt.Sprint(b.Turns, b.Steps, b.Rollback, b.Current, b.Halted)
 }
