@@ -224,6 +224,7 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 	for round := 0; ; round++ {
 		halts, err := c.settle(ctx, rec, time.Now())
 		if err != nil {
+			c.diagnose(t)
 			return out, err
 		}
 		if len(halts) == 0 {
@@ -567,3 +568,33 @@ func treeSum(dir string) (string, error) {
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
+
+// diagnose logs what a stalled deploy looks like from ZooKeeper, per
+// service (its ready queue, turns, online hosts and the front's verdict),
+// and the last lines of every agent's log: a failed run on a machine
+// whose temporary files are gone still says why it stalled.
+func (c *Chaos) diagnose(t testing.TB) {
+	st, err := c.DC.Store.Status()
+	if err != nil {
+		t.Logf("chaos: diagnose: status: %v", err)
+	} else {
+		for _, svc := range st.Services {
+			t.Logf("chaos: diagnose: %s: staged %q, ready %v, upgrading %v, online %v, roll_ready %v, roll_wait %q, paused %v, halted %v",
+				svc.Name, svc.Staged, svc.Ready, svc.Upgrading, svc.Online, svc.RollReady, svc.RollWait, svc.Paused, svc.Halted)
+		}
+		for _, h := range st.Hosts {
+			t.Logf("chaos: diagnose: host %s: agent up %v, services %v, stuck %v", h.Name, h.AgentUp, h.Services, h.Stuck)
+		}
+	}
+	for _, h := range c.DC.Hosts {
+		b, err := os.ReadFile(h.logPath())
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		t.Logf("chaos: diagnose: last lines of %s's log:\n%s", h.Name, strings.Join(lines[max(0, len(lines)-diagnoseLines):], "\n"))
+	}
+}
+
+// diagnoseLines is how many of each agent's last log lines diagnose shows.
+const diagnoseLines = 25

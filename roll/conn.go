@@ -46,6 +46,9 @@ type Store struct {
 
 	steps   stepCache
 	tickets ticketMemo
+	// resyncs wakes every wait on watches when the connection comes back
+	// to a session (see resyncs).
+	resyncs resyncs
 
 	// clock is what maintenance windows are judged by: nil, time.Now;
 	// tests set it.
@@ -169,12 +172,13 @@ func dial(cfg config.ZooKeeper, log hclog.Logger, requestBuffer int) (*Store, <-
 	}
 	counting := &countingConn{Conn: zc}
 	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, dialer: dialer, ops: counting, acls: acls, auth: auth, protocol: ProtocolVersion, log: log.Named("roll")}
-	return s, sessionEvents(zevents), nil
+	return s, sessionEvents(zevents, &s.resyncs), nil
 }
 
 // sessionEvents translates go-zookeeper's events into SessionEvents until
-// its channel closes (the store closed). It never blocks go-zookeeper.
-func sessionEvents(in <-chan zk.Event) <-chan SessionEvent {
+// its channel closes (the store closed), and fires r at each connection to
+// a session. It never blocks go-zookeeper.
+func sessionEvents(in <-chan zk.Event, r *resyncs) <-chan SessionEvent {
 	out := make(chan SessionEvent, 16)
 	go func() {
 		defer close(out)
@@ -182,6 +186,7 @@ func sessionEvents(in <-chan zk.Event) <-chan SessionEvent {
 			var st SessionState
 			switch ev.State {
 			case zk.StateHasSession:
+				r.fire()
 				st = SessionUp
 			case zk.StateDisconnected:
 				st = SessionDisconnected
@@ -377,12 +382,55 @@ func Open(ctx context.Context, cfg config.ZooKeeper, log hclog.Logger, wait time
 	return store, nil
 }
 
+// resyncs tells the waits on watches that the connection came back to a
+// session: a watch set before may have missed a change made meanwhile.
+//
+// go-zookeeper sets a connection's watches again after a reconnect, with
+// the last zxid it has seen: the server fires those whose nodes changed
+// after it. But it sends them after the requests queued while it was
+// disconnected, and reads that zxid while their answers may already be
+// coming in (a data race the race detector reports in the library): the
+// zxid can then be newer than a change the client was never told of, and
+// the server sets the watch again without firing it. A host at the front
+// of a ready queue waiting on the turns was held for good so, and with it
+// the deploy (the chaos harness, after a quorum loss). So every wait also
+// ends at each reconnect, and reads again; a spurious wake-up costs one
+// look.
+type resyncs struct {
+	mu sync.Mutex
+	ch chan zk.Event // closed at the next connection to a session
+}
+
+// next is the channel closed at the next connection to a session. A wait
+// takes it before the reads whose watches it waits on.
+func (r *resyncs) next() <-chan zk.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ch == nil {
+		r.ch = make(chan zk.Event)
+	}
+	return r.ch
+}
+
+func (r *resyncs) fire() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ch != nil {
+		close(r.ch)
+	}
+	r.ch = make(chan zk.Event)
+}
+
 // watch turns a ZooKeeper watch into a channel that is closed when it
-// fires, so that no zk type leaves the package.
-func watch(ch <-chan zk.Event) <-chan struct{} {
+// fires, or when resync is (the connection came back: see resyncs), so
+// that no zk type leaves the package.
+func watch(ch, resync <-chan zk.Event) <-chan struct{} {
 	out := make(chan struct{})
 	go func() {
-		<-ch
+		select {
+		case <-ch:
+		case <-resync:
+		}
 		close(out)
 	}()
 	return out

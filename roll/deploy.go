@@ -241,11 +241,12 @@ func (s *Store) Manifest(svc string) (Manifest, error) {
 // WatchManifest reads svc's staged release and leaves a watch on it; ok is
 // false when nothing is staged (the watch then fires on creation).
 func (s *Store) WatchManifest(svc string) (m Manifest, ok bool, ch <-chan struct{}, err error) {
+	resync := s.resyncs.next()
 	m, ok, zch, err := s.watchManifest(svc)
 	if zch == nil {
 		return m, ok, nil, err
 	}
-	return m, ok, watch(zch), err
+	return m, ok, watch(zch, resync), err
 }
 
 func (s *Store) watchManifest(svc string) (m Manifest, ok bool, ch <-chan zk.Event, err error) {

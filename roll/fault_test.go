@@ -18,6 +18,10 @@ type faultConn struct {
 	// loses its answer, as a connection loss does: the request took
 	// effect, the caller gets zk.ErrConnectionClosed.
 	lose func(op, path string) bool
+	// deaf, if set, is asked at each watch set ("getw", "childrenw",
+	// "existsw"); true loses the watch's event: the watch is set, and the
+	// caller gets a channel that never fires.
+	deaf func(op, path string) bool
 }
 
 // withFaults puts a faultConn between s and its connection.
@@ -124,4 +128,37 @@ func (f *faultConn) Sync(path string) (string, error) {
 	}
 	p, err := f.conn.Sync(path)
 	return p, f.after("sync", path, err)
+}
+
+// setDeaf installs the hook that loses watch events.
+func (f *faultConn) setDeaf(deaf func(op, path string) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deaf = deaf
+}
+
+// heard is ch, or a channel that never fires if the hook loses op's event.
+func (f *faultConn) heard(op, path string, ch <-chan zk.Event) <-chan zk.Event {
+	f.mu.Lock()
+	deaf := f.deaf
+	f.mu.Unlock()
+	if deaf != nil && ch != nil && deaf(op, path) {
+		return make(chan zk.Event)
+	}
+	return ch
+}
+
+func (f *faultConn) GetW(path string) ([]byte, *zk.Stat, <-chan zk.Event, error) {
+	data, stat, ch, err := f.conn.GetW(path)
+	return data, stat, f.heard("getw", path, ch), err
+}
+
+func (f *faultConn) ChildrenW(path string) ([]string, *zk.Stat, <-chan zk.Event, error) {
+	kids, stat, ch, err := f.conn.ChildrenW(path)
+	return kids, stat, f.heard("childrenw", path, ch), err
+}
+
+func (f *faultConn) ExistsW(path string) (bool, *zk.Stat, <-chan zk.Event, error) {
+	ok, stat, ch, err := f.conn.ExistsW(path)
+	return ok, stat, f.heard("existsw", path, ch), err
 }

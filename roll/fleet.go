@@ -234,6 +234,7 @@ func (s *Store) summarize(ctx context.Context, settle time.Duration) {
 			z.forget()
 			recount = time.Now().Add(fleetRecount)
 		}
+		resync := s.resyncs.next()
 		watches, err := z.look(s)
 		if err != nil {
 			watches = nil
@@ -242,7 +243,7 @@ func (s *Store) summarize(ctx context.Context, settle time.Duration) {
 			}
 			continue
 		}
-		if waitAny(ctx, watches...) != nil {
+		if waitAny(ctx, append(watches, resync)...) != nil {
 			return
 		}
 		if !clock.Sleep(ctx, settle) {

@@ -52,10 +52,12 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 	if err := s.awaitFront(ctx, svc, host, readyPath); err != nil {
 		return err
 	}
+	var waiting string // the reason last logged
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		resync := s.resyncs.next()
 		st, err := s.turnState(svc, host)
 		if err != nil {
 			return err
@@ -92,6 +94,12 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 			}
 			return err
 		}
+		if v.Wait != waiting && s.log != nil {
+			// Once per reason: the front host's wait is what an operator
+			// asks about when a deploy stands still.
+			s.log.Info("at the front of the ready queue, waiting", "service", svc, "reason", v.Wait)
+			waiting = v.Wait
+		}
 		var (
 			watches []<-chan zk.Event
 			changed bool
@@ -115,7 +123,7 @@ func (s *Store) AwaitTurn(ctx context.Context, svc, host, readyPath string, t Tu
 		if changed {
 			continue // it changed between the read and the watch
 		}
-		if err := waitAnyOrTimeout(ctx, recheck(v.on, st), append(watches, mine)...); err != nil {
+		if err := waitAnyOrTimeout(ctx, recheck(v.on, st), append(watches, mine, resync)...); err != nil {
 			return err
 		}
 	}
@@ -132,6 +140,7 @@ func (s *Store) awaitFront(ctx context.Context, svc, host, readyPath string) err
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		resync := s.resyncs.next()
 		names, _, err := s.conn.Children(dir)
 		if errors.Is(err, zk.ErrNoNode) {
 			return ErrLeftQueue
@@ -152,7 +161,7 @@ func (s *Store) awaitFront(ctx context.Context, svc, host, readyPath string) err
 			return fmt.Errorf("roll: watch the predecessor: %w", err)
 		}
 		if ok {
-			if err := waitAny(ctx, ch); err != nil {
+			if err := waitAny(ctx, ch, resync); err != nil {
 				return err
 			}
 		}
@@ -709,6 +718,7 @@ func (t Tree) advancerPath() string { return t.join("roll", "_advancer") }
 // new version by itself. It returns when ctx ends or the session fails.
 func (s *Store) RunAdvancer(ctx context.Context, host string) error {
 	for {
+		resync := s.resyncs.next()
 		_, err := s.conn.Create(s.Tree.advancerPath(), []byte(host), zk.FlagEphemeral, s.acls.of(s.Tree.advancerPath()))
 		switch {
 		case err == nil:
@@ -723,7 +733,7 @@ func (s *Store) RunAdvancer(ctx context.Context, host string) error {
 				return s.advance(ctx)
 			}
 			if ok {
-				if err := waitAny(ctx, ch); err != nil {
+				if err := waitAny(ctx, ch, resync); err != nil {
 					return err
 				}
 			}
@@ -751,6 +761,7 @@ func (s *Store) advance(ctx context.Context) error {
 		}
 	}()
 	for {
+		resync := s.resyncs.next()
 		if _, err := s.AdvanceSteps(); err != nil {
 			return err
 		}
@@ -758,7 +769,7 @@ func (s *Store) advance(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		watches := []<-chan zk.Event{ch}
+		watches := []<-chan zk.Event{ch, resync}
 		if ok {
 			for _, svc := range head.Services {
 				for _, dir := range []string{s.Tree.readyDir(svc), s.Tree.turnsDir(svc), s.Tree.CurrentDir(svc)} {

@@ -277,6 +277,7 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) er
 			return nil
 		}
 		p := s.Tree.readyNode(svc, ticketName(below))
+		resync := s.resyncs.next()
 		// A data watch on a ticket that does not exist is not set: the
 		// gaps between tickets leave no watches behind.
 		data, stat, ch, err := s.conn.GetW(p)
@@ -298,15 +299,19 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) er
 			}
 			continue
 		}
-		if err := waitAny(ctx, ch); err != nil {
+		if s.log != nil {
+			s.log.Debug("waiting behind a ticket", "service", svc, "ticket", path.Base(readyPath), "predecessor", path.Base(p), "of", ticketOf(p, data), "session", fmt.Sprintf("%#x", stat.EphemeralOwner))
+		}
+		if err := waitAny(ctx, ch, resync); err != nil {
 			return err
 		}
-		// The predecessor is gone (its ticket is never used again): did it
-		// take its turn, or leave? And is this host still queued? The
-		// turn's state is read only after this look at admitted, never
-		// with it: reads made together with it may come before the take
-		// that makes this host the front (the chaos checker saw db's
-		// quorum broken when they did).
+		// The predecessor is gone (its ticket is never used again), or
+		// the connection came back to the session (see resyncs) and it
+		// is looked at again. Gone: did it take its turn, or leave? And
+		// is this host still queued? The turn's state is read only after
+		// this look at admitted, never with it: reads made together with
+		// it may come before the take that makes this host the front (the
+		// chaos checker saw db's quorum broken when they did).
 		var ok bool
 		err = parallel(
 			func() (err error) { head, _, err = s.queueHead(svc); return err },
@@ -317,7 +322,19 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) er
 		if !ok {
 			return ErrLeftQueue
 		}
-		below--
+		if fired(ch) {
+			below--
+		}
+	}
+}
+
+// fired reports whether a watch has fired, without waiting.
+func fired(ch <-chan zk.Event) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -199,11 +199,12 @@ func (s *Store) CurrentOf(svc string) (map[string]Current, error) {
 // WatchCurrent reads svc's current set and leaves a watch that fires on the
 // next change of its membership.
 func (s *Store) WatchCurrent(svc string) (map[string]Current, <-chan struct{}, error) {
+	resync := s.resyncs.next()
 	cur, ch, err := s.currentOf(svc, true)
 	if err != nil {
 		return nil, nil, err
 	}
-	return cur, watch(ch), nil
+	return cur, watch(ch, resync), nil
 }
 
 func (s *Store) currentOf(svc string, watch bool) (map[string]Current, <-chan zk.Event, error) {

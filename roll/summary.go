@@ -160,11 +160,19 @@ type SummaryWatch struct{ r reader }
 
 // WatchSummary starts watching the summary; Read and Wait in turn.
 func (s *Store) WatchSummary() *SummaryWatch {
-	return &SummaryWatch{r: reader{s: s, watch: true, held: map[string]<-chan zk.Event{}}}
+	return &SummaryWatch{r: reader{s: s, watch: true, held: map[string]<-chan zk.Event{}, resync: s.resyncs.next()}}
 }
 
-// Read reads the summary and leaves watches on what it read.
-func (w *SummaryWatch) Read() (*FleetSummary, error) { return w.r.summary() }
+// Read reads the summary and leaves watches on what it read. After a
+// reconnect it drops the watches it held, which may have missed a change
+// (see resyncs), and reads everything again.
+func (w *SummaryWatch) Read() (*FleetSummary, error) {
+	if fired(w.r.resync) {
+		w.r.resync = w.r.s.resyncs.next()
+		w.r.held = map[string]<-chan zk.Event{}
+	}
+	return w.r.summary()
+}
 
 // Wait returns when something Read read has changed, when until passes
 // (zero: never), when the session is lost, or when ctx ends (ctx.Err()).
@@ -179,7 +187,7 @@ func (w *SummaryWatch) Wait(ctx context.Context, until time.Time) error {
 		defer t.Stop()
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.C)})
 	}
-	for _, ch := range w.r.held {
+	for _, ch := range append(slices.Collect(maps.Values(w.r.held)), w.r.resync) {
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
 	}
 	for {
@@ -204,6 +212,9 @@ type reader struct {
 	s     *Store
 	watch bool
 	held  map[string]<-chan zk.Event
+	// resync is closed at the next reconnect: the watches held then are
+	// dropped (see SummaryWatch.Read).
+	resync <-chan zk.Event
 }
 
 // holds reports whether an unfired watch of key is held; a fired one is

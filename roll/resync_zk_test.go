@@ -1,0 +1,186 @@
+package roll
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/dcroll/dcroll/internal/testutil"
+	"github.com/dcroll/dcroll/internal/zktest"
+)
+
+// A watch event lost across a reconnect must not hold a host for good.
+// go-zookeeper sets a connection's watches again after a reconnect with a
+// zxid that can be newer than a change it was never told of, and the
+// server then sets the watch without firing it (see resyncs): after a
+// ZooKeeper quorum loss, the chaos harness saw the front of web's ready
+// queue wait for a turn that had ended, and the deploy stall. Here the
+// event is lost by hand (the front host's watch on the turns never
+// fires), and a real reconnect (the host's server stopped) must make the
+// host look again and take its turn.
+func TestIntegration_AReconnectWakesAHostWhoseWatchMissedAChange(t *testing.T) {
+	zkc := zktest.Ensemble(t, 3)
+	admin := connect(t, zkc, "/r")
+	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
+	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"a", "b", "c"} {
+		if err := admin.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	a := connect(t, zkc, "/r")
+	readyA, err := a.JoinReady("db", "a", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.AwaitTurn(ctx, "db", "a", readyA, Turn{From: "v1", To: "v2", Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+
+	// b, at the front, waits on max_parallel: on the turns, deaf.
+	b := connect(t, zkc, "/r")
+	var deafened atomic.Int32
+	withFaults(b).setDeaf(func(op, p string) bool {
+		if op == "childrenw" && p == b.Tree.turnsDir("db") {
+			deafened.Add(1)
+			return true
+		}
+		return false
+	})
+	readyB, err := b.JoinReady("db", "b", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := make(chan error, 1)
+	go func() { took <- b.AwaitTurn(ctx, "db", "b", readyB, Turn{From: "v1", To: "v2", Started: time.Now()}) }()
+	testutil.Eventually(t, 30*time.Second, func() error {
+		if deafened.Load() == 0 {
+			return errors.New("b has not set its watch on the turns yet")
+		}
+		return nil
+	})
+	if err := a.FinishTurn("db", "a", nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// b never hears that a's turn ended. Its server goes: b reconnects to
+	// another, in the same session.
+	server := b.Session().Server
+	stopped := -1
+	for i, addr := range zkc.Servers() {
+		if addr == server {
+			stopped = i
+		}
+	}
+	if stopped < 0 {
+		t.Fatalf("b's server %q is not one of %v", server, zkc.Servers())
+	}
+	session := b.Session().ID
+	zkc.Stop(stopped)
+	select {
+	case err := <-took:
+		if err != nil {
+			t.Fatalf("b's wait for its turn: %v", err)
+		}
+	case <-ctx.Done():
+		t.Fatal("b still waits for a turn that ended before its reconnect: a wait must look again when the connection comes back")
+	}
+	if id := b.Session().ID; id != session {
+		t.Fatalf("b's session changed (%#x, then %#x): the test wants a reconnect within the session", session, id)
+	}
+	turns, err := admin.Turns("db")
+	if _, ok := turns["b"]; err != nil || !ok || len(turns) != 1 {
+		t.Fatalf("turns %v (%v): want b's alone", turns, err)
+	}
+}
+
+// A host woken by a reconnect, not by its predecessor's going, must not
+// take itself for the front: it looks at the same ticket again.
+func TestIntegration_AReconnectDoesNotSkipAQueuedPredecessor(t *testing.T) {
+	zkc := zktest.Ensemble(t, 3)
+	admin := connect(t, zkc, "/r")
+	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
+	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"a", "b", "c"} {
+		if err := admin.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+
+	// a is queued first, and does not wait yet.
+	a := connect(t, zkc, "/r")
+	readyA, err := a.JoinReady("db", "a", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := connect(t, zkc, "/r")
+	var looks atomic.Int32
+	withFaults(b).setDeaf(func(op, p string) bool {
+		if op == "getw" && p == readyA {
+			looks.Add(1)
+		}
+		return false
+	})
+	readyB, err := b.JoinReady("db", "b", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := make(chan error, 1)
+	go func() { took <- b.AwaitTurn(ctx, "db", "b", readyB, Turn{From: "v1", To: "v2", Started: time.Now()}) }()
+	lookedAt := func(n int32) func() error {
+		return func() error {
+			if got := looks.Load(); got < n {
+				return fmt.Errorf("b looked at a's ticket %d times, want %d", got, n)
+			}
+			return nil
+		}
+	}
+	testutil.Eventually(t, 30*time.Second, lookedAt(1))
+
+	server := b.Session().Server
+	for i, addr := range zkc.Servers() {
+		if addr == server {
+			zkc.Stop(i)
+		}
+	}
+	// Woken by the reconnect, b watches a's ticket again.
+	testutil.Eventually(t, time.Minute, lookedAt(2))
+	if turns, err := admin.Turns("db"); err != nil || len(turns) != 0 {
+		t.Fatalf("turns %v (%v) while a is queued ahead of b: want none", turns, err)
+	}
+	// a goes first, then b.
+	if err := a.AwaitTurn(ctx, "db", "a", readyA, Turn{From: "v1", To: "v2", Started: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.FinishTurn("db", "a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-took; err != nil {
+		t.Fatalf("b's wait for its turn: %v", err)
+	}
+}
