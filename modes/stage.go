@@ -87,7 +87,11 @@ release.
 With --sign-key, stage signs the release (the data center's root, the
 service, the version, the size, sha256 and unpacked size, the BitTorrent
 infohash and the expiry) with a key made by dcroll keygen. Hosts that list
-its public key in [trust] keys run only releases signed so.`
+its public key in [trust] keys run only releases signed so, and none older
+than what they run. So that a rollback can go back, stage also signs, until
+the same expiry, the staged release and the previous one as rollbacks of
+the new release: a host that runs the new release takes them then, and
+only then (dcroll rollback and auto_rollback need no key).`
 }
 
 // completeArgs: PATH, after SERVICE and VERSION, is a file or directory.
@@ -162,6 +166,11 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	if key != nil {
 		man.Expires = time.Now().Add(m.signFor).UTC().Truncate(time.Second)
 		man.Signatures = []trust.Signature{key.Sign(man.Release(store.Tree.Root, svc))}
+		back, err := rollbackTargets(store, svc)
+		if err != nil {
+			return err
+		}
+		man.SignRollbacks(*key, store.Tree.Root, svc, back...)
 	}
 	detail := "sha256 " + man.SHA256[:12]
 	if m.replace {
@@ -184,6 +193,28 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	// Serving on: a host back from an absence may still fetch it.
 	fmt.Fprintf(env.Stdout, "waiting for %s %s to roll out (dcroll order %s, if it is not ordered yet)\n", svc, version, svc)
 	return waitRollout(ctx, env, store, []string{svc}, version, max(m.timeout-time.Since(began), time.Nanosecond))
+}
+
+// rollbackTargets are the releases a rollback of a release staged now may
+// go back to: the one staged (which becomes the previous release once it
+// has rolled out) and the previous one kept.
+func rollbackTargets(store *roll.Store, svc string) ([]roll.Manifest, error) {
+	var back []roll.Manifest
+	cur, err := store.Manifest(svc)
+	switch {
+	case err == nil:
+		back = append(back, cur)
+	case !errors.Is(err, roll.ErrNotStaged):
+		return nil, err
+	}
+	prev, err := store.PreviousRelease(svc)
+	switch {
+	case err == nil:
+		back = append(back, prev)
+	case !errors.Is(err, roll.ErrNoPrevious):
+		return nil, err
+	}
+	return back, nil
 }
 
 // parseArgs checks the arguments and the flags that need no other input.

@@ -49,13 +49,62 @@ type Manifest struct {
 	// this release is the one its fleet ran before. Empty: a release
 	// staged by `stage`.
 	RollbackOf string `json:"rollback_of,omitempty"`
+	// Replaces is set on a rollback's release whose Signatures were made
+	// for the rollback: hosts with [trust] keys that run Replaces take
+	// it although it is older (trust.Release.Replaces).
+	Replaces string `json:"replaces,omitempty"`
+	// Rollbacks are signatures, made by `stage --sign-key` with this
+	// release's, of the releases a rollback of it may go back to, each
+	// with Replaces set to this release's version and this release's
+	// Expires. A rollback, the operator's or the automatic one, uses them:
+	// it needs no key.
+	Rollbacks []RollbackSignature `json:"rollbacks,omitempty"`
+}
+
+// RollbackSignature signs the release Version (with the bytes SHA256) as a
+// rollback of the manifest that carries it, until Expires.
+type RollbackSignature struct {
+	Version    string            `json:"version"`
+	SHA256     string            `json:"sha256"`
+	Expires    time.Time         `json:"expires"`
+	Signatures []trust.Signature `json:"signatures"`
 }
 
 // Release is what a signature of m covers, for svc in the data center
 // root.
 func (m Manifest) Release(root, svc string) trust.Release {
 	return trust.Release{Root: root, Service: svc, Version: m.Version, Size: m.Size, SHA256: m.SHA256,
-		Unpacked: m.Unpacked, Infohash: m.Infohash, Expires: m.Expires}
+		Unpacked: m.Unpacked, Infohash: m.Infohash, Expires: m.Expires, Replaces: m.Replaces}
+}
+
+// SignRollbacks signs, with key, each of back (the releases a rollback of
+// m may go back to) as a rollback of m, for svc in root, until m.Expires,
+// and keeps the signatures in m.Rollbacks. Releases of m's own version are
+// skipped.
+func (m *Manifest) SignRollbacks(key trust.PrivateKey, root, svc string, back ...Manifest) {
+	for _, b := range back {
+		if b.Version == m.Version || slices.ContainsFunc(m.Rollbacks, func(r RollbackSignature) bool { return r.Version == b.Version }) {
+			continue
+		}
+		b.Expires, b.Replaces = m.Expires, m.Version
+		m.Rollbacks = append(m.Rollbacks, RollbackSignature{Version: b.Version, SHA256: b.SHA256, Expires: b.Expires,
+			Signatures: []trust.Signature{key.Sign(b.Release(root, svc))}})
+	}
+}
+
+// asRollbackOf returns prev as the release of a rollback from cur: signed
+// for it when cur carries a rollback signature of prev, with its own
+// signatures otherwise (hosts with [trust] keys that run something newer
+// then refuse it).
+func asRollbackOf(prev, cur Manifest) Manifest {
+	prev.RollbackOf, prev.Replaces = cur.Version, ""
+	for _, r := range cur.Rollbacks {
+		if r.Version == prev.Version && r.SHA256 == prev.SHA256 {
+			prev.Replaces, prev.Expires, prev.Signatures = cur.Version, r.Expires, r.Signatures
+		}
+	}
+	prev.Rollbacks = nil
+	return prev
 }
 
 var (
@@ -90,6 +139,16 @@ func (m Manifest) validate() error {
 	for _, a := range m.Seeders {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("seeder %q: want host:port", a)
+		}
+	}
+	if m.Replaces != "" {
+		if err := ValidVersion(m.Replaces); err != nil {
+			return fmt.Errorf("replaces: %w", err)
+		}
+	}
+	for _, r := range m.Rollbacks {
+		if err := ValidVersion(r.Version); err != nil {
+			return fmt.Errorf("rollback signature: %w", err)
 		}
 	}
 	return nil

@@ -17,7 +17,11 @@ import (
 // disk, so none is transferred) and queues it in rollback steps at the
 // head of the deploy queue, dependents first: the reverse of a rollout.
 // Hosts go back through the same turns as any release: quorum,
-// max_parallel, health checks, halt on failure.
+// max_parallel, health checks, halt on failure. Under [trust] keys, hosts
+// run an older release only when signed as a rollback of the version they
+// run: `stage --sign-key` signs the staged release's possible rollbacks
+// with it (Manifest.Rollbacks), and the rollback stages the previous
+// release with that signature (Manifest.Replaces).
 
 // ErrNoPrevious means a service has no earlier release to go back to.
 var ErrNoPrevious = errors.New("roll: no earlier release kept")
@@ -133,6 +137,7 @@ func (s *Store) planRollback(svc, to string, only bool) (RollbackPlan, []any, er
 	}
 	plan.To[svc], plan.From[svc] = prev.Version, cur.Version
 	previous := map[string]Manifest{svc: prev}
+	current := map[string]Manifest{svc: cur}
 	staged, err := s.StagedServices()
 	if err != nil {
 		return plan, nil, err
@@ -152,7 +157,7 @@ func (s *Store) planRollback(svc, to string, only bool) (RollbackPlan, []any, er
 		if err != nil || m.Version == p.Version {
 			continue // gone meanwhile, or going back already
 		}
-		previous[other], plan.To[other], plan.From[other] = p, p.Version, m.Version
+		previous[other], current[other], plan.To[other], plan.From[other] = p, m, p.Version, m.Version
 		plan.Dependents[svc] = append(plan.Dependents[svc], other)
 	}
 	set := make([]string, 0, len(plan.To))
@@ -201,9 +206,7 @@ func (s *Store) planRollback(svc, to string, only bool) (RollbackPlan, []any, er
 	}
 
 	for _, name := range set {
-		m := previous[name]
-		m.RollbackOf = plan.From[name]
-		data, err := encode(m)
+		data, err := encode(asRollbackOf(previous[name], current[name]))
 		if err != nil {
 			return plan, nil, err
 		}

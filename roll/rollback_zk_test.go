@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/dcroll/dcroll/internal/zktest"
+	"github.com/dcroll/dcroll/state"
+	"github.com/dcroll/dcroll/trust"
 )
 
 // rollbackFleet seeds db (with policy; default max_parallel 1) and api,
@@ -278,4 +280,93 @@ func diffTrees(before, after map[string]string) string {
 	}
 	slices.Sort(out)
 	return strings.Join(out, "\n")
+}
+
+// Under [trust] keys a host runs no release older than its own, unless it
+// is signed as a rollback of the one it runs: stage signs the staged and
+// the previous release so, with the new one's, and the rollback stages the
+// previous release with that signature. Without it (releases staged
+// unsigned, or before), the rollback keeps the old signatures, and a host
+// on the newer release refuses it.
+func TestIntegration_RollbackUnderTrustUsesTheRollbackSignature(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	const root = "/rbtrust"
+	hosts := simFleet(t, zkc, root, 2)
+	admin := connect(t, zkc, root)
+	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
+	for _, h := range hosts {
+		if err := h.store.EnsureMember("db", h.name, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := h.store.SetCurrent("db", h.name, Current{Version: "v1", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, err := trust.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := []trust.PublicKey{key.Public}
+	expires := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	sign := func(m Manifest, back ...Manifest) Manifest {
+		m.Expires = expires
+		m.Signatures = []trust.Signature{key.Sign(m.Release(root, "db"))}
+		m.SignRollbacks(key, root, "db", back...)
+		return m
+	}
+	v1 := sign(release("v1", "1"))
+	if err := admin.Stage("db", v1, false); err != nil {
+		t.Fatal(err)
+	}
+	v2 := sign(release("v2", "2"), staged(t, admin, "db"))
+	if err := admin.Stage("db", v2, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Rollback("db", "", false); err != nil {
+		t.Fatal(err)
+	}
+	back := staged(t, admin, "db")
+	if back.Version != "v1" || back.Replaces != "v2" || back.RollbackOf != "v2" || len(back.Rollbacks) != 0 {
+		t.Fatalf("the rollback staged %+v, want v1 replacing v2", back)
+	}
+	for _, running := range []string{"v2", "v1"} {
+		if err := trust.Check(keys, back.Release(root, "db"), back.Signatures, running, time.Now(), state.CompareVersions); err != nil {
+			t.Errorf("a host running %s refuses the rollback: %v", running, err)
+		}
+	}
+	if err := trust.Check(keys, back.Release(root, "db"), back.Signatures, "v3", time.Now(), state.CompareVersions); !errors.Is(err, trust.ErrRefused) {
+		t.Errorf("a host running v3 takes a rollback signed to replace v2: %v", err)
+	}
+
+	// Staged without rollback signatures: v1's own, which a host on v2
+	// refuses as older.
+	const root2 = "/rbtrust2"
+	admin2 := connect(t, zkc, root2)
+	seed(t, admin2, parse(t, "[services.db]\nquorum = 1\n"))
+	h := connect(t, zkc, root2)
+	if err := h.EnsureMember("db", "h0", Member{Joined: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.SetCurrent("db", "h0", Current{Version: "v1", Since: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Manifest{v1, sign(release("v2", "2"))} {
+		m.Expires, m.Signatures = expires, []trust.Signature{key.Sign(Manifest{Version: m.Version, Size: m.Size, SHA256: m.SHA256, Expires: expires}.Release(root2, "db"))}
+		if err := admin2.Stage("db", m, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := admin2.Rollback("db", "", false); err != nil {
+		t.Fatal(err)
+	}
+	back = staged(t, admin2, "db")
+	if back.Replaces != "" {
+		t.Fatalf("a rollback without rollback signatures staged Replaces %q", back.Replaces)
+	}
+	if err := trust.Check(keys, back.Release(root2, "db"), back.Signatures, "v1", time.Now(), state.CompareVersions); err != nil {
+		t.Errorf("a host still on v1 refuses it: %v", err)
+	}
+	if err := trust.Check(keys, back.Release(root2, "db"), back.Signatures, "v2", time.Now(), state.CompareVersions); !errors.Is(err, trust.ErrRefused) || !strings.Contains(err.Error(), "older than v2") {
+		t.Errorf("a host on v2 takes v1 without a rollback signature: %v", err)
+	}
 }

@@ -39,6 +39,11 @@ type Release struct {
 	Unpacked int64     `json:"unpacked"`
 	Infohash string    `json:"infohash"`
 	Expires  time.Time `json:"expires"`
+	// Replaces, set only in a rollback's signature, is the version this
+	// release may replace although it is older: a host that runs Replaces
+	// may go back to it. Empty, it is left out of the signed bytes, so
+	// signatures made before it existed still verify.
+	Replaces string `json:"replaces,omitempty"`
 }
 
 // message is the signed bytes: a context string, so a signature made for
@@ -154,7 +159,8 @@ func (k PrivateKey) Sign(r Release) Signature {
 // by a host that trusts keys and runs running ("": nothing) of r.Service at
 // now: unsigned, signed by no trusted key or badly (or for another data
 // center or service: r holds the host's own root and service, so such a
-// signature does not verify), expired, or older than running. Every reason
+// signature does not verify), expired, or older than running (unless it
+// is a rollback signed to replace running: r.Replaces). Every reason
 // wraps ErrRefused. compare orders versions, as state.CompareVersions.
 func Check(keys []PublicKey, r Release, sigs []Signature, running string, now time.Time, compare func(a, b string) int) error {
 	refuse := func(format string, args ...any) error {
@@ -180,7 +186,10 @@ func Check(keys []PublicKey, r Release, sigs []Signature, running string, now ti
 			r.Service, r.Root, strings.Join(by, ", "))
 	case r.Expires.IsZero() || !now.Before(r.Expires):
 		return refuse("the signature expired at %s", r.Expires.UTC().Format(time.RFC3339))
-	case running != "" && compare(r.Version, running) < 0:
+	case running != "" && compare(r.Version, running) < 0 && r.Replaces != running:
+		if r.Replaces != "" {
+			return refuse("older than %s, which this host runs; its rollback signature replaces %s only", running, r.Replaces)
+		}
 		return refuse("older than %s, which this host runs", running)
 	}
 	return nil

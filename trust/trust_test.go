@@ -50,6 +50,42 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+func TestCheckRollback(t *testing.T) {
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	k, _ := GenerateKey()
+	keys := []PublicKey{k.Public}
+	v1 := Release{Root: "/dc", Service: "web", Version: "v1", Size: 10, SHA256: strings.Repeat("a", 64), Expires: now.Add(time.Hour)}
+	back := v1
+	back.Replaces = "v2"
+	sig := []Signature{k.Sign(back)}
+	// A host on v2 may go back to v1 with the rollback's signature, and a
+	// host still on v1 keeps it.
+	for _, run := range []string{"v2", "v1", ""} {
+		if err := Check(keys, back, sig, run, now, cmp); err != nil {
+			t.Errorf("a rollback signed to replace v2, on a host running %q: %v", run, err)
+		}
+	}
+	// Not on a host that runs another version.
+	if err := Check(keys, back, sig, "v3", now, cmp); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "replaces v2 only") {
+		t.Errorf("a rollback signed to replace v2, on a host running v3: err = %v", err)
+	}
+	// Replaces is signed: set on a release signed without it, or changed,
+	// the signature no longer verifies.
+	plain := []Signature{k.Sign(v1)}
+	if err := Check(keys, back, plain, "v2", now, cmp); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "no valid signature") {
+		t.Errorf("Replaces added to a release signed without it: err = %v", err)
+	}
+	other := back
+	other.Replaces = "v3"
+	if err := Check(keys, other, sig, "v3", now, cmp); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "no valid signature") {
+		t.Errorf("Replaces changed after signing: err = %v", err)
+	}
+	// Without Replaces the signed bytes are those of before it existed.
+	if !strings.Contains(string(v1.message()), `"expires":"2026-12-02T13:00:00Z"}`) {
+		t.Errorf("a release without Replaces signs %s", v1.message())
+	}
+}
+
 func TestKeyFiles(t *testing.T) {
 	k, err := GenerateKey()
 	if err != nil {
