@@ -534,7 +534,7 @@ func printDeployRows(w io.Writer, d roll.DeployStatus, all []deployRow) {
 		}
 		fmt.Fprintf(w, "step %d: %s%s\n", i+1, strings.Join(step.Services, ","), mark)
 		if i == 0 && d.Progress != nil {
-			fmt.Fprintf(w, "  %s\n", describeProgress(*d.Progress))
+			fmt.Fprintf(w, "  %s\n", d.Progress)
 		}
 	}
 	var rows []deployRow
@@ -579,17 +579,4 @@ func printDeployRows(w io.Writer, d roll.DeployStatus, all []deployRow) {
 		}
 	}
 	fmt.Fprintln(w)
-}
-
-// describeProgress says how far the rolling step is, and how long it may
-// take yet.
-func describeProgress(p roll.StepProgress) string {
-	s := fmt.Sprintf("%d/%d online hosts on the staged release", p.Done, p.Online)
-	if !p.Started.IsZero() {
-		s += fmt.Sprintf(", rolling since %s", p.Started.UTC().Format("15:04:05"))
-	}
-	if p.Left > 0 {
-		s += fmt.Sprintf(", about %s left at this pace", time.Duration(p.Left))
-	}
-	return s
 }

@@ -335,3 +335,85 @@ func (s *Store) logged(what string, err error) {
 		s.log.Warn("cannot write the history", "event", what, "error", err)
 	}
 }
+
+// HistoryWatch follows the newest events of the history for a reader that
+// shows them as they come (the status page). A Read reads the head,
+// leaving a watch on it, and then only the events written since the Read
+// before, at most the number it keeps: one request and one per new event,
+// whatever the fleet's or the history's size. A Read before the head's
+// watch fired makes no request at all. Not for two goroutines at once.
+type HistoryWatch struct {
+	s       *Store
+	keep    int
+	next    int64           // the head's Next as of the last Read
+	events  []HistoryEvent  // newest first, at most keep
+	changed <-chan struct{} // closed when the head changes; nil: read it
+}
+
+// WatchHistory starts following the newest keep events of the history
+// (1..HistoryKeep).
+func (s *Store) WatchHistory(keep int) *HistoryWatch {
+	return &HistoryWatch{s: s, keep: min(max(keep, 1), HistoryKeep)}
+}
+
+// Read returns the newest events, newest first, and a channel closed when
+// the history changes next, or the connection comes back to a session (a
+// watch may have missed a change: see resyncs). On an error it returns
+// the events as last read, and the next Read reads again.
+func (w *HistoryWatch) Read() ([]HistoryEvent, <-chan struct{}, error) {
+	if w.changed != nil {
+		select {
+		case <-w.changed:
+		default:
+			return w.events, w.changed, nil // nothing written since
+		}
+	}
+	w.changed = nil
+	p := w.s.Tree.History()
+	resync := w.s.resyncs.next() // a reconnect may lose a change: read again then
+	data, _, ch, err := w.s.conn.GetW(p)
+	if errors.Is(err, zk.ErrNoNode) {
+		// No history yet: watch for its head.
+		ok, _, ch, err := w.s.conn.ExistsW(p)
+		if err != nil {
+			return w.events, nil, fmt.Errorf("roll: read %s: %w", p, err)
+		}
+		w.changed = watch(ch, resync)
+		if !ok {
+			w.next, w.events = 0, nil
+		}
+		return w.events, w.changed, nil // created meanwhile: the watch fires at once
+	}
+	if err != nil {
+		return w.events, nil, fmt.Errorf("roll: get %s: %w", p, err)
+	}
+	changed := watch(ch, resync)
+	var head HistoryHead
+	if len(data) > 0 {
+		if err := decode(p, data, &head); err != nil {
+			w.changed = changed // a head fixed by hand is read again
+			return w.events, changed, err
+		}
+	}
+	if head.Next < w.next {
+		w.next, w.events = 0, nil // a history begun again
+	}
+	var fresh []HistoryEvent
+	for seq := head.Next; seq > max(w.next, head.Next-int64(w.keep)); seq-- {
+		var e HistoryEvent
+		_, err := w.s.get(w.s.Tree.historySlot(seq), &e)
+		switch {
+		case errors.Is(err, zk.ErrNoNode), errors.Is(err, ErrBadNode):
+			continue
+		case err != nil:
+			return w.events, nil, err
+		}
+		if e.Seq == seq { // else overwritten since by a newer event
+			fresh = append(fresh, e)
+		}
+	}
+	events := append(fresh, w.events...)
+	w.events = events[:min(len(events), w.keep)]
+	w.next, w.changed = head.Next, changed
+	return w.events, w.changed, nil
+}

@@ -2,6 +2,7 @@ package roll
 
 import (
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
@@ -42,6 +43,19 @@ type StepProgress struct {
 	// Left is the time left at the pace so far: 0 when not known (no
 	// start, or no host done yet).
 	Left Duration `json:"left,omitempty"`
+}
+
+// String says how far the rolling step is, and how long it may take yet,
+// as status and the status page show it.
+func (p StepProgress) String() string {
+	s := fmt.Sprintf("%d/%d online hosts on the staged release", p.Done, p.Online)
+	if !p.Started.IsZero() {
+		s += fmt.Sprintf(", rolling since %s", p.Started.UTC().Format("15:04:05"))
+	}
+	if p.Left > 0 {
+		s += fmt.Sprintf(", about %s left at this pace", time.Duration(p.Left))
+	}
+	return s
 }
 
 // StepStatus is one step of the deploy queue.

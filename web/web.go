@@ -1,9 +1,11 @@
 // Package web serves the read-only page of a data center that `dcroll
-// status --serve ADDR` shows: the deploy queue, each service's versions
-// and rollout, and the hosts that need attention. It reads the fleet's
-// summary (roll.Store.WatchSummary) again only when ZooKeeper reports a
-// change, at most once per interval, whatever the number of people
-// looking: its cost does not grow with the fleet nor with the viewers.
+// status --serve ADDR` shows: the deploy queue with the rolling step's
+// progress and time left, each service's versions and rollout, the hosts
+// that need attention, and the newest events of the history. It reads the
+// fleet's summary (roll.Store.WatchSummary) and the history's new events
+// (roll.Store.WatchHistory) again only when ZooKeeper reports a change, at
+// most once per interval, whatever the number of people looking: its cost
+// does not grow with the fleet nor with the viewers.
 // The page works without JavaScript (a static view, as of its load); with
 // it, the server pushes the rendered fleet section at each change
 // (server-sent events). Everything it serves is embedded in the binary.
@@ -15,6 +17,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
@@ -54,19 +57,35 @@ var page = template.Must(template.New("").Funcs(template.FuncMap{
 	},
 	"why":      roll.DescribeAttention,
 	"unlisted": roll.UnlistedText,
+	"eta":      eta,
 }).ParseFS(assets, "assets/page.html"))
+
+// HistoryShown is how many of the history's newest events the page shows.
+const HistoryShown = 20
+
+// eta is the time left of the rolling step, for a service in it: the
+// status's estimate at the pace so far (roll.StepProgress), "" when the
+// service is not rolling or the pace is not known yet.
+func eta(sum *roll.FleetSummary, svc string) string {
+	p, steps := sum.Deploy.Progress, sum.Deploy.Steps
+	if p == nil || p.Left <= 0 || len(steps) == 0 || !slices.Contains(steps[0].Services, svc) {
+		return ""
+	}
+	return "about " + time.Duration(p.Left).String() + " left"
+}
 
 type versionCount struct {
 	Name  string
 	Hosts int
 }
 
-// view is what the page shows: the summary as last read, or why it could
-// not be read.
+// view is what the page shows: the summary and the newest events as last
+// read, or why they could not be read.
 type view struct {
-	Root string
-	Sum  *roll.FleetSummary
-	Err  string
+	Root    string
+	Sum     *roll.FleetSummary
+	History []roll.HistoryEvent // newest first
+	Err     string
 }
 
 // Server is the page's server: one reader of the summary, any number of
@@ -89,32 +108,55 @@ func New(store *roll.Store, interval time.Duration, log hclog.Logger) *Server {
 	return &Server{store: store, interval: interval, log: log, cur: view{Root: store.Tree.Root}, changed: make(chan struct{})}
 }
 
-// Run reads the summary, then again at every change ZooKeeper reports,
-// at most once per interval, until ctx ends.
+// Run reads the summary and the history, then again at every change
+// ZooKeeper reports, at most once per interval, until ctx ends.
 func (s *Server) Run(ctx context.Context) {
 	w := s.store.WatchSummary()
+	h := s.store.WatchHistory(HistoryShown)
 	for {
 		began := time.Now()
 		sum, err := w.Read()
 		next := time.Now()
 		v := view{Root: s.store.Tree.Root, Sum: sum}
-		if err != nil {
-			s.log.Warn("cannot read the data center; retrying", "error", err)
+		if err == nil {
+			next = sum.NextChange
+		} else {
 			s.mu.Lock()
 			v.Sum = s.cur.Sum // the last good reading stays shown, under the error
 			s.mu.Unlock()
+		}
+		events, written, herr := h.Read()
+		v.History = events // on an error, as last read
+		if err = errors.Join(err, herr); err != nil {
+			s.log.Warn("cannot read the data center; retrying", "error", err)
 			v.Err = err.Error()
-		} else {
-			next = sum.NextChange
+			next = time.Now()
 		}
 		s.publish(v)
-		if w.Wait(ctx, next) != nil {
+		if wait(ctx, w, written, next) != nil {
 			return
 		}
 		if !clock.Sleep(ctx, time.Until(began.Add(s.interval))) {
 			return
 		}
 	}
+}
+
+// wait returns when the summary's watch fires or until passes (w.Wait),
+// or when written is closed (the history's watch), or with ctx's error
+// when ctx ends.
+func wait(ctx context.Context, w *roll.SummaryWatch, written <-chan struct{}, until time.Time) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-written:
+			cancel()
+		case <-wctx.Done():
+		}
+	}()
+	_ = w.Wait(wctx, until)
+	return ctx.Err()
 }
 
 // publish makes v the page's reading and wakes the viewers.

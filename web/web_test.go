@@ -123,3 +123,68 @@ dcroll_fleet_service_staged_info{service="web",version="v2"} 1
 		t.Fatal(err)
 	}
 }
+
+// The rolling step's services show the time left as status estimates it,
+// the others none; the history shows newest first, as given, its text
+// escaped, a failed outcome marked and a finished step's duration.
+func TestPageShowsTheTimeLeftAndTheHistory(t *testing.T) {
+	at := time.Date(2026, 12, 2, 17, 0, 0, 0, time.UTC)
+	sum := &roll.FleetSummary{Root: "/dc", Time: at,
+		Deploy: roll.DeployStatus{
+			Steps:    []roll.StepStatus{{Name: "step-1", Services: []string{"web"}}},
+			Progress: &roll.StepProgress{Done: 1, Online: 3, Started: at.Add(-time.Minute), Left: roll.Duration(2 * time.Minute)},
+		},
+		Services: []roll.ServiceSummary{
+			{Name: "db", Versions: map[string]int{"9.1": 3}, Online: 3, Members: 3},
+			{Name: "web", Versions: map[string]int{"v1": 2, "v2": 1}, Online: 3, Members: 3, Staged: "v2"},
+		}}
+	history := []roll.HistoryEvent{
+		{Seq: 3, At: at, By: "ops@h1", Action: roll.ActHalt, Services: []string{"web"}, Version: "v2", Detail: `h1 on v2: <b>boom</b>`, Outcome: "halted"},
+		{Seq: 2, At: at, By: "ops@h1", Action: roll.ActStepFinished, Services: []string{"db"}, Detail: "step-0", Took: roll.Duration(90 * time.Second)},
+		{Seq: 1, At: at, By: "ops@h1", Action: roll.ActOrder, Services: []string{"db", "web"}, Outcome: "ok"},
+	}
+	var buf bytes.Buffer
+	if err := page.ExecuteTemplate(&buf, "page", view{Root: "/dc", Sum: sum, History: history}); err != nil {
+		t.Fatal(err)
+	}
+	out := buf.String()
+	for _, want := range []string{
+		`<span class="progress" id="progress">1/3 online hosts on the staged release, rolling since 16:59:00, about 2m0s left at this pace</span>`,
+		`<td class="eta">about 2m0s left</td>`,
+		`<td class="eta">-</td>`, // db: not rolling
+		`<tr data-seq="3" data-action="halt" class="failed">`,
+		`h1 on v2: &lt;b&gt;boom&lt;/b&gt;`,
+		`<td class="detail">step-0, took 1m30s</td>`,
+		`<td class="services">db, web</td>`,
+		`the last 3`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Index(out, `data-seq="3"`) > strings.Index(out, `data-seq="1"`) {
+		t.Error("the history is not newest first")
+	}
+	if strings.Contains(out, "<b>boom") {
+		t.Error("an event's detail went into the page unescaped")
+	}
+	if n := strings.Count(out, `about 2m0s left</td>`); n != 1 {
+		t.Errorf("%d services show the time left, want 1 (web)", n)
+	}
+
+	// No step rolls, no history yet.
+	sum.Deploy = roll.DeployStatus{}
+	buf.Reset()
+	if err := page.ExecuteTemplate(&buf, "page", view{Root: "/dc", Sum: sum}); err != nil {
+		t.Fatal(err)
+	}
+	out = buf.String()
+	for _, want := range []string{"no history yet", "queue empty"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("page lacks %q", want)
+		}
+	}
+	if strings.Contains(out, "left</td>") || strings.Contains(out, `id="progress"`) {
+		t.Error("a time left shown with no step rolling")
+	}
+}
