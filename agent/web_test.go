@@ -77,10 +77,22 @@ func text(ctx context.Context, sel string) (string, error) {
 	return chromedp.Run(ctx, chromedp.Evaluate[string](js))
 }
 
+// orderCLI queues svc as an operator does, with `dcroll order`: the
+// history records the order and the step's start.
+func (f *fleet) orderCLI(svc string) {
+	f.t.Helper()
+	out, err := exec.Command(dcrollBin, "--zk", f.zkc.ConnString(), "--root", "/dc", "order", svc).CombinedOutput()
+	if err != nil {
+		f.t.Fatalf("dcroll order %s: %v\n%s", svc, err, out)
+	}
+}
+
 // The status page in a real browser, during a real rollout, without a
 // reload: it shows the staged version, the counts change as hosts roll,
-// and a halt appears with its reason. Without JavaScript the same page is
-// there, as of its load.
+// the rolling step's time left appears on its service, the history's
+// events come newest first as they are written, and a halt appears with
+// its reason, on the service and in the history. Without JavaScript the
+// same page is there, as of its load.
 func TestIntegration_StatusPageInABrowser(t *testing.T) {
 	ctx := browser(t)
 	f := newFleet(t, fmt.Sprintf(oneServiceCatalog, 1, 1, "1s", "10s"), []string{"web"}, 3)
@@ -99,7 +111,7 @@ func TestIntegration_StatusPageInABrowser(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		for _, want := range []string{`<tr data-service="web"`, `data-version="v1">v1 <b>3</b>`, "queue empty"} {
+		for _, want := range []string{`<tr data-service="web"`, `data-version="v1">v1 <b>3</b>`, "queue empty", `<section id="history">`, `<td class="eta">-</td>`} {
 			if !strings.Contains(string(static), want) {
 				return fmt.Errorf("the page without JavaScript lacks %q:\n%s", want, static)
 			}
@@ -129,14 +141,58 @@ func TestIntegration_StatusPageInABrowser(t *testing.T) {
 		})
 	}
 
+	// history is the page's history, newest first: "seq action services", a row each.
+	history := func() ([]string, error) {
+		return chromedp.Run(ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#history tbody tr")).map(function (r) {
+			return [r.dataset.seq, r.dataset.action, r.querySelector("td.services").textContent].join(" "); })`))
+	}
+	// event waits for an event of action about services in the page's
+	// history, with the history newest first, and returns its row.
+	event := func(action, services string) string {
+		t.Helper()
+		sel := fmt.Sprintf(`#history tr[data-action=%q]`, action)
+		var row string
+		testutil.Eventually(t, 2*time.Minute, func() error {
+			rows, err := history()
+			if err != nil {
+				return err
+			}
+			prev := -1
+			for _, r := range rows {
+				var seq int
+				if _, err := fmt.Sscan(r, &seq); err != nil || (prev >= 0 && seq >= prev) {
+					return fmt.Errorf("the history is not newest first: %q", rows)
+				}
+				prev = seq
+			}
+			if row, err = text(ctx, sel); err != nil {
+				return err
+			}
+			if got, err := text(ctx, sel+" td.services"); err != nil || got != services {
+				return fmt.Errorf("%s in the history: %q (%v), want about %s; history %q", action, got, err, services, rows)
+			}
+			return nil
+		})
+		return row
+	}
+
 	f.stage("web", "v2", false)
 	seen(`tr[data-service="web"] td.staged`, func(s string) bool { return s == "v2" }, "the staged v2")
-	f.order([]string{"web"})
+	f.orderCLI("web")
 	seen("#deploy li", func(s string) bool { return strings.Contains(s, "web rolling") }, "web's step rolling")
-	// Mid-rollout: some hosts on v2, some on v1.
-	seen(`tr[data-service="web"] td.versions`, func(s string) bool {
-		return strings.Contains(s, "v2 1") || strings.Contains(s, "v2 2")
-	}, "v1 and v2 side by side")
+	event("order", "web")
+	event("step-started", "web")
+	// Mid-rollout, once a host is done: the time left at the pace so far,
+	// on the service and under the step, as status prints it.
+	seen(`tr[data-service="web"] td.eta`, func(s string) bool {
+		left, ok := strings.CutPrefix(s, "about ")
+		left, ok2 := strings.CutSuffix(left, " left")
+		d, err := time.ParseDuration(left)
+		return ok && ok2 && err == nil && d > 0
+	}, "about DURATION left")
+	seen("#progress", func(s string) bool {
+		return strings.Contains(s, "online hosts on the staged release, rolling since") && strings.Contains(s, "left at this pace")
+	}, "the step's progress and time left")
 	if path := *screenshot; path != "" {
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 		if err != nil {
@@ -148,14 +204,19 @@ func TestIntegration_StatusPageInABrowser(t *testing.T) {
 	}
 	seen(`tr[data-service="web"] td.versions`, func(s string) bool { return s == "v2 3" }, "every host on v2")
 	seen("#deploy", func(s string) bool { return strings.Contains(s, "queue empty") }, "the step done")
+	seen(`tr[data-service="web"] td.eta`, func(s string) bool { return s == "-" }, "no time left once the step is done")
+	if row := event("step-finished", "web"); !strings.Contains(row, "took ") {
+		t.Errorf("the finished step does not say how long it took: %q", row)
+	}
 
 	f.stage("web", "v3", true)
-	f.order([]string{"web"})
+	f.orderCLI("web")
 	failure := f.waitHalted("web")
-	seen(`.halt[data-service="web"] .reason`, func(s string) bool {
-		return s == strings.Join(strings.Fields(fmt.Sprintf("%s on v3: %s", failure.Host, failure.Reason)), " ")
-	}, "the halt and its reason")
+	reason := strings.Join(strings.Fields(fmt.Sprintf("%s on v3: %s", failure.Host, failure.Reason)), " ")
+	seen(`.halt[data-service="web"] .reason`, func(s string) bool { return s == reason }, "the halt and its reason")
 	seen(`tr[data-service="web"] td.roll`, func(s string) bool { return s == "halted" }, "halted")
+	event("halt", "web")
+	seen(`#history tr[data-action="halt"] td.detail`, func(s string) bool { return s == reason }, "the halt's reason in the history")
 
 	// The same reading, as the fleet's metrics.
 	resp, err := http.Get(url + "metrics")

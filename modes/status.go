@@ -71,10 +71,11 @@ summary ("summary"), then what changed ("staged", "step_queued",
 pipelines. --watch --json --summary and --watch --json --hosts print the
 whole document at each change.
 
---serve ADDR serves the summary as a web page at http://ADDR/, live (it
-reads again when ZooKeeper reports a change, at most once per --interval,
-whatever the number of viewers) and read-only; /summary.json is the
-summary as --json --summary prints it.`
+--serve ADDR serves the summary as a web page at http://ADDR/, with the
+rolling step's time left on its services and the history's newest 20
+events, live (it reads again when ZooKeeper reports a change, at most
+once per --interval, whatever the number of viewers) and read-only;
+/summary.json is the summary as --json --summary prints it.`
 }
 
 func (m *statusMode) Run(ctx context.Context, env *Env, args []string) error {
