@@ -3,9 +3,12 @@ package web
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,14 +20,27 @@ import (
 	"github.com/dcroll/dcroll/roll"
 )
 
-// The page's readings cost the same at 20 hosts as at 200, and viewers
+// pageHosts are the fleet sizes the page's cost is counted at; the
+// figures of docs/BENCHMARKS.md use -page.hosts 100,1000.
+var pageHosts = flag.String("page.hosts", "50,200", "the fleet `sizes` the status page's cost is counted at")
+
+// The page's readings cost the same at 50 hosts as at 200, and viewers
 // add none: it reads the summary at each change, once for every viewer,
 // and of the history only the new events. Serving the page, its metrics
-// and its JSON reads nothing.
+// and its JSON reads nothing. The fleet is mid-rollout: a step rolls, a
+// host is on the new release, and the page shows the time left.
 func TestIntegration_PageCostDoesNotGrowWithTheFleetOrTheViewers(t *testing.T) {
+	var sizes []int
+	for f := range strings.SplitSeq(*pageHosts, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 2 {
+			t.Fatalf("-page.hosts: %q is not a fleet size of at least 2", f)
+		}
+		sizes = append(sizes, n)
+	}
 	zkc := zktest.Standalone(t)
-	perReading, perEvent := map[int]int64{}, map[int]int64{}
-	for _, n := range []int{20, 200} {
+	perReading, perEvent, nearEnd := map[int]int64{}, map[int]int64{}, map[int]int64{}
+	for _, n := range sizes {
 		root := fmt.Sprintf("/page%d", n)
 		admin := rolltest.Open(t, zkc, root)
 		rolltest.Seed(t, admin, "[services.web]\nquorum = 1\n")
@@ -34,9 +50,22 @@ func TestIntegration_PageCostDoesNotGrowWithTheFleetOrTheViewers(t *testing.T) {
 			if err := admin.EnsureMember("web", h, roll.Member{Joined: now}); err != nil {
 				t.Fatal(err)
 			}
-			if err := admin.SetCurrent("web", h, roll.Current{Version: "v1", Since: now}); err != nil {
+			ver := "v1"
+			if i == 0 {
+				ver = "v2" // the first host done
+			}
+			if err := admin.SetCurrent("web", h, roll.Current{Version: ver, Since: now}); err != nil {
 				t.Fatal(err)
 			}
+		}
+		// v2 staged and ordered, as an operator does: the step rolls, and
+		// the history holds its start.
+		m := roll.Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("0", 64), Staged: now, By: "test"}
+		if err := admin.Stage("web", m, false); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.Order([][]string{{"web"}}); err != nil {
+			t.Fatal(err)
 		}
 		// The advancer keeps the fleet view, as an agent does.
 		ctx, cancel := context.WithCancel(context.Background())
@@ -47,8 +76,8 @@ func TestIntegration_PageCostDoesNotGrowWithTheFleetOrTheViewers(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			if ss := sum.Services[0]; ss.Counted || ss.Online != n {
-				return fmt.Errorf("fleet view: %d online (counted without one: %v), want %d", ss.Online, ss.Counted, n)
+			if ss := sum.Services[0]; ss.Counted || ss.Online != n || ss.Versions["v2"] != 1 {
+				return fmt.Errorf("fleet view: %d online, %d on v2 (counted without one: %v), want %d and 1", ss.Online, ss.Versions["v2"], ss.Counted, n)
 			}
 			return nil
 		})
@@ -68,45 +97,43 @@ func TestIntegration_PageCostDoesNotGrowWithTheFleetOrTheViewers(t *testing.T) {
 			defer resp.Body.Close()
 		}
 		testutil.Eventually(t, 10*time.Second, func() error {
-			if srv.Reads() == 0 {
+			v, _, _ := srv.snapshot()
+			if v.Sum == nil {
 				return errors.New("no reading yet")
 			}
-			return nil
-		})
-		// A change: one reading, whatever the viewers, and what it costs.
-		reads, ops := srv.Reads(), probe.Ops()
-		if err := admin.UpdateControl("web", func(c *roll.Control) { c.Paused = true }); err != nil {
-			t.Fatal(err)
-		}
-		testutil.Eventually(t, 10*time.Second, func() error {
-			v, _, _ := srv.snapshot()
-			if v.Sum == nil || !v.Sum.Services[0].Paused {
-				return errors.New("the pause not read yet")
+			if left := eta(v.Sum, "web"); left == "" {
+				return fmt.Errorf("no time left shown: progress %+v", v.Sum.Deploy.Progress)
 			}
 			return nil
 		})
-		if got := srv.Reads() - reads; got != 1 {
-			t.Errorf("%d hosts: %d readings for one change with 10 viewers, want 1", n, got)
-		}
-		perReading[n] = probe.Ops() - ops
-
-		// An event in the history: one reading, which reads the history's
-		// head and that event alone besides the summary.
-		reads, ops = srv.Reads(), probe.Ops()
-		if err := admin.Record(roll.HistoryEvent{Action: roll.ActPause, Services: []string{"web"}}); err != nil {
-			t.Fatal(err)
-		}
-		testutil.Eventually(t, 10*time.Second, func() error {
-			v, _, _ := srv.snapshot()
-			if len(v.History) == 0 || v.History[0].Action != roll.ActPause {
-				return errors.New("the event not read yet")
+		// measure makes a change, waits until the page shows it, and
+		// says what that cost: one reading, whatever the viewers.
+		measure := func(what string, change func() error, shown func(view) bool) int64 {
+			t.Helper()
+			reads, ops := srv.Reads(), probe.Ops()
+			if err := change(); err != nil {
+				t.Fatal(err)
 			}
-			return nil
-		})
-		if got := srv.Reads() - reads; got != 1 {
-			t.Errorf("%d hosts: %d readings for one event, want 1", n, got)
+			testutil.Eventually(t, 10*time.Second, func() error {
+				if v, _, _ := srv.snapshot(); !shown(v) {
+					return fmt.Errorf("%s not read yet", what)
+				}
+				return nil
+			})
+			if got := srv.Reads() - reads; got != 1 {
+				t.Errorf("%d hosts: %d readings for %s with 10 viewers, want 1", n, got, what)
+			}
+			return probe.Ops() - ops
 		}
-		perEvent[n] = probe.Ops() - ops
+		// A change of the fleet that writes no event.
+		perReading[n] = measure("a pause", func() error {
+			return admin.UpdateControl("web", func(c *roll.Control) { c.Paused = true })
+		}, func(v view) bool { return v.Sum != nil && v.Sum.Services[0].Paused })
+		// An event in the history: the reading reads the history's head
+		// and that event alone besides the summary.
+		perEvent[n] = measure("an event", func() error {
+			return admin.Record(roll.HistoryEvent{Action: roll.ActPause, Services: []string{"web"}})
+		}, func(v view) bool { return len(v.History) > 0 && v.History[0].Action == roll.ActPause })
 
 		// Viewers loading the page, its JSON and its metrics cost nothing.
 		testutil.Eventually(t, 10*time.Second, func() error {
@@ -131,14 +158,48 @@ func TestIntegration_PageCostDoesNotGrowWithTheFleetOrTheViewers(t *testing.T) {
 			}
 			return nil
 		})
+
+		// Near the end of the step, SummaryLimit hosts or fewer lack the
+		// release: a reading also reads their agents, to name the stuck
+		// ones. Five left, at any size.
+		for i := 1; i < n-5; i++ {
+			// A switch: the host leaves /current and comes back on v2.
+			h := fmt.Sprintf("h%04d", i)
+			if err := admin.ClearCurrent("web", h); err != nil {
+				t.Fatal(err)
+			}
+			if err := admin.SetCurrent("web", h, roll.Current{Version: "v2", Since: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		testutil.Eventually(t, 30*time.Second, func() error {
+			v, _, _ := srv.snapshot()
+			if v.Sum == nil {
+				return errors.New("none")
+			}
+			if v.Sum.Services[0].Lacking != 5 {
+				return fmt.Errorf("the five hosts left not read yet: lacking %d, versions %v", v.Sum.Services[0].Lacking, v.Sum.Services[0].Versions)
+			}
+			return nil
+		})
+		nearEnd[n] = measure("a resume near the end", func() error {
+			return admin.UpdateControl("web", func(c *roll.Control) { c.Paused = false })
+		}, func(v view) bool { return v.Sum != nil && !v.Sum.Services[0].Paused })
 		cancel()
 	}
-	t.Logf("requests per reading: %v; per reading of one new event: %v", perReading, perEvent)
-	if perReading[200] != perReading[20] || perReading[20] == 0 {
-		t.Errorf("a reading made %d requests at 200 hosts, %d at 20: it grows with the fleet", perReading[200], perReading[20])
+	t.Logf("hosts: requests per reading of a change / of a new event in the history / of a change with 5 hosts left")
+	for _, n := range sizes {
+		t.Logf("%d: %d / %d / %d", n, perReading[n], perEvent[n], nearEnd[n])
 	}
-	if perEvent[200] != perEvent[20] || perEvent[20] != perReading[20]+2 {
-		t.Errorf("a reading of one new event made %d requests at 200 hosts, %d at 20, want %d: the summary's, the history's head and the event",
-			perEvent[200], perEvent[20], perReading[20]+2)
+	small := sizes[0]
+	for _, n := range sizes {
+		if perReading[n] != perReading[small] || perReading[n] == 0 || nearEnd[n] != nearEnd[small] {
+			t.Errorf("a reading made %d requests at %d hosts, %d at %d (%d and %d near the end): it grows with the fleet",
+				perReading[n], n, perReading[small], small, nearEnd[n], nearEnd[small])
+		}
+		if perEvent[n] != perReading[n]+2 {
+			t.Errorf("%d hosts: a reading of one new event made %d requests, want %d: the summary's, the history's head and the event",
+				n, perEvent[n], perReading[n]+2)
+		}
 	}
 }
