@@ -34,18 +34,20 @@ var defaultClient = &http.Client{
 // maxRedirects is how many redirects one fetch follows, all on its host.
 const maxRedirects = 5
 
-// sameHost keeps c's redirects on the host the fetch started on: a URL in
-// a manifest names its host, and a redirect must not take the agent (and
-// any credentials in the URL) elsewhere.
-func sameHost(c *http.Client) *http.Client {
+// redirectsTo lets c follow redirects on the host the fetch started on (a
+// URL in a manifest names its host, and a redirect must not take the agent,
+// and any credentials in the URL, elsewhere) and
+// to the hosts named in allowed (a host, or host:port), such as the storage
+// host an artifact store sends its downloads to; never from https to http.
+func redirectsTo(c *http.Client, allowed []string) *http.Client {
 	cc := *c
 	cc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
 		first := via[0].URL
 		switch {
 		case len(via) >= maxRedirects:
 			return fmt.Errorf("stopped after %d redirects", maxRedirects)
-		case !strings.EqualFold(req.URL.Host, first.Host):
-			return fmt.Errorf("redirect to another host refused: %s to %s", first.Redacted(), req.URL.Redacted())
+		case !strings.EqualFold(req.URL.Host, first.Host) && !hostAllowed(req.URL, allowed):
+			return fmt.Errorf("redirect to another host refused: %s to %s (transfer.origin_redirect_hosts names the hosts an origin may redirect to)", first.Redacted(), req.URL.Redacted())
 		case first.Scheme == "https" && req.URL.Scheme != "https":
 			return fmt.Errorf("redirect from https to %s refused", req.URL.Scheme)
 		}
@@ -54,11 +56,24 @@ func sameHost(c *http.Client) *http.Client {
 	return &cc
 }
 
+// hostAllowed reports whether u's host is in allowed, by host:port or by
+// host name alone.
+func hostAllowed(u *url.URL, allowed []string) bool {
+	for _, a := range allowed {
+		if strings.EqualFold(a, u.Host) || strings.EqualFold(a, u.Hostname()) {
+			return true
+		}
+	}
+	return false
+}
+
 // HTTP fetches artifacts over http and https, trying the artifact's URLs in
 // order. A nil Client means a default with connect and header timeouts.
-// Redirects are followed only on the host of the URL being fetched.
+// Redirects are followed on the host of the URL being fetched and to the
+// hosts in RedirectHosts.
 type HTTP struct {
-	Client *http.Client
+	Client        *http.Client
+	RedirectHosts []string
 }
 
 var _ Fetcher = HTTP{}
@@ -73,7 +88,7 @@ func (h HTTP) Fetch(ctx context.Context, a Artifact, dst string) error {
 	if client == nil {
 		client = defaultClient
 	}
-	client = sameHost(client)
+	client = redirectsTo(client, h.RedirectHosts)
 	var errs []error
 	for _, raw := range a.URLs {
 		if err := ctx.Err(); err != nil {

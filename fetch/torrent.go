@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -70,6 +71,21 @@ type SwarmConfig struct {
 	// passes its hash check, as it does by default; without it the file is
 	// synced once, verified, before it is installed (noPieceSync).
 	SyncEachPiece bool
+	// OriginRequests caps the ranged HTTP requests one Fetch has open to
+	// its web seeds (the artifact's URLs) at once; 0 is
+	// DefaultOriginRequests.
+	OriginRequests int
+	// OriginRedirectHosts are the hosts (host or host:port) a web seed
+	// may redirect to besides its own, such as an artifact store's storage
+	// host. Never from https to http.
+	OriginRedirectHosts []string
+	// OriginGrace is how long a host that has its own share of the pieces
+	// waits for the other hosts' before it takes them from a web seed; 0
+	// is DefaultOriginGrace.
+	OriginGrace time.Duration
+	// OriginClient makes the requests to web seeds; nil is a client with
+	// connect and header timeouts. Its redirect policy is replaced.
+	OriginClient *http.Client
 }
 
 // Resolver looks up the addresses of a host name, as net.Resolver does.
@@ -97,7 +113,8 @@ type Swarm struct {
 	mu       sync.Mutex
 	torrents map[metainfo.Hash]*swarmTorrent
 
-	uploads *uploads // the peers each torrent's data went to
+	uploads *uploads      // the peers each torrent's data went to
+	down    *rate.Limiter // the download cap, peers and web seeds together; nil: none
 }
 
 // swarmTorrent is the Swarm's record of one torrent in the client.
@@ -114,6 +131,8 @@ type swarmTorrent struct {
 	// read and written carry the data counters of an earlier incarnation
 	// of the torrent (download, then seed), so Stats does not go backwards.
 	read, written int64
+	// origin counts what fetches of the torrent took from web seeds.
+	origin *originCounters
 }
 
 // seeding reports whether the torrent serves a verified artifact, as
@@ -145,6 +164,15 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	}
 	if cfg.PeerRefresh <= 0 {
 		cfg.PeerRefresh = DefaultPeerRefresh
+	}
+	if cfg.OriginRequests < 0 || cfg.OriginGrace < 0 {
+		return nil, fmt.Errorf("new swarm: origin requests %d and grace %s must not be negative", cfg.OriginRequests, cfg.OriginGrace)
+	}
+	if cfg.OriginRequests == 0 {
+		cfg.OriginRequests = DefaultOriginRequests
+	}
+	if cfg.OriginGrace == 0 {
+		cfg.OriginGrace = DefaultOriginGrace
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("new swarm: %w", err)
@@ -227,13 +255,14 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 	up := newUploads()
 	cc.Callbacks.PeerConnAdded = append(cc.Callbacks.PeerConnAdded, up.add)
 	cc.DisableTCP = true
-	var upload *rate.Limiter
+	var upload, down *rate.Limiter
 	if cfg.UploadRate > 0 {
 		upload = rate.NewLimiter(rate.Limit(cfg.UploadRate), uploadBurst)
 	}
 	if cfg.DownloadRate > 0 {
 		// A zero burst lets the client choose one that fits its reads.
-		cc.DownloadRateLimiter = rate.NewLimiter(rate.Limit(cfg.DownloadRate), 0)
+		down = rate.NewLimiter(rate.Limit(cfg.DownloadRate), 0)
+		cc.DownloadRateLimiter = down
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -259,6 +288,7 @@ func NewSwarm(cfg SwarmConfig) (*Swarm, error) {
 		store:    store,
 		torrents: make(map[metainfo.Hash]*swarmTorrent),
 		uploads:  up,
+		down:     down,
 	}, nil
 }
 
@@ -353,7 +383,8 @@ func (s *Swarm) sameFileIn(dir, name, file string) bool {
 // Fetch downloads the release a described by mi from peers (host:port, the
 // host a name or an address) into DataDir, verifies its size and sha256
 // against a, installs it at dst (a hard link of the download where the file
-// system allows, else a move) and keeps seeding it. An interrupted
+// system allows, else a move) and keeps seeding it. a's http(s) URLs are web
+// seeds: the pieces no peer gives come from them (webseed.go). An interrupted
 // Fetch resumes, in this or a later Swarm with the same DataDir, without
 // fetching verified pieces again. Peers named, none of which resolves, are
 // an ErrNoPeers.
@@ -393,7 +424,7 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 		s.forgetPieces(ih, info.NumPieces())
 	}
 	t, _ := s.cl.AddTorrentOpt(torrent.AddTorrentOpts{InfoHash: ih, InfoBytes: m.InfoBytes})
-	st := &swarmTorrent{t: t}
+	st := &swarmTorrent{t: t, origin: &originCounters{}}
 	s.torrents[ih] = st
 	s.mu.Unlock()
 
@@ -402,16 +433,26 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 	spreadPieces(t, share, s.cfg.ShareFromBack)
 	s.log.Debug("fetching", "torrent", name, "peers", len(peers), "addresses", len(addrs))
 	refreshCtx, stopRefresh := context.WithCancel(ctx)
-	refreshed := make(chan struct{})
+	refreshed, seeded := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(refreshed)
 		s.refreshPeers(refreshCtx, t, peers)
 	}()
-	// The refresh ends before Fetch returns, so it never adds peers to a
-	// torrent a later Fetch or Seed of the same release owns.
+	if seeds := webSeeds(a.URLs); len(seeds) > 0 {
+		ws := newWebSeed(t, info, seeds, share, s.cfg, s.down, st.origin, s.log.Named("webseed"))
+		go func() {
+			defer close(seeded)
+			ws.run(refreshCtx, s.cfg.OriginRequests)
+		}()
+	} else {
+		close(seeded)
+	}
+	// The refresh and the web seed end before Fetch returns, so they never
+	// touch a torrent a later Fetch or Seed of the same release owns.
 	defer func() {
 		stopRefresh()
 		<-refreshed
+		<-seeded
 	}()
 
 	// Pieces are hash-checked, so a complete torrent differs from the
@@ -585,6 +626,33 @@ func (s *Swarm) Stats(infohash string) (bytesRead, bytesWritten int64, peers int
 	}
 	ts := st.t.Stats()
 	return st.read + ts.BytesReadData.Int64(), st.written + ts.BytesWrittenData.Int64(), ts.ActivePeers
+}
+
+// FromOrigin reports what fetches of the torrent with the given hex
+// infohash took from web seeds, in this Swarm.
+func (s *Swarm) FromOrigin(infohash string) OriginStats {
+	ih, ok := parseInfohash(infohash)
+	if !ok {
+		return OriginStats{}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, ok := s.torrents[ih]
+	if !ok {
+		return OriginStats{}
+	}
+	return st.origin.stats()
+}
+
+// webSeeds are the http(s) URLs among urls.
+func webSeeds(urls []string) []string {
+	var out []string
+	for _, u := range urls {
+		if isHTTPURL(u) {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // Uploaded returns the data bytes this swarm has sent to peers, over every
