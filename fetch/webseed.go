@@ -211,8 +211,6 @@ func (ws *webSeed) worker(ctx context.Context) {
 
 // pick chooses the next piece to take from an origin, if any should be.
 func (ws *webSeed) pick() (webSeedWork, bool) {
-	complete, partial := ws.pieceStates()
-	peers := ws.peerPieces()
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	now := time.Now()
@@ -220,20 +218,30 @@ func (ws *webSeed) pick() (webSeedWork, bool) {
 	if url == "" {
 		return webSeedWork{}, false
 	}
+	// Read under ws.mu: a piece another worker has just delivered is
+	// complete by now, not only out of flight.
+	complete, partial := ws.pieceStates()
+	peers := ws.peerPieces()
+	i, ok := ws.choose(now, complete, partial, peers)
+	if !ok {
+		return webSeedWork{}, false
+	}
+	st.open++
 	if st.noRanges {
 		// One read of the whole body gives every piece; no other request
 		// to that origin meanwhile.
 		st.streaming = true
-		st.open++
 		return webSeedWork{url: url, piece: -1, whole: true}, true
 	}
+	ws.inflight[i] = true
+	return webSeedWork{url: url, piece: i}, true
+}
+
+// choose returns the piece to take from the origin next, if any. ws.mu is
+// held.
+func (ws *webSeed) choose(now time.Time, complete, partial, peers []bool) (int, bool) {
 	wanted := func(i int) bool {
 		return !complete[i] && !partial[i] && !ws.inflight[i] && !peers[i]
-	}
-	take := func(i int) (webSeedWork, bool) {
-		ws.inflight[i] = true
-		st.open++
-		return webSeedWork{url: url, piece: i}, true
 	}
 	ownLeft := false
 	for _, i := range ws.order {
@@ -242,36 +250,36 @@ func (ws *webSeed) pick() (webSeedWork, bool) {
 		}
 		ownLeft = true
 		if wanted(i) {
-			return take(i)
+			return i, true
 		}
 	}
 	if ownLeft || !ws.share.valid() {
-		return webSeedWork{}, false
+		return 0, false
 	}
 	if ws.ownDone.IsZero() {
 		ws.ownDone = now
 	}
 	waited := now.Sub(ws.ownDone)
 	if waited < ws.grace {
-		return webSeedWork{}, false
+		return 0, false
 	}
 	n := len(complete)
 	for i := range n {
 		if wanted(i) && backupRank(i, ws.share) == ws.share.Rank {
-			return take(i)
+			return i, true
 		}
 	}
 	if waited < 3*ws.grace {
-		return webSeedWork{}, false
+		return 0, false
 	}
 	// From a place of the host's own, so hosts that get here together
 	// take different pieces first.
 	for k := range n {
 		if i := (k + ws.share.Rank*n/ws.share.Hosts) % n; wanted(i) {
-			return take(i)
+			return i, true
 		}
 	}
-	return webSeedWork{}, false
+	return 0, false
 }
 
 // backupRank is the host that takes piece i from the origin when its owner
@@ -330,7 +338,10 @@ func (ws *webSeed) pieceStates() (complete, partial []bool) {
 			partial = append(partial, r.Partial)
 		}
 	}
-	return complete, partial
+	for len(complete) < n {
+		complete, partial = append(complete, false), append(partial, false)
+	}
+	return complete[:n], partial[:n]
 }
 
 // peerPieces returns which pieces some connected peer has.
