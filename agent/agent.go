@@ -127,7 +127,7 @@ func New(o Options) *Agent {
 		fetching:  map[string]roll.Fetch{},
 		stuck:     map[string]string{},
 		started:   time.Now().UTC(),
-		fetcher:   fetch.HTTP{},
+		fetcher:   fetch.HTTP{RedirectHosts: o.Config.Transfer.OriginRedirectHosts},
 		artifacts: filepath.Join(o.Config.Host.StateDir, "artifacts"),
 		kick:      make(chan struct{}, 1),
 		flushes:   make(chan chan error),
@@ -201,11 +201,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	if t := a.cfg.Transfer; t.TorrentListen != "" {
 		a.swarm, err = fetch.NewSwarm(fetch.SwarmConfig{
-			DataDir:      filepath.Join(a.cfg.Host.StateDir, "torrent"),
-			Listen:       t.TorrentListen,
-			UploadRate:   t.UploadRate,
-			DownloadRate: t.DownloadRate,
-			Logger:       a.log.Named("torrent"),
+			DataDir:             filepath.Join(a.cfg.Host.StateDir, "torrent"),
+			Listen:              t.TorrentListen,
+			UploadRate:          t.UploadRate,
+			DownloadRate:        t.DownloadRate,
+			Logger:              a.log.Named("torrent"),
+			OriginRequests:      t.OriginRequests,
+			OriginRedirectHosts: t.OriginRedirectHosts,
 		})
 		if err != nil {
 			a.log.Error("no BitTorrent: releases come over HTTP", "listen", t.TorrentListen, "error", err)

@@ -26,7 +26,7 @@ import (
 const (
 	SourceBitTorrent = "bittorrent" // peers and the stage host's seeder, over BitTorrent
 	SourceHTTPPeer   = "http_peer"  // another host's peer server, over HTTP
-	SourceOrigin     = "origin"     // the manifest's URLs, over HTTP
+	SourceOrigin     = "origin"     // the manifest's URLs over HTTP, whole or as web seeds
 )
 
 // metrics are one agent's collectors.
@@ -42,6 +42,7 @@ type metrics struct {
 	switches      *prometheus.CounterVec
 	fetchBytes    *prometheus.CounterVec
 	fetchDuration *prometheus.HistogramVec
+	wholeBody     *prometheus.CounterVec
 	hotLocked     *prometheus.GaugeVec
 	zkConnected   prometheus.Gauge
 	zkReconnects  prometheus.Counter
@@ -81,12 +82,15 @@ func newMetrics(version string) *metrics {
 		Name: "dcroll_switches_total", Help: "Switches to a new version in a turn, by result: ok, or rolled_back (the new version failed, the service halted).",
 	}, []string{"service", "result"})
 	m.fetchBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "dcroll_fetch_bytes_total", Help: "Bytes of releases received, by source: bittorrent (peers and the stage host), http_peer (another host), origin (the manifest's URLs).",
+		Name: "dcroll_fetch_bytes_total", Help: "Bytes of releases received, by source: bittorrent (peers and the stage host), http_peer (another host), origin (the manifest's URLs, whole or as web seeds).",
 	}, []string{"service", "source"})
 	m.fetchDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "dcroll_fetch_duration_seconds", Help: "How long fetching a release's artifact took, by result (ok, error).",
 		Buckets: prometheus.ExponentialBuckets(0.25, 2, 14), // 0.25 s .. about 68 min
 	}, []string{"service", "result"})
+	m.wholeBody = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dcroll_origin_whole_body_total", Help: "Ranged requests to a release's web seeds answered with the whole file (200): an origin that ignores ranges, read through once instead.",
+	}, svc)
 	m.hotLocked = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "dcroll_hot_files_locked_bytes", Help: "Bytes of the service's hot files locked in memory while a release downloads.",
 	}, svc)
@@ -105,7 +109,7 @@ func newMetrics(version string) *metrics {
 	})
 	info.Set(1)
 	m.reg.MustRegister(m.versionInfo, m.healthy, m.healthChanged, m.inTurn, m.turnStarted, m.turnDuration,
-		m.switches, m.fetchBytes, m.fetchDuration, m.hotLocked, m.zkConnected, m.zkReconnects, m.zkExpirations, info,
+		m.switches, m.fetchBytes, m.fetchDuration, m.wholeBody, m.hotLocked, m.zkConnected, m.zkReconnects, m.zkExpirations, info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -138,6 +142,7 @@ func (m *metrics) addService(svc string) {
 	for _, s := range []string{SourceBitTorrent, SourceHTTPPeer, SourceOrigin} {
 		m.fetchBytes.WithLabelValues(svc, s)
 	}
+	m.wholeBody.WithLabelValues(svc)
 }
 
 // setRunning records the version svc runs.
@@ -181,6 +186,13 @@ func (m *metrics) switched(svc string, failure *roll.Failure) {
 		result = "rolled_back"
 	}
 	m.switches.WithLabelValues(svc, result).Inc()
+}
+
+// originWholeBody counts n more whole-body answers from svc's web seeds.
+func (m *metrics) originWholeBody(svc string, n int64) {
+	if n > 0 {
+		m.wholeBody.WithLabelValues(svc).Add(float64(n))
+	}
 }
 
 // fetched counts bytes of svc received from source.

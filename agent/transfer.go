@@ -154,7 +154,7 @@ func (a *Agent) fetchArtifact(ctx context.Context, store *roll.Store, svc string
 	case a.swarm == nil:
 		why = "BitTorrent is off on this host (transfer.torrent_listen is empty)"
 	case len(m.Metainfo) == 0:
-		why = "the release was staged without BitTorrent (stage --detach or --torrent-listen \"\")"
+		why = "the release was staged without BitTorrent (stage --torrent-listen \"\")"
 	default:
 		peers := append(slices.Clone(m.Seeders), a.torrentPeers(store)...)
 		a.log.Info("fetching over BitTorrent", "service", svc, "version", m.Version, "size", m.Size, "peers", len(peers))
@@ -434,9 +434,13 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 		<-progress
 		a.setFetching(art.Service, nil)
 	}()
+	// The web seeds are the manifest's; their bytes count as the
+	// origin's.
+	art.URLs = m.WebSeeds
 	// What an earlier fetch of the torrent in this process received is
 	// counted already.
 	counted, _, _ := a.swarm.Stats(m.Infohash)
+	countedOrigin, countedWhole := a.swarm.FromOrigin(m.Infohash).Bytes, a.swarm.FromOrigin(m.Infohash).WholeBody
 	go func() {
 		defer close(progress)
 		var last int64
@@ -446,6 +450,7 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 		defer func() {
 			read, _, _ := a.swarm.Stats(m.Infohash)
 			a.metrics.fetched(art.Service, SourceBitTorrent, read-counted)
+			a.metrics.fetched(art.Service, SourceOrigin, a.swarm.FromOrigin(m.Infohash).Bytes-countedOrigin)
 		}()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
@@ -456,11 +461,16 @@ func (a *Agent) fetchTorrent(ctx context.Context, art fetch.Artifact, m roll.Man
 			case <-t.C:
 			}
 			read, _, peers := a.swarm.Stats(m.Infohash)
+			origin := a.swarm.FromOrigin(m.Infohash)
 			a.metrics.fetched(art.Service, SourceBitTorrent, read-counted)
-			counted = max(counted, read)
-			a.setFetching(art.Service, &roll.Fetch{Version: m.Version, Bytes: read, Size: m.Size, Peers: peers, Via: roll.ViaBitTorrent})
-			if read != last {
-				last, lastChange = read, time.Now()
+			a.metrics.fetched(art.Service, SourceOrigin, origin.Bytes-countedOrigin)
+			counted, countedOrigin = max(counted, read), max(countedOrigin, origin.Bytes)
+			a.metrics.originWholeBody(art.Service, origin.WholeBody-countedWhole)
+			countedWhole = max(countedWhole, origin.WholeBody)
+			a.setFetching(art.Service, &roll.Fetch{Version: m.Version, Bytes: read + origin.Bytes, Origin: origin.Bytes, Size: m.Size, Peers: peers, Via: roll.ViaBitTorrent})
+			// Bytes from the web seeds are progress too.
+			if got := read + origin.Bytes; got != last {
+				last, lastChange = got, time.Now()
 			} else if time.Since(lastChange) > torrentStall {
 				cancel(fmt.Errorf("no data for %s", torrentStall))
 				return

@@ -120,6 +120,13 @@ type Transfer struct {
 	// PeerTokenFile holds a token (mode 0600) that peers must present to
 	// fetch from this host, and that it presents to them. Empty: none.
 	PeerTokenFile string `koanf:"peer_token_file"`
+	// OriginRequests caps the ranged HTTP requests this host has open at
+	// once to a release's web seeds (the origins of a `stage --detach`).
+	OriginRequests int `koanf:"origin_requests"`
+	// OriginRedirectHosts are the hosts (name, or name:port) an origin
+	// may redirect this host to, such as an artifact store's storage
+	// host. Empty: redirects stay on the origin's host.
+	OriginRedirectHosts []string `koanf:"origin_redirect_hosts"`
 }
 
 // Metrics says where the agent serves its Prometheus metrics.
@@ -559,6 +566,14 @@ func (t *Transfer) complete(host string) error {
 	}
 	if t.MaxConns < 1 {
 		return invalid("transfer.max_conns", "%d: want at least 1", t.MaxConns)
+	}
+	if t.OriginRequests < 1 || t.OriginRequests > 64 {
+		return invalid("transfer.origin_requests", "%d: want 1 to 64", t.OriginRequests)
+	}
+	for i, h := range t.OriginRedirectHosts {
+		if h == "" || strings.ContainsAny(h, "/?#@ ") {
+			return invalid(fmt.Sprintf("transfer.origin_redirect_hosts[%d]", i), "%q: want a host name or host:port", h)
+		}
 	}
 	if t.PeerTokenFile != "" {
 		if _, err := ReadSecret("transfer.peer_token_file", t.PeerTokenFile); err != nil {

@@ -158,7 +158,8 @@ func TestCLIDeployUsage(t *testing.T) {
 		{[]string{"stage", "db", "2.0+build", archive}, `version "2.0+build": use letters, digits`},
 		{[]string{"stage", "no/such", "2.0", archive}, `service "no/such" is not a valid service name`},
 		{[]string{"stage", "--detach", "db", "2.0", archive}, "--detach needs at least one --url"},
-		{[]string{"stage", "--url", "ftp://x/y", "db", "2.0", archive}, `--url "ftp://x/y": want an http:// or https:// URL`},
+		{[]string{"stage", "--url", "ftp://x/y", "db", "2.0", archive}, `--url: "ftp://x/y": want an http:// or https:// URL`},
+		{[]string{"stage", "--detach", "--url", "https:///y", "db", "2.0", archive}, `--url: "https:///y": no host`},
 		{[]string{"stage", "--timeout", "0s", "db", "2.0", archive}, "--timeout must be positive"},
 		{[]string{"order"}, "name the services to queue, or use --auto"},
 		{[]string{"order", "--auto", "db"}, `--auto takes no services, got "db"`},
@@ -169,7 +170,7 @@ func TestCLIDeployUsage(t *testing.T) {
 		// Flags after the arguments count as well as before them.
 		{[]string{"stage", "db", "2.0", archive, "--detach"}, "--detach needs at least one --url"},
 		{[]string{"stage", "db", "2.0", archive, "--timeout", "0s"}, "--timeout must be positive"},
-		{[]string{"stage", "db", "2.0", archive, "--url=ftp://x/y"}, `--url "ftp://x/y": want an http:// or https:// URL`},
+		{[]string{"stage", "db", "2.0", archive, "--url=ftp://x/y"}, `--url: "ftp://x/y": want an http:// or https:// URL`},
 		{[]string{"order", "db", "--auto"}, `--auto takes no services, got "db"`},
 	}
 	for _, tt := range tests {
@@ -237,6 +238,14 @@ func TestIntegration_Stage(t *testing.T) {
 		if m.Version != "2.0" || m.Size != size || m.SHA256 != sum || !reflect.DeepEqual(m.URLs, []string{"http://seed.example/db-2.0.tar.gz"}) ||
 			m.By != host || time.Since(m.Staged) > time.Minute {
 			t.Errorf("manifest %+v, want version 2.0, size %d, sha256 %s, the web seed only, by %s, staged now", m, size, sum, host)
+		}
+		// The hosts fetch over BitTorrent with the origin as web seed, and
+		// with nobody seeding.
+		if !reflect.DeepEqual(m.WebSeeds, m.URLs) || len(m.Seeders) != 0 {
+			t.Errorf("manifest web seeds %q, seeders %q: want the --url origins and no seeder", m.WebSeeds, m.Seeders)
+		}
+		if _, err := fetch.ParseMetainfo(m.Metainfo, fetch.MaxMetainfoBytes, m.Infohash); err != nil {
+			t.Errorf("detached manifest's metainfo: %v", err)
 		}
 	})
 

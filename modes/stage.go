@@ -71,8 +71,12 @@ the release verified on disk, until all of them do.
 
 Hosts fetch from each other first, so stage only has to send the release
 about once. Interrupting stage leaves the release staged: hosts that lack
-it fetch it from peers that have it. With --detach the hosts fetch from the
---url origins only and stage exits at once.
+it fetch it from peers that have it. With --detach stage exits at once and
+nothing of it serves: the manifest carries the BitTorrent metainfo with the
+--url origins as web seeds, each host takes its own share of the pieces
+from them with ranged HTTP requests and the rest from the other hosts, so
+the origin sends the release about once too. With --torrent-listen "" as
+well, each host fetches the whole release from the --url origins.
 
 With --wait, stage then goes on serving and follows the rollout, as
 order --wait does: exit 0 once the release runs on every online host and
@@ -233,9 +237,12 @@ func (m *stageMode) parseArgs(args []string) (svc, version, src string, err erro
 		return "", "", "", usageErr("--detach needs at least one --url: without stage serving it, the hosts need another origin")
 	}
 	for _, u := range m.urls {
-		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-			return "", "", "", usageErr("--url %q: want an http:// or https:// URL", u)
+		if err := roll.ValidWebSeed(u); err != nil {
+			return "", "", "", usageErr("--url: %v", err)
 		}
+	}
+	if len(m.urls) > roll.MaxWebSeeds {
+		return "", "", "", usageErr("--url: %d given, at most %d", len(m.urls), roll.MaxWebSeeds)
 	}
 	if m.timeout <= 0 {
 		return "", "", "", usageErr("--timeout must be positive")
@@ -323,15 +330,20 @@ func (m *stageMode) serveHTTP(dir, svc, version, hostname string) (urls []string
 
 // seedTorrent starts the first seeder of the release over BitTorrent and
 // records it in man; every host that gets a piece shares it on. Without
-// --torrent-listen, or with --detach (nobody seeds at first, so the hosts
-// fetch over HTTP), it returns a nil swarm.
+// --torrent-listen it returns a nil swarm. With --detach nobody seeds: the
+// metainfo names the --url origins as web seeds, from which each host takes
+// its share of the pieces, and the hosts trade the rest among themselves.
 func (m *stageMode) seedTorrent(dir, artifact, svc, hostname string, man *roll.Manifest) (*fetch.Swarm, error) {
-	if m.torrentListen == "" || m.detach {
+	if m.torrentListen == "" {
 		return nil, nil
 	}
 	mi, infohash, err := fetch.BuildMetainfo(artifact, svc+"-"+man.Version, fetch.PieceLength(man.Size))
 	if err != nil {
 		return nil, err
+	}
+	if m.detach {
+		man.Infohash, man.Metainfo, man.WebSeeds = infohash, mi, slices.Clone(m.urls)
+		return nil, nil
 	}
 	swarm, err := fetch.NewSwarm(fetch.SwarmConfig{DataDir: filepath.Join(dir, "torrent"), Listen: m.torrentListen, UploadRate: m.uploadRate})
 	if err != nil {
@@ -359,6 +371,9 @@ func printStaged(env *Env, svc string, man roll.Manifest) {
 	}
 	for _, s := range man.Seeders {
 		fmt.Fprintf(env.Stdout, "  bittorrent %s (infohash %s)\n", s, man.Infohash)
+	}
+	if len(man.WebSeeds) > 0 {
+		fmt.Fprintf(env.Stdout, "  bittorrent among the hosts (infohash %s), the URLs above as web seeds\n", man.Infohash)
 	}
 }
 

@@ -480,6 +480,10 @@ func describeFetch(f roll.Fetch) string {
 	if f.Via == roll.ViaHTTP {
 		return fmt.Sprintf("fetching %s over HTTP, not BitTorrent: %s", f.Version, f.Why)
 	}
+	if f.Origin > 0 {
+		return fmt.Sprintf("fetching %s: %s of %s, %s from %d peers and %s from the origin", f.Version, humanBytes(f.Bytes), humanBytes(f.Size),
+			humanBytes(max(f.Bytes-f.Origin, 0)), f.Peers, humanBytes(f.Origin))
+	}
 	return fmt.Sprintf("fetching %s: %s of %s from %d peers", f.Version, humanBytes(f.Bytes), humanBytes(f.Size), f.Peers)
 }
 

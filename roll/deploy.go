@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"regexp"
 	"slices"
 	"sort"
@@ -35,6 +36,10 @@ type Manifest struct {
 	Infohash string   `json:"infohash,omitempty"`
 	Metainfo []byte   `json:"metainfo,omitempty"`
 	Seeders  []string `json:"seeders,omitempty"`
+	// WebSeeds are HTTP origins of the release (BEP 19's role) that the
+	// hosts fetching it over BitTorrent take the pieces no peer has from,
+	// with ranged requests: `stage --detach` names its --url origins so.
+	WebSeeds []string `json:"web_seeds,omitempty"`
 	// Unpacked is the total size of the release's files once unpacked;
 	// hosts check their free space for it and unpack no more. 0: not
 	// declared (a manifest from before it was), and only the size is
@@ -149,6 +154,48 @@ func (m Manifest) validate() error {
 	for _, r := range m.Rollbacks {
 		if err := ValidVersion(r.Version); err != nil {
 			return fmt.Errorf("rollback signature: %w", err)
+		}
+	}
+	if len(m.WebSeeds) > 0 && m.Infohash == "" {
+		return errors.New("web_seeds: a release without BitTorrent metainfo has no use for web seeds")
+	}
+	if len(m.WebSeeds) > MaxWebSeeds {
+		return fmt.Errorf("web_seeds: %d, more than %d", len(m.WebSeeds), MaxWebSeeds)
+	}
+	for _, u := range m.WebSeeds {
+		if err := ValidWebSeed(u); err != nil {
+			return fmt.Errorf("web seed: %w", err)
+		}
+	}
+	return nil
+}
+
+// MaxWebSeeds is how many web seeds a manifest names at most.
+const MaxWebSeeds = 16
+
+// maxWebSeedLen bounds a web seed URL.
+const maxWebSeedLen = 2048
+
+// ValidWebSeed checks a web seed: an absolute http or https URL of a host,
+// without a fragment, of at most 2048 bytes.
+func ValidWebSeed(s string) error {
+	if len(s) > maxWebSeedLen {
+		return fmt.Errorf("%d bytes, more than %d", len(s), maxWebSeedLen)
+	}
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%q: %v", s, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("%q: want an http:// or https:// URL", s)
+	case u.Host == "" || u.Hostname() == "":
+		return fmt.Errorf("%q: no host", s)
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return fmt.Errorf("%q: a fragment has no place in a web seed", s)
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: bad port %q", s, p)
 		}
 	}
 	return nil

@@ -374,6 +374,9 @@ type Fetch struct {
 	Via string `json:"via,omitempty"`
 	// Why says, for a download not over BitTorrent, what kept it off.
 	Why string `json:"why,omitempty"`
+	// Origin is the part of Bytes taken from the release's web seeds;
+	// the rest came from peers.
+	Origin int64 `json:"origin,omitempty"`
 }
 
 // The ways a Fetch travels.
@@ -404,7 +407,7 @@ func (h Host) validate() error {
 		if err := ValidVersion(f.Version); err != nil {
 			return fmt.Errorf("fetching %s: %w", svc, err)
 		}
-		if f.Bytes < 0 || f.Size < 0 || f.Peers < 0 {
+		if f.Bytes < 0 || f.Size < 0 || f.Peers < 0 || f.Origin < 0 {
 			return fmt.Errorf("fetching %s: negative counts", svc)
 		}
 		if f.Via != "" && f.Via != ViaBitTorrent && f.Via != ViaHTTP {
