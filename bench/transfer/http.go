@@ -84,15 +84,57 @@ func runHTTP(ctx context.Context, cfg config, dir, src string, a fetch.Artifact)
 }
 
 // origin serves one file to every GET, all responses together at most at
-// the rate of lim.
+// the rate of lim. With ranges, it answers a Range header as net/http does
+// (206), as an artifact store would; without, it sends the whole file.
 type origin struct {
-	file string
-	size int64
-	lim  *rate.Limiter
-	sent atomic.Int64
+	file     string
+	size     int64
+	lim      *rate.Limiter
+	ranges   bool
+	sent     atomic.Int64
+	requests atomic.Int64
+}
+
+// serveOrigin serves file, answering ranges, at most at bytesPerSec, on
+// loopback, and returns its URL and what stops it.
+func serveOrigin(file string, size int64, bytesPerSec float64) (*origin, string, func(), error) {
+	o := &origin{file: file, size: size, lim: rate.NewLimiter(rate.Limit(bytesPerSec), chunk), ranges: true}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	srv := &http.Server{Handler: o, ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	return o, "http://" + ln.Addr().String() + "/artifact", func() { srv.Close() }, nil
+}
+
+// pacedWriter writes at most at the origin's rate, in chunks, and counts.
+type pacedWriter struct {
+	http.ResponseWriter
+	o   *origin
+	ctx context.Context
+}
+
+func (p *pacedWriter) Write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		n := min(len(b), chunk)
+		if err := p.o.lim.WaitN(p.ctx, n); err != nil {
+			return written, err
+		}
+		m, err := p.ResponseWriter.Write(b[:n])
+		written += m
+		p.o.sent.Add(int64(m))
+		if err != nil {
+			return written, err
+		}
+		b = b[n:]
+	}
+	return written, nil
 }
 
 func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	o.requests.Add(1)
 	if r.Method != http.MethodGet {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
@@ -103,6 +145,10 @@ func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
+	if o.ranges {
+		http.ServeContent(&pacedWriter{ResponseWriter: w, o: o, ctx: r.Context()}, r, "artifact", time.Time{}, f)
+		return
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Length", strconv.FormatInt(o.size, 10))
 	buf := make([]byte, chunk)

@@ -72,17 +72,21 @@ type variant struct {
 	grow      bool   // fetch.SwarmConfig.GrowPipeline
 	back      bool   // fetch.SwarmConfig.ShareFromBack
 	pieceSync bool   // fetch.SwarmConfig.SyncEachPiece
+	// webSeed: no seeder; a plain HTTP server (capped like the seeder,
+	// answering ranges) is the fetchers' web seed, as after a
+	// `dcroll stage --detach`.
+	webSeed bool
 }
 
 // parseVariants reads a comma-separated list of classic or mmap, each
-// optionally followed by +dontneed, +grow, +back or +piecesync.
+// optionally followed by +dontneed, +grow, +back, +piecesync or +webseed.
 func parseVariants(s string) ([]variant, error) {
 	var vs []variant
 	for name := range strings.SplitSeq(s, ",") {
 		parts := strings.Split(name, "+")
 		v := variant{name: name, fileIO: parts[0]}
 		if v.fileIO != "classic" && v.fileIO != "mmap" {
-			return nil, fmt.Errorf("--variants: %q: want classic or mmap, optionally +dontneed, +grow, +back or +piecesync", name)
+			return nil, fmt.Errorf("--variants: %q: want classic or mmap, optionally +dontneed, +grow, +back, +piecesync or +webseed", name)
 		}
 		for _, opt := range parts[1:] {
 			switch opt {
@@ -94,8 +98,10 @@ func parseVariants(s string) ([]variant, error) {
 				v.back = true
 			case "piecesync":
 				v.pieceSync = true
+			case "webseed":
+				v.webSeed = true
 			default:
-				return nil, fmt.Errorf("--variants: %q: unknown option %q; want +dontneed, +grow, +back or +piecesync", name, opt)
+				return nil, fmt.Errorf("--variants: %q: unknown option %q; want +dontneed, +grow, +back, +piecesync or +webseed", name, opt)
 			}
 		}
 		vs = append(vs, v)
@@ -114,7 +120,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	tmp := fs.String("tmp", "", "directory for the run's temp dir (default: the system temp dir)")
 	logLevel := fs.String("log-level", "error", "log level of the BitTorrent hosts, on stderr")
 	noHTTP := fs.Bool("no-http", false, "skip the HTTP case (it takes about hosts × size / rate)")
-	variants := fs.String("variants", "classic", "BitTorrent runs, one after the other: classic (pread/pwrite, what dcroll uses) or mmap file I/O, each optionally +dontneed (drop the copy from the page cache once verified) +grow (the library's growing request pipeline) +back (other hosts' shares taken from the back) and +piecesync (fsync after every verified piece, the library's default)")
+	variants := fs.String("variants", "classic", "BitTorrent runs, one after the other: classic (pread/pwrite, what dcroll uses) or mmap file I/O, each optionally +dontneed (drop the copy from the page cache once verified) +grow (the library's growing request pipeline) +back (other hosts' shares taken from the back) +piecesync (fsync after every verified piece, the library's default) and +webseed (no seeder: a plain HTTP server capped like it is the fetchers' web seed, as after stage --detach)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: go run ./bench/transfer [flags]\n\n"+
 			"Times delivering one artifact to --hosts hosts over BitTorrent and over HTTP\n"+
@@ -247,6 +253,12 @@ func report(w io.Writer, cfg config, r results) {
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
 	fmt.Fprintf(w, "| lower bound (Kumar & Ross) | %s | | | | | |\n", secs(r.bound))
 	for _, t := range r.torrent {
+		if t.webSeed {
+			fmt.Fprintf(w, "| BitTorrent (%s), HTTP origin as web seed + %d fetchers | %s | %s | %.2f × bound | origin %s (%.2f F) in %d requests, %d whole-body | %.2f / %.2f | %.0f MB/s |\n",
+				t.variant, cfg.hosts, secs(t.last), secs(t.first), t.last.Seconds()/b, mib(t.originSent), float64(t.originSent)/f,
+				t.originRequests, t.originWhole, t.loadBefore, t.loadAfter, t.diskWrite/1e6)
+			continue
+		}
 		fmt.Fprintf(w, "| BitTorrent (%s), 1 seeder + %d fetchers | %s | %s | %.2f × bound (target ≤ 1.25) | seeder %s (%.2f F) | %.2f / %.2f | %.0f MB/s |\n",
 			t.variant, cfg.hosts, secs(t.last), secs(t.first), t.last.Seconds()/b, mib(t.seederSent), float64(t.seederSent)/f,
 			t.loadBefore, t.loadAfter, t.diskWrite/1e6)

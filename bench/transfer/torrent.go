@@ -35,6 +35,11 @@ type torrentResult struct {
 	verified                        int // fetchers' copies that match the artifact
 	loadBefore, loadAfter           float64
 	diskWrite                       float64 // bytes/s of a synced write just before
+	// With a web seed: the body bytes and requests the origin served,
+	// and the whole-body answers the fetchers counted.
+	webSeed                    bool
+	originSent, originRequests int64
+	originWhole                int64
 }
 
 // message is one JSON value exchanged with a host process: the host writes
@@ -43,13 +48,15 @@ type torrentResult struct {
 // once it holds the verified file; bench closes stdin when every fetcher is
 // done; host sends its counters and exits.
 type message struct {
-	Addr      string   `json:"addr,omitempty"`
-	Peers     []string `json:"peers,omitempty"`
-	Done      bool     `json:"done,omitempty"`
-	Err       string   `json:"err,omitempty"`
-	Sent      int64    `json:"sent,omitempty"`
-	Received  int64    `json:"received,omitempty"`
-	MaxRSSKiB int64    `json:"maxRSSKiB,omitempty"`
+	Addr  string   `json:"addr,omitempty"`
+	Peers []string `json:"peers,omitempty"`
+	Done  bool     `json:"done,omitempty"`
+	Err   string   `json:"err,omitempty"`
+	Sent  int64    `json:"sent,omitempty"`
+	// WholeBody is how many whole-body answers a fetcher's web seed got.
+	WholeBody int64 `json:"wholeBody,omitempty"`
+	Received  int64 `json:"received,omitempty"`
+	MaxRSSKiB int64 `json:"maxRSSKiB,omitempty"`
 	// RSSKiB is the resident set once every fetcher was done, MappedKiB
 	// the part of it mapped from the host's copy of the artifact.
 	RSSKiB    int64 `json:"rssKiB,omitempty"`
@@ -60,7 +67,7 @@ type message struct {
 // program in its own process so that its rate caps and its RSS are its own,
 // and times them from the start message to the last fetcher done.
 func runTorrent(ctx context.Context, cfg config, v variant, dir, src string, a fetch.Artifact, stderr io.Writer) (torrentResult, error) {
-	res := torrentResult{variant: v.name}
+	res := torrentResult{variant: v.name, webSeed: v.webSeed}
 	var err error
 	if res.diskWrite, err = diskWrite(dir); err != nil {
 		return torrentResult{}, err
@@ -99,6 +106,19 @@ func runTorrent(ctx context.Context, cfg config, v variant, dir, src string, a f
 	}
 	if v.pieceSync {
 		common = append(common, "--sync-each-piece")
+	}
+	var o *origin
+	if v.webSeed {
+		// The origin is a plain HTTP server in this process, capped like
+		// the seeder; the seeder process starts but nobody is told of it.
+		var url string
+		var stop func()
+		o, url, stop, err = serveOrigin(src, a.Size, cfg.rate)
+		if err != nil {
+			return torrentResult{}, err
+		}
+		defer stop()
+		common = append(common, "--web-seed="+url)
 	}
 	stderr = &syncWriter{w: stderr}
 	hosts := make([]*host, 0, cfg.hosts+1) // hosts[0] is the seeder
@@ -140,8 +160,11 @@ func runTorrent(ctx context.Context, cfg config, v variant, dir, src string, a f
 		var m message
 		if i > 0 {
 			// Every fetcher knows every other host; the seeder waits to be
-			// dialled.
+			// dialled. With a web seed, the fetchers know only each other.
 			m.Peers = slices.Delete(slices.Clone(addrs), i, i+1)
+			if v.webSeed {
+				m.Peers = slices.Delete(m.Peers, 0, 1)
+			}
 		}
 		if err := h.send(m); err != nil {
 			return torrentResult{}, err
@@ -193,11 +216,15 @@ func runTorrent(ctx context.Context, cfg config, v variant, dir, src string, a f
 			continue
 		}
 		fetcherRSS = append(fetcherRSS, rssOrUnknown(m.MaxRSSKiB))
+		res.originWhole += m.WholeBody
 		res.fetcherRSSAfterMax = max(res.fetcherRSSAfterMax, rssOrUnknown(m.RSSKiB))
 		res.fetcherMappedMax = max(res.fetcherMappedMax, m.MappedKiB)
 		if n, err := memstat.Cached(filepath.Join(tdir, h.name, "artifact")); err == nil {
 			res.cachedKiB += n >> 10
 		}
+	}
+	if o != nil {
+		res.originSent, res.originRequests = o.sent.Load(), o.requests.Load()
 	}
 	slices.Sort(fetcherRSS)
 	res.fetcherRSSMax = fetcherRSS[len(fetcherRSS)-1]
@@ -338,6 +365,7 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	grow := fs.Bool("grow-pipeline", false, "let the library grow the request pipeline")
 	back := fs.Bool("share-from-back", false, "take the other hosts' shares from the back")
 	pieceSync := fs.Bool("sync-each-piece", false, "fsync after every verified piece")
+	webSeed := fs.String("web-seed", "", "a fetcher's web seed URL")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -403,6 +431,9 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 	if *role == "fetcher" {
 		a := fetch.Artifact{Service: "bench", Version: "1", Size: *size, SHA256: *sum}
+		if *webSeed != "" {
+			a.URLs = []string{*webSeed}
+		}
 		share := fetch.Share{Rank: *rank, Hosts: *fetchers}
 		err := s.Fetch(ctx, a, mi, start.Peers, filepath.Join(*dir, "artifact"), share)
 		done := message{Done: true}
@@ -424,7 +455,8 @@ func runHost(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	if err := s.Close(); err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	return enc.Encode(message{Sent: written, Received: read, MaxRSSKiB: maxRSSKiB(), RSSKiB: rss >> 10, MappedKiB: mapped >> 10})
+	whole := s.FromOrigin(ih).WholeBody
+	return enc.Encode(message{Sent: written, Received: read, WholeBody: whole, MaxRSSKiB: maxRSSKiB(), RSSKiB: rss >> 10, MappedKiB: mapped >> 10})
 }
 
 // diskWrite is the write throughput of the disk under dir, in bytes/s: 64
