@@ -116,6 +116,9 @@ type Options struct {
 	Jar string
 	// Environ is the environment the children start from (os.Environ()).
 	Environ []string
+	// Detached stages as `stage --detach` does: nobody seeds, the HTTP
+	// origin is the hosts' web seed and they trade the rest.
+	Detached bool
 }
 
 // run is one demo: what it started, and what happened.
@@ -317,10 +320,12 @@ func (d *run) stage() error {
 	d.origin = &http.Server{Handler: fetch.NewServer(origin), ReadHeaderTimeout: 10 * time.Second}
 	go d.origin.Serve(l)
 	// The first BitTorrent seeder, as `dcroll stage` runs one: the hosts
-	// fetch from it and from each other.
-	d.seeder, err = fetch.NewSwarm(fetch.SwarmConfig{DataDir: filepath.Join(d.dir, "seeder"), Listen: "127.0.0.1:0"})
-	if err != nil {
-		return err
+	// fetch from it and from each other. Detached, there is none.
+	if !d.o.Detached {
+		d.seeder, err = fetch.NewSwarm(fetch.SwarmConfig{DataDir: filepath.Join(d.dir, "seeder"), Listen: "127.0.0.1:0"})
+		if err != nil {
+			return err
+		}
 	}
 	for _, svc := range services {
 		src := filepath.Join(d.dir, "release", svc, toVersion)
@@ -345,14 +350,19 @@ func (d *run) stage() error {
 		if err != nil {
 			return err
 		}
-		if err := d.seeder.Seed(mi, artifact); err != nil {
-			return err
-		}
 		m := roll.Manifest{
 			Version: toVersion, Size: size, SHA256: sum,
 			URLs:     []string{fetch.PeerURL(byName(l.Addr().String()), svc, toVersion)},
-			Infohash: infohash, Metainfo: mi, Seeders: []string{byName(d.seeder.Addr())},
+			Infohash: infohash, Metainfo: mi,
 			Staged: time.Now().UTC(), By: "dcroll demo",
+		}
+		if d.seeder != nil {
+			if err := d.seeder.Seed(mi, artifact); err != nil {
+				return err
+			}
+			m.Seeders = []string{byName(d.seeder.Addr())}
+		} else {
+			m.WebSeeds = m.URLs
 		}
 		if m.Unpacked, err = fetch.UnpackedSize(artifact); err != nil {
 			return err
@@ -363,8 +373,13 @@ func (d *run) stage() error {
 			return err
 		}
 	}
-	d.event("staged version %s of %s, signed by key %s, which every host trusts; seeded over BitTorrent from %s (HTTP fallback %s)",
-		toVersion, strings.Join(services, ", "), d.key.Public.ID, d.seeder.Addr(), l.Addr())
+	if d.seeder != nil {
+		d.event("staged version %s of %s, signed by key %s, which every host trusts; seeded over BitTorrent from %s (HTTP fallback %s)",
+			toVersion, strings.Join(services, ", "), d.key.Public.ID, d.seeder.Addr(), l.Addr())
+	} else {
+		d.event("staged version %s of %s detached, signed by key %s, which every host trusts; nobody seeds: the hosts take their shares from the HTTP origin %s as a web seed and trade the rest over BitTorrent",
+			toVersion, strings.Join(services, ", "), d.key.Public.ID, l.Addr())
+	}
 	catalog, err := d.store.Services()
 	if err != nil {
 		return err

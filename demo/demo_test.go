@@ -231,6 +231,27 @@ func TestIntegration_DemoRollsOutAndSurvivesAKilledHost(t *testing.T) {
 	checkCleanedUp(t, out)
 }
 
+// Staged detached, nobody seeds: the hosts take the release from the HTTP
+// origin as a web seed and from each other.
+func TestIntegration_DemoDetached(t *testing.T) {
+	p := startDemo(t, "--hosts", demoHosts, "--detached")
+	code := p.wait(t, 4*time.Minute)
+	out := p.output()
+	if code != 0 {
+		t.Fatalf("exit %d, want 0:\n%s", code, out)
+	}
+	for _, want := range []string{
+		"every host runs version 2 of every service and the deploy queue is empty",
+		"detached",
+		"as a web seed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the output lacks %q:\n%s", want, out)
+		}
+	}
+	checkCleanedUp(t, out)
+}
+
 func TestIntegration_DemoInterruptedCleansUp(t *testing.T) {
 	p := startDemo(t, "--hosts", demoHosts)
 	// Interrupt mid-rollout: once a host is upgrading.

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -49,6 +51,10 @@ type Chaos struct {
 	Staged  map[string]map[string]string
 	version int // the last version staged
 	dir     string
+	// origin is the base URL of the HTTP server of dir, the origin of
+	// detached stages; detached says the schedule running stages so.
+	origin   string
+	detached bool
 
 	// Counts of what the schedules did, for the report.
 	Faults   map[string]int
@@ -84,6 +90,7 @@ func NewChaos(t testing.TB, dc *DC) *Chaos {
 	for _, h := range dc.Hosts {
 		c.Model.Hosts = append(c.Model.Hosts, h.Name)
 	}
+	c.serveOrigin(t)
 	c.version = 1
 	for _, svc := range Services {
 		art, err := c.release(svc, "1", false, 0)
@@ -150,6 +157,28 @@ func (c *Chaos) release(svc, version string, unhealthy bool, seed uint64) (strin
 	return art, nil
 }
 
+// serveOrigin serves the releases' directory over plain HTTP, as an
+// artifact store would (net/http answers ranges), on every address of the
+// root namespace, named by this machine's name as stage names itself.
+func (c *Chaos) serveOrigin(t testing.TB) {
+	t.Helper()
+	if err := os.MkdirAll(c.dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(c.dir)), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	host, err := os.Hostname()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.origin = "http://" + net.JoinHostPort(host, strconv.Itoa(ln.Addr().(*net.TCPAddr).Port))
+}
+
 func (c *Chaos) record() *Recorder {
 	var targets []Target
 	for _, h := range c.DC.Hosts {
@@ -176,6 +205,7 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 	}()
 
 	c.version++
+	c.detached = s.Detached
 	v := strconv.Itoa(c.version)
 	arts := map[string]string{}
 	for _, svc := range Services {
@@ -290,6 +320,9 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 		args := []string{"stage", "--timeout", "5m", "--sign-key", c.DC.SignKey}
 		if replace {
 			args = append(args, "--replace")
+		}
+		if c.detached {
+			args = append(args, "--detach", "--url", c.origin+"/"+filepath.Base(art))
 		}
 		args = append(args, svc, version, art)
 		start := func() (*proc.Proc, error) {

@@ -43,6 +43,11 @@ type Schedule struct {
 	// the rollout must halt and a fixed release must then roll.
 	Bad    string
 	Faults []Step
+	// Detached stages the releases with `stage --detach`, a plain HTTP
+	// server of the root namespace as their origin: no stage process
+	// serves, and the hosts take the pieces from the origin as a web seed
+	// and from each other.
+	Detached bool
 }
 
 // Step is one fault: after waiting After (from the staging, or from the end
@@ -58,13 +63,17 @@ type Step struct {
 // NewSchedule derives schedule index of a run from the run's seed: the same
 // seed and index give the same schedule. Schedule i's first fault is of kind
 // Kinds[i mod len(Kinds)], so every run of len(Kinds) schedules has each
-// kind, and every fourth schedule stages a failing release.
+// kind, every fourth schedule stages a failing release and every sixth, from
+// the second, stages detached.
 func NewSchedule(seed uint64, index, hosts int, services []string) Schedule {
 	rng := rand.New(rand.NewPCG(seed, uint64(index)))
 	s := Schedule{Seed: seed, Index: index}
 	if index%4 == 3 {
 		s.Bad = services[rng.IntN(len(services))]
 	}
+	// Without a draw from rng: the faults of a seed and index stay what
+	// they were.
+	s.Detached = index%6 == 1
 	n := 1 + rng.IntN(2)
 	for i := range n {
 		kind := Kinds[rng.IntN(len(Kinds))]
@@ -100,6 +109,9 @@ func (s Schedule) String() string {
 	fmt.Fprintf(&b, "schedule %d (seed %d):", s.Index, s.Seed)
 	if s.Bad != "" {
 		fmt.Fprintf(&b, " a bad release of %s;", s.Bad)
+	}
+	if s.Detached {
+		b.WriteString(" staged detached, an HTTP origin as web seed;")
 	}
 	for _, f := range s.Faults {
 		switch f.Kind {

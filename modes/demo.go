@@ -25,6 +25,7 @@ type demoMode struct {
 	hosts          int
 	nonInteractive bool
 	keep           bool
+	detached       bool
 }
 
 func (*demoMode) Synopsis() string {
@@ -36,7 +37,8 @@ func (m *demoMode) Flags(*Env) (*pflag.FlagSet, string, string) {
 	fs.IntVar(&m.hosts, "hosts", 9, fmt.Sprintf("number of hosts, %d to %d", demo.MinHosts, demo.MaxHosts))
 	fs.BoolVar(&m.nonInteractive, "non-interactive", false, "print plain progress lines, no screen redraws and no pauses (tests, CI)")
 	fs.BoolVar(&m.keep, "keep", false, "keep the temporary directory (configs, state, logs) for inspection")
-	return fs, "demo [--hosts N] [--non-interactive] [--keep]", `
+	fs.BoolVar(&m.detached, "detached", false, "stage as stage --detach does: nobody seeds, the hosts take the release from the HTTP origin as a web seed and from each other")
+	return fs, "demo [--hosts N] [--non-interactive] [--keep] [--detached]", `
 Starts a ZooKeeper server (java and the Debian zookeeper package:
 ` + demo.InstallHint + `), seeds three services, db, api depending on db,
 and web depending on api, and runs N agents on this machine, each a host
@@ -73,6 +75,7 @@ func (m *demoMode) Run(ctx context.Context, env *Env, args []string) error {
 		Root:      env.Root,
 		Jar:       lookupEnv(env.Environ, zooKeeperJarEnv),
 		Environ:   env.Environ,
+		Detached:  m.detached,
 	}
 	if env.ZK != "" {
 		o.ZooKeeper = env.ZK
