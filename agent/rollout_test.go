@@ -43,6 +43,9 @@ type fleet struct {
 	// httpOnly makes stage write manifests without BitTorrent metainfo,
 	// as `dcroll stage --detach` does.
 	httpOnly bool
+	// webSeed makes stage write manifests as `dcroll stage --detach`
+	// does: metainfo, no seeder, the origin as web seed.
+	webSeed bool
 }
 
 func newFleet(t *testing.T, catalog string, services []string, n int) *fleet {
@@ -139,10 +142,15 @@ func (f *fleet) stage(svc, version string, unhealthy bool) {
 		if err != nil {
 			f.t.Fatal(err)
 		}
-		if err := f.seeder.Seed(mi, path); err != nil {
-			f.t.Fatal(err)
+		m.Infohash, m.Metainfo = infohash, mi
+		if f.webSeed {
+			m.WebSeeds = m.URLs
+		} else {
+			if err := f.seeder.Seed(mi, path); err != nil {
+				f.t.Fatal(err)
+			}
+			m.Seeders = []string{f.seeder.Addr()}
 		}
-		m.Infohash, m.Metainfo, m.Seeders = infohash, mi, []string{f.seeder.Addr()}
 	}
 	if f.amend != nil {
 		f.amend(&m)
