@@ -230,6 +230,7 @@ func writeReleaseNamed(t *testing.T, dir, arg string) {
 	t.Helper()
 	path := filepath.Join(dir, arg)
 	switch {
+	case strings.Contains(arg, "://"): // a URL: the origin of --detach
 	case strings.HasSuffix(arg, ".tar.gz"), strings.HasSuffix(arg, ".tar"):
 		_, data := releaseDir(t, arg)
 		if err := os.WriteFile(path, data, 0o644); err != nil {
