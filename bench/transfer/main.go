@@ -216,7 +216,11 @@ func compare(ctx context.Context, cfg config, stderr io.Writer) (results, error)
 	}
 	res := results{bound: lowerBound(cfg)}
 	for _, v := range cfg.variants {
-		fmt.Fprintf(stderr, "transfer: BitTorrent (%s), 1 seeder and %d fetchers\n", v.name, cfg.hosts)
+		source := "1 seeder"
+		if v.webSeed {
+			source = "an HTTP origin as web seed (no seeder)"
+		}
+		fmt.Fprintf(stderr, "transfer: BitTorrent (%s), %s and %d fetchers\n", v.name, source, cfg.hosts)
 		r, err := runTorrent(ctx, cfg, v, dir, src, a, stderr)
 		if err != nil {
 			return results{}, fmt.Errorf("bittorrent (%s): %w", v.name, err)

@@ -21,7 +21,8 @@ func TestMain(m *testing.M) {
 // benchmark cannot rot. It checks that every copy verifies, not timings.
 func TestTransfer(t *testing.T) {
 	cfg, err := parseFlags([]string{
-		"--size=8MiB", "--hosts=3", "--rate=800", "--piece=256KiB", "--timeout=50s", "--tmp=" + t.TempDir(),
+		"--size=8MiB", "--hosts=3", "--rate=800", "--piece=256KiB", "--timeout=90s", "--tmp=" + t.TempDir(),
+		"--variants=classic,classic+webseed",
 	}, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
@@ -41,13 +42,19 @@ func TestTransfer(t *testing.T) {
 		t.Errorf("a fetcher holds %d KiB of its copy mapped once done, want 0", bt.fetcherMappedMax)
 	}
 	t.Logf("fetcher RSS once done: max %d KiB", bt.fetcherRSSAfterMax)
+	// With the HTTP origin as web seed and no seeder, the origin sends
+	// the release about once, not once per host.
+	ws := res.torrent[1]
+	if ws.verified != cfg.hosts || ws.originSent > cfg.size*3/2 || ws.originSent < cfg.size {
+		t.Errorf("web seed: %d copies verified, origin sent %d bytes; want %d and F to 1.5 F (F = %d)", ws.verified, ws.originSent, cfg.hosts, cfg.size)
+	}
 	if res.http.originSent != int64(cfg.hosts)*cfg.size {
 		t.Errorf("origin sent %d bytes, want %d", res.http.originSent, int64(cfg.hosts)*cfg.size)
 	}
 	var out bytes.Buffer
 	report(&out, cfg, res)
 	t.Log("\n" + out.String())
-	if !strings.Contains(out.String(), "verified copies: BitTorrent (classic) 3/3, HTTP 3/3") {
+	if !strings.Contains(out.String(), "verified copies: BitTorrent (classic) 3/3, BitTorrent (classic+webseed) 3/3, HTTP 3/3") {
 		t.Errorf("report lacks the verified counts:\n%s", out.String())
 	}
 }
