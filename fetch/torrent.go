@@ -447,13 +447,16 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 	} else {
 		close(seeded)
 	}
-	// The refresh and the web seed end before Fetch returns, so they never
-	// touch a torrent a later Fetch or Seed of the same release owns.
-	defer func() {
+	// The refresh and the web seed end before the torrent is dropped or
+	// its file moved, and before Fetch returns, so they never touch a
+	// torrent a later Fetch or Seed of the same release owns, nor write
+	// to a file that is gone.
+	stopAux := sync.OnceFunc(func() {
 		stopRefresh()
 		<-refreshed
 		<-seeded
-	}()
+	})
+	defer stopAux()
 
 	// Pieces are hash-checked, so a complete torrent differs from the
 	// artifact only if the metainfo does, or if the completion database
@@ -461,6 +464,7 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 	// once tells the two apart.
 	for attempt := 0; ; attempt++ {
 		if err := s.waitComplete(ctx, t, name); err != nil {
+			stopAux()
 			s.Drop(ih.HexString())
 			return err
 		}
@@ -469,15 +473,18 @@ func (s *Swarm) Fetch(ctx context.Context, a Artifact, mi []byte, peers []string
 			break
 		}
 		if attempt > 0 || !errors.Is(err, ErrMismatch) {
+			stopAux()
 			s.Drop(ih.HexString())
 			return fmt.Errorf("fetch %s: %w", name, err)
 		}
 		s.log.Warn("complete torrent fails verification; rehashing pieces", "torrent", name, "error", err)
 		if err := t.VerifyDataContext(ctx); err != nil {
+			stopAux()
 			s.Drop(ih.HexString())
 			return fmt.Errorf("fetch %s: rehash: %w", name, err)
 		}
 	}
+	stopAux()
 
 	// The verified file is installed at dst as a hard link, and the
 	// torrent goes on seeding it as it is: its peers stay connected.
