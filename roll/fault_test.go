@@ -162,3 +162,14 @@ func (f *faultConn) ExistsW(path string) (bool, *zk.Stat, <-chan zk.Event, error
 	ok, stat, ch, err := f.conn.ExistsW(path)
 	return ok, stat, f.heard("existsw", path, ch), err
 }
+
+func (f *faultConn) Exists(path string) (bool, *zk.Stat, error) {
+	if err := f.before("exists", path); err != nil {
+		return false, nil, err
+	}
+	ok, stat, err := f.conn.Exists(path)
+	if err = f.after("exists", path, err); err != nil {
+		return false, nil, err
+	}
+	return ok, stat, nil
+}

@@ -159,29 +159,50 @@ func decideCounted(st *TurnState, inTurnOnline func() (int, error), expired func
 	}
 }
 
-// countInTurnOnline counts the hosts in turn, st.Host aside, that are in
-// /current/<svc>: one exists each, at most max_parallel of them.
+// countInTurnOnline counts the hosts in turn, st.Host aside, that were in
+// /current/<svc> when it was counted, and counts it again (into st.front).
+//
+// One look at each host after the count is not enough: a host in turn
+// leaves /current when its switch begins, which is often just after the
+// next host, at the front now, counted it, and a look after that sees it
+// gone while the count still holds it: the host would count as serving
+// (the chaos checker saw db's quorum broken: three hosts out, quorum 4 of
+// 6). So each host is looked at before and after a new count, and counted
+// if either look saw it. A host in turn leaves /current once and enters
+// it again once in its turn, and no other turn starts while the front
+// decides: a host in /current at the count was there at one of the looks.
+// A host that came back between them counts too, the safe side.
+// 2 × max_parallel exists and one count, in three round trips, only when
+// the verdict depends on it.
 func (s *Store) countInTurnOnline(svc string, st *TurnState) (int, error) {
-	var reads []func() error
-	var in []bool
+	var others []string
 	for _, h := range st.InTurn {
 		if h != st.Host {
-			in = append(in, false)
+			others = append(others, h)
 		}
 	}
-	i := 0
-	for _, h := range st.InTurn {
-		if h != st.Host {
+	look := func() ([]bool, error) {
+		in := make([]bool, len(others))
+		var reads []func() error
+		for i, h := range others {
 			reads = append(reads, s.exists(s.Tree.Current(svc, h), &in[i]))
-			i++
 		}
+		return in, parallel(reads...)
 	}
-	if err := parallel(reads...); err != nil {
+	before, err := look()
+	if err != nil {
+		return 0, err
+	}
+	if err := s.countChildren(s.Tree.CurrentDir(svc), &st.front.current)(); err != nil {
+		return 0, err
+	}
+	after, err := look()
+	if err != nil {
 		return 0, err
 	}
 	n := 0
-	for _, ok := range in {
-		if ok {
+	for i := range others {
+		if before[i] || after[i] {
 			n++
 		}
 	}

@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/dcroll/dcroll/internal/zktest"
 	"pgregory.net/rapid"
 )
 
@@ -221,5 +223,79 @@ func TestIntegration_AHostReadyWithAReplacedReleaseTakesNoTurn(t *testing.T) {
 	}
 	if err := s.AwaitTurn(ctx, "db", "a", ready, Turn{From: "v1", To: "v3"}); err != nil {
 		t.Fatalf("a host ready with the staged v3: %v", err)
+	}
+}
+
+// The front host deciding on counts must count as out of service a host
+// in turn that was in /current when it counted, and left it just after:
+// its switch begins as the next host decides. Found by the chaos checker
+// (db's quorum broken, three hosts out of six with quorum 4): one look at
+// the hosts in turn, after the count, saw them gone while the count still
+// held them, and they counted as serving. Here two hosts in turn leave
+// /current between the count and the first look at them.
+func TestIntegration_CountedFrontCountsHostsThatLeftCurrentAfterTheCount(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	admin := connect(t, zkc, "/c")
+	seed(t, admin, parse(t, "[services.db]\nquorum = 4\nmax_parallel = 3\n"))
+	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"a", "b", "c", "d", "e", "f"} {
+		if err := admin.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	// a and c take their turns, and are still in /current.
+	for _, h := range []string{"a", "c"} {
+		s := connect(t, zkc, "/c")
+		ready, err := s.JoinReady("db", h, "v2")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AwaitTurn(ctx, "db", h, ready, Turn{From: "v1", To: "v2", Started: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := connect(t, zkc, "/c")
+	b.countFront = true
+	if _, err := b.JoinReady("db", "b", "v2"); err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.turnState("db", "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.front == nil || st.front.current != 6 {
+		t.Fatalf("front %+v: want the counts read, 6 in /current", st.front)
+	}
+	// Their switches begin now, after b counted them.
+	var once sync.Once
+	withFaults(b).set(func(op, p string) error {
+		if op == "exists" && p == b.Tree.Current("db", "a") {
+			once.Do(func() {
+				for _, h := range []string{"a", "c"} {
+					if err := admin.ClearCurrent("db", h); err != nil {
+						t.Error(err)
+					}
+				}
+			})
+		}
+		return nil
+	}, nil)
+	v, err := b.decide("db", &st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b, d, e and f serve; b leaves: 3 stay, quorum 4.
+	if v.Go || v.on != onQuorum {
+		t.Fatalf("a and c in turn, out of /current: %+v, want a wait for quorum", v)
 	}
 }
