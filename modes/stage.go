@@ -187,7 +187,11 @@ func (m *stageMode) Run(ctx context.Context, env *Env, args []string) error {
 	printStaged(env, svc, man)
 	began := time.Now()
 	if m.detach {
-		fmt.Fprintf(env.Stdout, "not serving (--detach): the hosts fetch from the URLs above\n")
+		if len(man.WebSeeds) > 0 {
+			fmt.Fprintf(env.Stdout, "not serving (--detach): each host takes its share of the pieces from the URLs above and the rest from the other hosts\n")
+		} else {
+			fmt.Fprintf(env.Stdout, "not serving (--detach): the hosts fetch from the URLs above\n")
+		}
 	} else if err := m.serve(ctx, env, store, svc, man, swarm); err != nil {
 		return err
 	}
