@@ -38,9 +38,12 @@ import (
 // Share), which no other host asks the origin for; then, once its own share
 // is done and OriginGrace has passed, the pieces of another host's share
 // that no connected peer has, dealt out among the other hosts (a host that
-// is gone or stuck leaves its share to them); and after three times
-// OriginGrace, any piece no peer has. A piece a connected peer has, or is
-// partly received, is left to BitTorrent.
+// is gone or stuck leaves its share to them); and after twice OriginGrace,
+// any piece no peer has. Twice, not more: the agent gives a BitTorrent
+// fetch up after 30 s without a byte, and a host whose backup pieces are
+// done waits for the rest without one. A piece a connected peer has is left
+// to BitTorrent; one partly received from a peer that has gone is taken
+// whole.
 
 // DefaultOriginRequests is how many ranged requests a host has open to the
 // web seeds at once by default (SwarmConfig.OriginRequests).
@@ -220,9 +223,9 @@ func (ws *webSeed) pick() (webSeedWork, bool) {
 	}
 	// Read under ws.mu: a piece another worker has just delivered is
 	// complete by now, not only out of flight.
-	complete, partial := ws.pieceStates()
+	complete := ws.pieceStates()
 	peers := ws.peerPieces()
-	i, ok := ws.choose(now, complete, partial, peers)
+	i, ok := ws.choose(now, complete, peers)
 	if !ok {
 		return webSeedWork{}, false
 	}
@@ -239,9 +242,9 @@ func (ws *webSeed) pick() (webSeedWork, bool) {
 
 // choose returns the piece to take from the origin next, if any. ws.mu is
 // held.
-func (ws *webSeed) choose(now time.Time, complete, partial, peers []bool) (int, bool) {
+func (ws *webSeed) choose(now time.Time, complete, peers []bool) (int, bool) {
 	wanted := func(i int) bool {
-		return !complete[i] && !partial[i] && !ws.inflight[i] && !peers[i]
+		return !complete[i] && !ws.inflight[i] && !peers[i]
 	}
 	ownLeft := false
 	for _, i := range ws.order {
@@ -269,7 +272,7 @@ func (ws *webSeed) choose(now time.Time, complete, partial, peers []bool) (int, 
 			return i, true
 		}
 	}
-	if waited < 3*ws.grace {
+	if waited < 2*ws.grace {
 		return 0, false
 	}
 	// From a place of the host's own, so hosts that get here together
@@ -328,20 +331,19 @@ func (ws *webSeed) done(w webSeedWork, err error) {
 	}
 }
 
-// pieceStates returns which pieces are complete and which partly received.
-func (ws *webSeed) pieceStates() (complete, partial []bool) {
+// pieceStates returns which pieces are complete.
+func (ws *webSeed) pieceStates() []bool {
 	n := ws.info.NumPieces()
-	complete, partial = make([]bool, 0, n), make([]bool, 0, n)
+	complete := make([]bool, 0, n)
 	for _, r := range ws.t.PieceStateRuns() {
 		for range r.Length {
 			complete = append(complete, r.Complete)
-			partial = append(partial, r.Partial)
 		}
 	}
 	for len(complete) < n {
-		complete, partial = append(complete, false), append(partial, false)
+		complete = append(complete, false)
 	}
-	return complete[:n], partial[:n]
+	return complete[:n]
 }
 
 // peerPieces returns which pieces some connected peer has.
