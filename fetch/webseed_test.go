@@ -24,6 +24,8 @@ type origin struct {
 	data     []byte
 	sent     atomic.Int64
 	requests atomic.Int64
+	// open and maxOpen count the requests being answered at once.
+	open, maxOpen atomic.Int64
 	// noRanges answers every GET with 200 and the whole file; delay
 	// holds each answer back before its first byte.
 	noRanges bool
@@ -49,6 +51,10 @@ func (o *origin) url() string { return o.srv.URL + "/web-1.2.3.tar.gz" }
 
 func (o *origin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	o.requests.Add(1)
+	n := o.open.Add(1)
+	defer o.open.Add(-1)
+	for m := o.maxOpen.Load(); n > m && !o.maxOpen.CompareAndSwap(m, n); m = o.maxOpen.Load() {
+	}
 	if o.delay > 0 {
 		select {
 		case <-time.After(o.delay):
@@ -212,6 +218,20 @@ func TestIntegration_WebSeedSlowFirstBytes(t *testing.T) {
 	if got := o.sent.Load(); got != size {
 		t.Errorf("origin sent %d bytes, want %d", got, size)
 	}
+}
+
+// A host has at most OriginRequests ranged requests open to the origin at
+// once.
+func TestIntegration_WebSeedCapsRequests(t *testing.T) {
+	const size = 1 << 20
+	path, a, mi, _ := release(t, size)
+	o := newOrigin(t, path, func(o *origin) { o.delay = 20 * time.Millisecond })
+	a.URLs = []string{o.url()}
+	fetchAll(t, a, mi, []SwarmConfig{{OriginRequests: 2}}, false)
+	if m := o.maxOpen.Load(); m < 1 || m > 2 {
+		t.Errorf("the origin answered %d requests at once, want 1 to 2 (OriginRequests)", m)
+	}
+	t.Logf("%d requests, at most %d at once", o.requests.Load(), o.maxOpen.Load())
 }
 
 // An origin that redirects to a storage host is followed there only if
