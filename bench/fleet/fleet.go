@@ -289,7 +289,9 @@ func simulate(ctx context.Context, t testing.TB, o options, log io.Writer) (resu
 	if err := admin.Stage(svc, m, false); err != nil {
 		return r, err
 	}
-	if err := admin.AppendSteps([][]string{{svc}}); err != nil {
+	// Ordered as an operator orders: the history records the step's start,
+	// which the status page's time left counts from.
+	if _, err := admin.Order([][]string{{svc}}); err != nil {
 		return r, err
 	}
 	rctx, rstop := context.WithCancel(ctx)
