@@ -46,6 +46,8 @@ type Store struct {
 
 	steps   stepCache
 	tickets ticketMemo
+	// orphanEvery, if set, replaces orphanLookEvery (tests).
+	orphanEvery time.Duration
 	// resyncs wakes every wait on watches when the connection comes back
 	// to a session (see resyncs).
 	resyncs resyncs

@@ -9,7 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
+	"github.com/dcroll/dcroll/internal/clock"
 	"github.com/go-zookeeper/zk"
 )
 
@@ -302,8 +304,15 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) er
 		if s.log != nil {
 			s.log.Debug("waiting behind a ticket", "service", svc, "ticket", path.Base(readyPath), "predecessor", path.Base(p), "of", ticketOf(p, data), "session", fmt.Sprintf("%#x", stat.EphemeralOwner))
 		}
-		if err := waitAny(ctx, ch, resync); err != nil {
+		if err := waitAnyOrTimeout(ctx, s.orphanLook()+clock.Jitter(s.orphanLook()/4), ch, resync); err != nil {
 			return err
+		}
+		if !fired(ch) && !fired(resync) {
+			// A long wait: is the predecessor's host still waiting on it?
+			if err := s.dropOrphan(svc, p, data, stat); err != nil {
+				return err
+			}
+			continue
 		}
 		// The predecessor is gone (its ticket is never used again), or
 		// the connection came back to the session (see resyncs) and it
@@ -326,6 +335,47 @@ func (s *Store) awaitTicket(ctx context.Context, svc, host, readyPath string) er
 			below--
 		}
 	}
+}
+
+// orphanLookEvery is how long a host waits on its predecessor's ticket
+// before it checks that the ticket's host still waits on it (see
+// dropOrphan): a rare check, so that the hosts in a long queue add little.
+const orphanLookEvery = time.Minute
+
+func (s *Store) orphanLook() time.Duration {
+	if s.orphanEvery > 0 {
+		return s.orphanEvery
+	}
+	return orphanLookEvery
+}
+
+// dropOrphan removes the predecessor ticket p (data and stat as read) if
+// its host has since queued with another ticket: the queued node names a
+// host's live ticket, and a host holds one. Such an orphan is left by a
+// join whose answer was lost and that the host could not find again; it
+// would hold every host behind it for as long as the host's session
+// lives. The chaos harness saw one after a quorum loss: a join committed
+// while the host was told the servers were unreachable.
+func (s *Store) dropOrphan(svc, p string, data []byte, stat *zk.Stat) error {
+	h := ticketOf(p, data)
+	if h == "" {
+		return nil
+	}
+	var q Queued
+	_, err := s.getOptional(s.Tree.queued(svc, h), &q)
+	switch {
+	case errors.Is(err, zk.ErrNoNode), errors.Is(err, ErrBadNode):
+		return nil
+	case err != nil:
+		return err
+	}
+	if q.Ticket == "" || q.Ticket == path.Base(p) {
+		return nil
+	}
+	if s.log != nil {
+		s.log.Warn("removing a ticket its host left behind", "service", svc, "ticket", path.Base(p), "of", h, "queued_with", q.Ticket)
+	}
+	return s.deleteOwned(p, stat.EphemeralOwner)
 }
 
 // fired reports whether a watch has fired, without waiting.

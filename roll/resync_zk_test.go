@@ -184,3 +184,62 @@ func TestIntegration_AReconnectDoesNotSkipAQueuedPredecessor(t *testing.T) {
 		t.Fatalf("b's wait for its turn: %v", err)
 	}
 }
+
+// A ticket whose host has since queued with another one holds the hosts
+// behind it for as long as the host's session lives. The chaos harness
+// saw one after a quorum loss: a join committed while its host was told
+// the servers were unreachable, and the host joined again behind another
+// host, which waited on the first ticket for good. Here the first ticket
+// is made an orphan by hand: its host's record of it is gone, and so is
+// its queued node, as after such a join.
+func TestIntegration_AHostBehindAnOrphanTicketRemovesIt(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	admin := connect(t, zkc, "/o")
+	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
+	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"a", "b", "c"} {
+		if err := admin.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := connect(t, zkc, "/o"), connect(t, zkc, "/o")
+	b.orphanEvery = 200 * time.Millisecond
+	orphan, err := a.JoinReady("db", "a", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readyB, err := b.JoinReady("db", "b", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.setLastTicket("db", "a", lastTicket{session: a.conn.SessionID()})
+	if err := admin.conn.Delete(admin.Tree.queued("db", "a"), -1); err != nil {
+		t.Fatal(err)
+	}
+	readyA, err := a.JoinReady("db", "a", "v2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := admin.conn.Exists(orphan); err != nil || !ok {
+		t.Fatalf("the orphan %s: %v %v, want it still there", orphan, ok, err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := b.AwaitTurn(ctx, "db", "b", readyB, Turn{From: "v1", To: "v2", Started: time.Now()}); err != nil {
+		t.Fatalf("b, behind a's orphan ticket: %v", err)
+	}
+	if ok, _, err := admin.conn.Exists(orphan); err != nil || ok {
+		t.Fatalf("the orphan %s: %v %v, want it gone", orphan, ok, err)
+	}
+	if ok, _, err := admin.conn.Exists(readyA); err != nil || !ok {
+		t.Fatalf("a's live ticket %s: %v %v, want it kept", readyA, ok, err)
+	}
+}
