@@ -501,8 +501,9 @@ func (a *Agent) zkLoop(ctx context.Context, store *roll.Store, events <-chan rol
 // returns what stops them.
 func (a *Agent) startWatches(ctx context.Context, store *roll.Store) context.CancelFunc {
 	wctx, cancel := context.WithCancel(ctx)
-	a.watches.Add(1)
+	a.watches.Add(2)
 	go func() { defer a.watches.Done(); a.advanceLoop(wctx, store) }()
+	go func() { defer a.watches.Done(); a.canaryHoldLoop(wctx, store) }()
 	for _, svc := range a.serviceNames() {
 		a.watches.Add(2)
 		go func() { defer a.watches.Done(); a.watchLoop(wctx, store, svc) }()

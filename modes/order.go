@@ -56,7 +56,9 @@ would: the service policy auto_rollback does the same for every deploy.
 With --canary N, N hosts of each service (or N% of its members, at least
 one) take their turns, and the service pauses with the reason "canary:
 waiting for promote": ` + "`dcroll promote SERVICE`" + ` lets the rest roll,
-` + "`dcroll rollback SERVICE`" + ` takes the canaries back. A service whose
+` + "`dcroll rollback SERVICE`" + ` takes the canaries back; a service whose
+policy has canary_hold is promoted by itself once its canaries have been
+healthy that long. A service whose
 policy has maintenance windows starts turns only inside one; --now lets
 this deploy go outside them.
 
@@ -226,8 +228,12 @@ func printCanaries(env *Env, store *roll.Store, steps [][]string) {
 			if err != nil || c.Canary == nil {
 				continue
 			}
-			fmt.Fprintf(env.Stdout, "canary: %d %s of %s, then a pause until dcroll promote %s\n",
-				c.Canary.Hosts, plural(c.Canary.Hosts, "host", "hosts"), svc, svc)
+			until := "dcroll promote " + svc
+			if services, err := store.Services(); err == nil && services[svc].CanaryHold > 0 {
+				until += fmt.Sprintf(", or until they have been healthy for %s (canary_hold)", services[svc].CanaryHold)
+			}
+			fmt.Fprintf(env.Stdout, "canary: %d %s of %s, then a pause until %s\n",
+				c.Canary.Hosts, plural(c.Canary.Hosts, "host", "hosts"), svc, until)
 		}
 	}
 }

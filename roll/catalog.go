@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-zookeeper/zk"
 	"github.com/pelletier/go-toml/v2"
@@ -35,6 +36,7 @@ type seedFile struct {
 		MemberTTL    *Duration    `toml:"member_ttl"`
 		AutoRollback bool         `toml:"auto_rollback"`
 		Windows      []string     `toml:"windows"`
+		CanaryHold   any          `toml:"canary_hold"`
 	} `toml:"services"`
 }
 
@@ -68,7 +70,9 @@ func ParseCatalog(name string, r io.Reader) (Catalog, error) {
 		svc := Service{DependsOn: raw.DependsOn, MaxParallel: raw.MaxParallel, Health: raw.Health, MemberTTL: raw.MemberTTL, AutoRollback: raw.AutoRollback, Windows: raw.Windows}
 		c[svcName] = svc // for the dependency checks, even when bad
 		var err error
-		if raw.Quorum == nil {
+		if svc.CanaryHold, err = parseCanaryHold(raw.CanaryHold); err != nil {
+			err = fmt.Errorf("service %q: %v", svcName, err)
+		} else if raw.Quorum == nil {
 			err = fmt.Errorf(`service %q: quorum is missing (a count like 2 or a percentage like "60%%")`, svcName)
 		} else if err = svc.Quorum.UnmarshalTOML(raw.Quorum); err != nil {
 			err = fmt.Errorf("service %q: %v", svcName, err)
@@ -88,6 +92,23 @@ func ParseCatalog(name string, r io.Reader) (Catalog, error) {
 		return nil, errors.Join(errs...)
 	}
 	return c, nil
+}
+
+// parseCanaryHold reads canary_hold as the seed file gives it: a duration
+// in a string.
+func parseCanaryHold(v any) (Duration, error) {
+	if v == nil {
+		return 0, nil
+	}
+	text, ok := v.(string)
+	if !ok {
+		return 0, fmt.Errorf("%w %v: want a duration in quotes, like \"30m\"", ErrBadCanaryHold, v)
+	}
+	d, err := time.ParseDuration(text)
+	if err != nil {
+		return 0, fmt.Errorf("%w %q: want a number and a unit, like \"30m\" or \"1h30m\"", ErrBadCanaryHold, text)
+	}
+	return Duration(d), validCanaryHold(Duration(d))
 }
 
 // prefixEach puts "name: " before each error err joins.

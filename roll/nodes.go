@@ -227,6 +227,10 @@ type Service struct {
 	// Windows are the maintenance windows: turns start only inside one
 	// (a turn under way finishes). None: any time.
 	Windows []string `json:"windows,omitempty" toml:"windows"`
+	// CanaryHold ends a canary's pause by itself once the canaries have
+	// been healthy that long (see RunCanaryHold). 0: the pause waits for
+	// `dcroll promote`.
+	CanaryHold Duration `json:"canary_hold,omitempty" toml:"canary_hold"`
 }
 
 // Default health policy for a service whose seed entry leaves it out.
@@ -281,6 +285,9 @@ func (s Service) validate() error {
 	}
 	if _, err := parseWindows(s.Windows); err != nil {
 		return fmt.Errorf("windows: %v", err)
+	}
+	if err := validCanaryHold(s.CanaryHold); err != nil {
+		return err
 	}
 	if s.MemberTTL != nil && *s.MemberTTL < 0 {
 		return fmt.Errorf("member_ttl %s is negative (0: members count until forgotten)", s.MemberTTL)
