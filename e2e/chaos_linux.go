@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"github.com/dcroll/dcroll/fetch"
 	"github.com/dcroll/dcroll/internal/clock"
 	"github.com/dcroll/dcroll/internal/proc"
+	"github.com/dcroll/dcroll/roll"
 	"github.com/dcroll/dcroll/state"
 )
 
@@ -39,6 +41,10 @@ const (
 	maxResumes = 3
 	// operatorTries is how often an operator's command is tried.
 	operatorTries = 10
+	// autoRollbackWait is how long a halt of a deploy ordered with
+	// --auto-rollback may stay before the operator rolls back by hand:
+	// the host that recorded the halt may have died before its rollback.
+	autoRollbackWait = 30 * time.Second
 )
 
 // Chaos runs schedules against a data center, one after the other, each a
@@ -55,10 +61,17 @@ type Chaos struct {
 	// detached stages; detached says the schedule running stages so.
 	origin   string
 	detached bool
+	// final is the version every host ran at the end of the last
+	// schedule, by service: the release a rollback goes back to.
+	final map[string]string
+	// kept says whether a release was staged and rolled out before, so
+	// that there is an earlier release to go back to.
+	kept bool
 
 	// Counts of what the schedules did, for the report.
 	Faults   map[string]int
-	Finished int // rollouts that finished without a halt
+	Ops      map[string]int // the operator's actions taken
+	Finished int            // rollouts that finished without a halt
 	Halts    []string
 }
 
@@ -86,6 +99,8 @@ func NewChaos(t testing.TB, dc *DC) *Chaos {
 		Staged: map[string]map[string]string{},
 		dir:    filepath.Join(dc.Dir, "releases"),
 		Faults: map[string]int{},
+		Ops:    map[string]int{},
+		final:  map[string]string{"db": "1", "web": "1"},
 	}
 	for _, h := range dc.Hosts {
 		c.Model.Hosts = append(c.Model.Hosts, h.Name)
@@ -217,6 +232,15 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 	if s.Bad != "" {
 		c.Faults[BadRelease]++
 	}
+	op := s.Operator
+	if op.Action != "" && !c.kept {
+		t.Logf("chaos: schedule %d: no earlier release staged yet, so no %s", s.Index, op.Action)
+		op = Operator{}
+	}
+	if op.Action != "" {
+		c.Ops[op.Action]++
+	}
+	before := maps.Clone(c.final)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -231,7 +255,10 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 		var err error
 		stagers, err = c.stage(ctx, v, arts, false)
 		if err == nil {
-			err = c.order(ctx)
+			err = c.order(ctx, op)
+		}
+		if err == nil {
+			err = c.act(ctx, s.Index, op, t)
 		}
 		operator <- err
 	}()
@@ -243,13 +270,37 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 		return out, nemesisErr
 	}
 
-	final := map[string]string{}
+	// want is what every host must run at the end: the new release, a
+	// fix of a bad one, or after a rollback the release before.
+	want := map[string]string{}
 	for _, svc := range Services {
-		final[svc] = v
+		want[svc] = v
+	}
+	// either: services whose end depends on faults (a halt of a deploy
+	// ordered with --auto-rollback rolls it back), which may end on the
+	// new release or the one before.
+	either := map[string]bool{}
+	switch op.Action {
+	case OpRollback:
+		for _, svc := range Services {
+			if svc == op.Service || dependsOn(c.Model.Policies, svc, op.Service) {
+				want[svc] = before[svc]
+			}
+		}
+	case OpAutoRollback:
+		for _, svc := range Services {
+			if svc == s.Bad || dependsOn(c.Model.Policies, svc, s.Bad) {
+				want[svc] = before[svc]
+			} else {
+				either[svc] = true
+			}
+		}
 	}
 	// A halted bad release is fixed with a new release staged over it; a
-	// good one halted by a fault is retried. Either way the operator then
-	// resumes, as a person would, a few times at most.
+	// good one halted by a fault is retried; a halted rollback too. Under
+	// --auto-rollback the halt is rolled back by dcroll, or else by the
+	// operator. Then the operator resumes, as a person would, a few times
+	// at most.
 	fixed := map[string]bool{}
 	for round := 0; ; round++ {
 		halts, err := c.settle(ctx, rec, time.Now())
@@ -267,7 +318,24 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 			t.Logf("chaos: schedule %d: %s halted: %s", s.Index, svc, why)
 			out.Halts = append(out.Halts, svc+": "+why)
 			c.Halts = append(c.Halts, fmt.Sprintf("schedule %d: %s: %s", s.Index, svc, why))
-			if svc == s.Bad && !fixed[svc] {
+			rollingBack, err := c.rollingBack(ctx, svc)
+			if err != nil {
+				return out, err
+			}
+			if op.Action == OpAutoRollback && !rollingBack {
+				lifted, err := c.awaitAutoRollback(ctx, rec, svc)
+				if err != nil {
+					return out, err
+				}
+				if !lifted {
+					t.Logf("chaos: schedule %d: %s still halted %s after its halt: the operator rolls it back", s.Index, svc, autoRollbackWait)
+					if err := c.operator(ctx, "staged already", "rollback", svc); err != nil {
+						return out, err
+					}
+				}
+				continue
+			}
+			if svc == s.Bad && !fixed[svc] && op.Action != OpAutoRollback {
 				fixed[svc] = true
 				c.version++
 				fix := strconv.Itoa(c.version)
@@ -281,7 +349,7 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 				if err != nil {
 					return out, err
 				}
-				final[svc] = fix
+				want[svc] = fix
 			}
 			if err := c.operator(ctx, "", "resume", svc); err != nil {
 				return out, err
@@ -291,7 +359,18 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 	if len(out.Halts) == 0 {
 		c.Finished++
 	}
+	final, err := c.stagedVersions(ctx)
+	if err != nil {
+		return out, err
+	}
+	for _, svc := range Services {
+		if final[svc] != want[svc] && !(either[svc] && final[svc] == before[svc]) {
+			out.Violations = append(out.Violations, Violation{At: time.Now(), Invariant: "operator",
+				Detail: fmt.Sprintf("%s: %s is staged at the end, want %s (before the schedule %s; operator %+v)", svc, final[svc], want[svc], before[svc], op)})
+		}
+	}
 	out.Final = final
+	c.final, c.kept = final, true
 	if err := c.waitAll(ctx, rec, convergeTimeout, final); ctx.Err() != nil {
 		return out, ctx.Err()
 	} else if err != nil {
@@ -371,8 +450,116 @@ func (c *Chaos) stage(ctx context.Context, version string, arts map[string]strin
 	return procs, nil
 }
 
-func (c *Chaos) order(ctx context.Context) error {
-	return c.operator(ctx, "already queued", "order", "--auto")
+func (c *Chaos) order(ctx context.Context, op Operator) error {
+	args := []string{"order", "--auto"}
+	switch op.Action {
+	case OpAutoRollback:
+		args = append(args, "--auto-rollback")
+	case OpCanary:
+		args = append(args, "--canary", op.Canary)
+	}
+	return c.operator(ctx, "already queued", args...)
+}
+
+// act takes the operator's action once the release is ordered: a rollback
+// after op.After; or, for a canary, a promote of db once its canary has
+// paused it. web's canary is left to its canary_hold. A canary that a
+// halt stops is the settle loop's: resume ends it.
+func (c *Chaos) act(ctx context.Context, index int, op Operator, t testing.TB) error {
+	switch op.Action {
+	case OpRollback:
+		if err := pause(ctx, op.After); err != nil {
+			return err
+		}
+		out, err := c.DC.Operator("rollback", op.Service)
+		if err != nil {
+			// Met ZooKeeper down: as a person would, again, until it
+			// says it went through ("staged already": the first did).
+			return c.operator(ctx, "staged already", "rollback", op.Service)
+		}
+		t.Logf("chaos: schedule %d: dcroll rollback %s:\n%s", index, op.Service, out)
+	case OpCanary:
+		deadline := time.Now().Add(settleTimeout)
+		for {
+			ctl, err := c.DC.Store.Control("db")
+			switch {
+			case err != nil:
+				// ZooKeeper down: look again.
+			case ctl.Halted != nil || ctl.Canary == nil:
+				return nil
+			case ctl.Reason == roll.CanaryWait:
+				t.Logf("chaos: schedule %d: db's canary of %d hosts paused it: promote", index, ctl.Canary.Hosts)
+				return c.operator(ctx, "not in a canary deploy", "promote", "db")
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("db's canary neither paused nor ended within %s: control %+v (%v)", settleTimeout, ctl, err)
+			}
+			time.Sleep(50 * time.Millisecond) // polling ZooKeeper
+		}
+	}
+	return nil
+}
+
+// rollingBack reports whether svc's staged release is a rollback's.
+func (c *Chaos) rollingBack(ctx context.Context, svc string) (bool, error) {
+	for try := 1; ; try++ {
+		m, err := c.DC.Store.Manifest(svc)
+		if err == nil {
+			return m.RollbackOf != "", nil
+		}
+		if try == operatorTries {
+			return false, fmt.Errorf("read %s's manifest: %w", svc, err)
+		}
+		if err := pause(ctx, time.Second); err != nil {
+			return false, err
+		}
+	}
+}
+
+// awaitAutoRollback waits until a read of ZooKeeper shows svc no longer
+// halted (the rollback lifts the halt) and reports whether it did within
+// autoRollbackWait.
+func (c *Chaos) awaitAutoRollback(ctx context.Context, rec *Recorder, svc string) (bool, error) {
+	since := time.Now()
+	for {
+		if s, ok := rec.LastSample(); ok && s.At.After(since) {
+			if _, halted := s.Halted[svc]; !halted {
+				return true, nil
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return false, err
+		}
+		if time.Since(since) > autoRollbackWait {
+			return false, nil
+		}
+		time.Sleep(50 * time.Millisecond) // polling the recorder
+	}
+}
+
+// stagedVersions reads the version staged of every service: what every
+// host must run once the deploy is done.
+func (c *Chaos) stagedVersions(ctx context.Context) (map[string]string, error) {
+	out := map[string]string{}
+	for _, svc := range Services {
+		for try := 1; ; try++ {
+			m, err := c.DC.Store.Manifest(svc)
+			if err == nil {
+				out[svc] = m.Version
+				break
+			}
+			if try == operatorTries {
+				return nil, fmt.Errorf("read %s's manifest: %w", svc, err)
+			}
+			if err := pause(ctx, time.Second); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
 }
 
 // operator runs an operator's command, and runs it again, as a person would,

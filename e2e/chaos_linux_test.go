@@ -84,7 +84,7 @@ func TestChaos(t *testing.T) {
 	var runs []Schedule
 	if *regress && *seedFlag == 0 {
 		for _, r := range regressions {
-			runs = append(runs, NewSchedule(r.seed, r.index, *hosts, Services))
+			runs = append(runs, Regression(r.seed, r.index, *hosts, Services))
 		}
 	}
 	for i := *from; i < *from+*schedules; i++ {
@@ -162,6 +162,10 @@ func (c *Chaos) Summary(seed uint64, outs []Outcome, violations int, took time.D
 	fmt.Fprintf(&b, "| fault | occurrences |\n|---|---|\n")
 	for _, k := range append(slices.Clone(Kinds), BadRelease) {
 		fmt.Fprintf(&b, "| %s | %d |\n", k, c.Faults[k])
+	}
+	fmt.Fprintf(&b, "\n| operator's action | schedules |\n|---|---|\n")
+	for _, op := range Ops {
+		fmt.Fprintf(&b, "| %s | %d |\n", op, c.Ops[op])
 	}
 	rollouts := 0
 	for _, o := range outs {

@@ -34,7 +34,8 @@ const (
 
 // Catalog is the data center's seed. With 6 hosts, db's quorum binds before
 // its max_parallel (at most 2 of 6 out at once), web's max_parallel binds
-// before its quorum until a fault takes a host.
+// before its quorum until a fault takes a host. A canary of web ends by
+// itself after canary_hold (db's waits for the operator's promote).
 const Catalog = `
 [services.db]
 quorum = 4
@@ -47,6 +48,7 @@ deadline = "5s"
 depends_on = ["db"]
 quorum = "50%"
 max_parallel = 2
+canary_hold = "2s"
 [services.web.health]
 min_healthy = "500ms"
 deadline = "5s"

@@ -24,6 +24,34 @@ var Kinds = []string{Kill, Partition, Pause, ZKLeader, ZKQuorum, Slow}
 // check.
 const BadRelease = "bad-release"
 
+// The operator's actions a schedule may take besides staging and ordering.
+const (
+	// OpRollback: `dcroll rollback SVC` a moment after the order, during
+	// the rollout or after it.
+	OpRollback = "rollback"
+	// OpCanary: `order --canary N`, then `dcroll promote` of each service
+	// once its canary pauses it (web's canary_hold may promote it first).
+	OpCanary = "canary"
+	// OpAutoRollback: a bad release ordered with --auto-rollback, which
+	// must end on the release before it everywhere.
+	OpAutoRollback = "auto-rollback"
+)
+
+// Ops lists the operator's actions, for the report.
+var Ops = []string{OpRollback, OpCanary, OpAutoRollback}
+
+// Operator is what the operator does in a schedule besides staging and
+// ordering: nothing (Action empty), or one of Ops.
+type Operator struct {
+	Action string
+	// Service is the service rolled back (OpRollback).
+	Service string
+	// After is how long after the order the rollback comes (OpRollback).
+	After time.Duration
+	// Canary is the canary's size, a count or a percentage (OpCanary).
+	Canary string
+}
+
 // Services of the data center: every host runs both, web depends on db.
 var Services = []string{"db", "web"}
 
@@ -48,6 +76,8 @@ type Schedule struct {
 	// serves, and the hosts take the pieces from the origin as a web seed
 	// and from each other.
 	Detached bool
+	// Operator is the operator's action.
+	Operator Operator
 }
 
 // Step is one fault: after waiting After (from the staging, or from the end
@@ -64,8 +94,36 @@ type Step struct {
 // seed and index give the same schedule. Schedule i's first fault is of kind
 // Kinds[i mod len(Kinds)], so every run of len(Kinds) schedules has each
 // kind, every fourth schedule stages a failing release and every sixth, from
-// the second, stages detached.
+// the second, stages detached. The operator acts in three of every four:
+// schedule i with i mod 4 = 1 rolls back, 2 orders a canary and promotes
+// it, and every other bad release (i mod 8 = 7) is ordered with
+// --auto-rollback. The operator's action is drawn from a stream of its
+// own, so the faults of a seed and index are those they were before the
+// operator acted.
 func NewSchedule(seed uint64, index, hosts int, services []string) Schedule {
+	s := newSchedule(seed, index, hosts, services)
+	op := rand.New(rand.NewPCG(seed^operatorStream, uint64(index)))
+	switch {
+	case index%8 == 7:
+		s.Operator = Operator{Action: OpAutoRollback}
+	case index%4 == 1:
+		s.Operator = Operator{Action: OpRollback, Service: services[op.IntN(len(services))], After: jitter(op, 0, 8*time.Second)}
+	case index%4 == 2:
+		s.Operator = Operator{Action: OpCanary, Canary: []string{"1", "2", "34%"}[op.IntN(3)]}
+	}
+	return s
+}
+
+// Regression is schedule index of seed as a regression schedule replays
+// it: its faults, without the operator's actions, which came later.
+func Regression(seed uint64, index, hosts int, services []string) Schedule {
+	return newSchedule(seed, index, hosts, services)
+}
+
+// operatorStream sets the operator's random stream apart from the faults'.
+const operatorStream = 0x6f70657261746f72
+
+func newSchedule(seed uint64, index, hosts int, services []string) Schedule {
 	rng := rand.New(rand.NewPCG(seed, uint64(index)))
 	s := Schedule{Seed: seed, Index: index}
 	if index%4 == 3 {
@@ -112,6 +170,14 @@ func (s Schedule) String() string {
 	}
 	if s.Detached {
 		b.WriteString(" staged detached, an HTTP origin as web seed;")
+	}
+	switch op := s.Operator; op.Action {
+	case OpRollback:
+		fmt.Fprintf(&b, " rollback of %s %s after the order;", op.Service, op.After)
+	case OpCanary:
+		fmt.Fprintf(&b, " a canary of %s, promoted;", op.Canary)
+	case OpAutoRollback:
+		fmt.Fprintf(&b, " ordered with --auto-rollback;")
 	}
 	for _, f := range s.Faults {
 		switch f.Kind {

@@ -42,3 +42,37 @@ func TestSchedulesCoverEveryFault(t *testing.T) {
 		}
 	}
 }
+
+func TestSchedulesHaveTheOperatorsActions(t *testing.T) {
+	seen := map[string]int{}
+	for i := range 16 {
+		s := NewSchedule(1, i, 6, Services)
+		seen[s.Operator.Action]++
+		if s.Operator.Action == OpAutoRollback && s.Bad == "" {
+			t.Errorf("%s: --auto-rollback without a bad release", s)
+		}
+		if s.Operator.Action == OpRollback && (s.Operator.Service == "" || s.Bad != "") {
+			t.Errorf("%s: a rollback of no service, or of a bad release", s)
+		}
+	}
+	for _, op := range Ops {
+		if seen[op] == 0 {
+			t.Errorf("no %s in 16 schedules: %v", op, seen)
+		}
+	}
+}
+
+// The operator's actions came after the faults: a seed and index give the
+// faults they gave before, so that the regression schedules replay as
+// recorded (run without the operator, see Regression).
+func TestTheOperatorDoesNotChangeTheFaults(t *testing.T) {
+	s := NewSchedule(1796222965759410514, 5, 6, Services)
+	if s.Operator.Action != OpRollback {
+		t.Errorf("schedule 5: operator %+v, want a rollback", s.Operator)
+	}
+	// As the run that found the bug recorded it.
+	const want = "schedule 5 (seed 1796222965759410514): after 0s slow h6 for 7.435s; after 0s slow h5 for 7.888s"
+	if got := Regression(1796222965759410514, 5, 6, Services).String(); got != want {
+		t.Errorf("the regression schedule is %q, want %q", got, want)
+	}
+}
