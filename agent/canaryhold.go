@@ -15,7 +15,7 @@ func (a *Agent) canaryHoldLoop(ctx context.Context, store *roll.Store) {
 	backoff := newBackoff(time.Second, 30*time.Second)
 	for ctx.Err() == nil {
 		err := store.RunCanaryHold(ctx)
-		if err == nil || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			return
 		}
 		d := backoff.NextBackOff()

@@ -55,8 +55,8 @@ type heldCanary struct {
 }
 
 // RunCanaryHold ends the canary pauses of services with canary_hold while
-// this session is the elected advancer. It returns when ctx ends or a
-// request fails; the caller runs it again.
+// this session is the elected advancer. It returns when ctx ends (with
+// its error) or a request fails; the caller runs it again.
 func (s *Store) RunCanaryHold(ctx context.Context) error {
 	held := map[string]heldCanary{}
 	for {
