@@ -3,7 +3,9 @@
 // agents (child processes of the dcroll binary, each a host with its own
 // state directory and ports) running three dependent services, and an
 // operator that stages version 2 of all three, orders them, kills one host
-// mid-rollout and brings it back. It prints what happens to the writer it is
+// mid-rollout and brings it back. In a second act it stages a bad version
+// 3 of web as a canary of one host with auto-rollback: the canary fails its
+// health check and dcroll rolls web back to 2 by itself. It prints what happens to the writer it is
 // given; everything it starts lives in one temporary directory and is
 // stopped when it returns. It is a showcase, not a test harness: the tests
 // use internal/zktest and internal/rolltest.
@@ -51,7 +53,9 @@ var services = []string{"db", "api", "web"}
 // catalog is the seed of the demo's data center: every host runs all three
 // services, so the dependency order shows host by host; the quorums are
 // shares, so they scale with --hosts, and they bind before max_parallel
-// does for some services and not for others.
+// does for some services and not for others. web's switch fails after 25
+// failed checks in a row (5 s at the hosts' health interval), not at the
+// deadline: the second act's bad release is told quickly.
 const catalog = `
 [services.db]
 quorum = "66%"
@@ -75,6 +79,7 @@ max_parallel = 2
 [services.web.health]
 min_healthy = "1s"
 deadline = "30s"
+max_failed_checks = 25
 `
 
 // Timings of the scenario.
@@ -147,6 +152,11 @@ type run struct {
 	restartedAt time.Time
 	back        bool
 	seeder      *fetch.Swarm
+	originAddr  string // the origin's address, ip:port
+	// act2 is when the second act began: a bad release of badService on
+	// a canary, rolled back by itself.
+	act2 time.Time
+	a2   act2
 	// key signs the releases, as stage --sign-key does; the hosts trust
 	// only it.
 	key trust.PrivateKey
@@ -206,7 +216,13 @@ func Run(ctx context.Context, o Options) (err error) {
 		return err
 	}
 	d.summary()
-	return nil
+	if err := d.badRelease(); err != nil {
+		return err
+	}
+	if err := d.watch(ctx, rollTimeout, "the automatic rollback of "+badService+" "+badVersion, d.rolledBack); err != nil {
+		return err
+	}
+	return d.summaryAct2()
 }
 
 // setup starts ZooKeeper (or checks the one given), seeds the data center
@@ -327,49 +343,9 @@ func (d *run) stage() error {
 			return err
 		}
 	}
+	d.originAddr = l.Addr().String()
 	for _, svc := range services {
-		src := filepath.Join(d.dir, "release", svc, toVersion)
-		if err := os.MkdirAll(src, 0o755); err != nil {
-			return err
-		}
-		if err := os.WriteFile(filepath.Join(src, "VERSION"), []byte(svc+" "+toVersion+"\n"), 0o644); err != nil {
-			return err
-		}
-		artifact := fetch.ArtifactPath(origin, svc, toVersion)
-		if err := os.MkdirAll(filepath.Dir(artifact), 0o755); err != nil {
-			return err
-		}
-		if err := fetch.PackFile(src, artifact); err != nil {
-			return err
-		}
-		size, sum, err := fetch.Describe(artifact)
-		if err != nil {
-			return err
-		}
-		mi, infohash, err := fetch.BuildMetainfo(artifact, svc+"-"+toVersion, fetch.PieceLength(size))
-		if err != nil {
-			return err
-		}
-		m := roll.Manifest{
-			Version: toVersion, Size: size, SHA256: sum,
-			URLs:     []string{fetch.PeerURL(byName(l.Addr().String()), svc, toVersion)},
-			Infohash: infohash, Metainfo: mi,
-			Staged: time.Now().UTC(), By: "dcroll demo",
-		}
-		if d.seeder != nil {
-			if err := d.seeder.Seed(mi, artifact); err != nil {
-				return err
-			}
-			m.Seeders = []string{byName(d.seeder.Addr())}
-		} else {
-			m.WebSeeds = m.URLs
-		}
-		if m.Unpacked, err = fetch.UnpackedSize(artifact); err != nil {
-			return err
-		}
-		m.Expires = time.Now().Add(time.Hour).UTC().Truncate(time.Second)
-		m.Signatures = []trust.Signature{d.key.Sign(m.Release(d.root, svc))}
-		if err := d.store.Stage(svc, m, false); err != nil {
+		if err := d.publish(svc, toVersion, false); err != nil {
 			return err
 		}
 	}
@@ -397,6 +373,65 @@ func (d *run) stage() error {
 	}
 	d.event("ordered the deploy: %s", strings.Join(names, " -> "))
 	return nil
+}
+
+// publish packs version of svc (a VERSION file; with unhealthy, the
+// marker that fails `dcroll _serve`'s health check), serves it from the
+// origin and the seeder, and stages it signed, as `dcroll stage
+// --sign-key` would: with the release a rollback of it goes back to
+// signed as one.
+func (d *run) publish(svc, version string, unhealthy bool) error {
+	origin := filepath.Join(d.dir, "origin")
+	src := filepath.Join(d.dir, "release", svc, version)
+	if err := os.MkdirAll(src, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(src, "VERSION"), []byte(svc+" "+version+"\n"), 0o644); err != nil {
+		return err
+	}
+	if unhealthy {
+		if err := os.WriteFile(filepath.Join(src, "unhealthy"), nil, 0o644); err != nil {
+			return err
+		}
+	}
+	artifact := fetch.ArtifactPath(origin, svc, version)
+	if err := os.MkdirAll(filepath.Dir(artifact), 0o755); err != nil {
+		return err
+	}
+	if err := fetch.PackFile(src, artifact); err != nil {
+		return err
+	}
+	size, sum, err := fetch.Describe(artifact)
+	if err != nil {
+		return err
+	}
+	mi, infohash, err := fetch.BuildMetainfo(artifact, svc+"-"+version, fetch.PieceLength(size))
+	if err != nil {
+		return err
+	}
+	m := roll.Manifest{
+		Version: version, Size: size, SHA256: sum,
+		URLs:     []string{fetch.PeerURL(byName(d.originAddr), svc, version)},
+		Infohash: infohash, Metainfo: mi,
+		Staged: time.Now().UTC(), By: "dcroll demo",
+	}
+	if d.seeder != nil {
+		if err := d.seeder.Seed(mi, artifact); err != nil {
+			return err
+		}
+		m.Seeders = []string{byName(d.seeder.Addr())}
+	} else {
+		m.WebSeeds = m.URLs
+	}
+	if m.Unpacked, err = fetch.UnpackedSize(artifact); err != nil {
+		return err
+	}
+	m.Expires = time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	m.Signatures = []trust.Signature{d.key.Sign(m.Release(d.root, svc))}
+	if cur, err := d.store.Manifest(svc); err == nil {
+		m.SignRollbacks(d.key, d.root, svc, cur)
+	}
+	return d.store.Stage(svc, m, false)
 }
 
 // watch reads the fleet, shows it, and hands it to phase until phase

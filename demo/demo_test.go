@@ -206,6 +206,8 @@ func cmdline(pid int) string {
 	return strings.ReplaceAll(string(b), "\x00", " ")
 }
 
+// The demo's two acts: the rollout with a host killed midway, and a bad
+// release on a canary that dcroll rolls back by itself.
 func TestIntegration_DemoRollsOutAndSurvivesAKilledHost(t *testing.T) {
 	p := startDemo(t, "--hosts", demoHosts)
 	start := time.Now()
@@ -223,6 +225,13 @@ func TestIntegration_DemoRollsOutAndSurvivesAKilledHost(t *testing.T) {
 		"is back online",
 		"ordered the deploy: db -> api -> web",
 		"signed by key",
+		"second act: a bad release on a canary",
+		"ordered web 3 as a canary of 1 host with auto-rollback",
+		"canary: host",
+		"rolled back: every host runs web 2 again, staged as the rollback of 3",
+		"second act done in",
+		" halt host",
+		" rollback automatic, after the halt",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the output lacks %q", want)
