@@ -142,6 +142,12 @@ func (m *orderMode) Run(ctx context.Context, env *Env, args []string) (err error
 	if m.canary != "" {
 		printCanaries(env, store, steps)
 	}
+	if opts.AutoRollback {
+		fmt.Fprintln(env.Stdout, "auto-rollback: a release of this order that halts goes back by itself to the release before it, as dcroll rollback would")
+	}
+	if opts.Now {
+		printNow(env, store, steps)
+	}
 	// The deploy is queued: what follows is a courtesy, and a ZooKeeper
 	// hiccup now must not make the operator think it failed (and queue
 	// again). A step can be done already, for instance when every online
@@ -218,6 +224,26 @@ func recordOrder(env *Env, store *roll.Store, asked, queued [][]string, opts rol
 		detail += fmt.Sprintf(", canary of %d%%", opts.CanaryPercent)
 	}
 	_ = recordAction(env, store, roll.HistoryEvent{Action: roll.ActOrder, Services: services, Detail: detail}, err)
+}
+
+// printNow says which services of steps have maintenance windows that
+// this order's turns may start outside of.
+func printNow(env *Env, store *roll.Store, steps [][]string) {
+	services, err := store.Services()
+	if err != nil {
+		return
+	}
+	var windowed []string
+	for _, svc := range slices.Concat(steps...) {
+		if len(services[svc].Windows) > 0 {
+			windowed = append(windowed, fmt.Sprintf("%s (%s)", svc, strings.Join(services[svc].Windows, "; ")))
+		}
+	}
+	if len(windowed) == 0 {
+		fmt.Fprintln(env.Stdout, "now: no service of this order has maintenance windows; its turns start at any time anyway")
+		return
+	}
+	fmt.Fprintf(env.Stdout, "now: turns start outside the maintenance windows too, for this deploy only: %s\n", strings.Join(windowed, ", "))
 }
 
 // printCanaries says how many hosts each service's canary rolls.
