@@ -369,6 +369,13 @@ func (c *Chaos) Run(ctx context.Context, t testing.TB, s Schedule) (out Outcome,
 				Detail: fmt.Sprintf("%s: %s is staged at the end, want %s (before the schedule %s; operator %+v)", svc, final[svc], want[svc], before[svc], op)})
 		}
 	}
+	if op.Action == OpCanary && !slices.ContainsFunc(out.Halts, func(h string) bool { return strings.HasPrefix(h, "web:") }) {
+		// web's canary, not halted (a resume would have ended it), ended
+		// by its canary_hold: the history says so.
+		if err := c.promotedByHold(ctx, "web", start); err != nil {
+			out.Violations = append(out.Violations, Violation{At: time.Now(), Invariant: "canary_hold", Detail: err.Error()})
+		}
+	}
 	out.Final = final
 	c.final, c.kept = final, true
 	if err := c.waitAll(ctx, rec, convergeTimeout, final); ctx.Err() != nil {
@@ -538,6 +545,35 @@ func (c *Chaos) awaitAutoRollback(ctx context.Context, rec *Recorder, svc string
 		}
 		time.Sleep(50 * time.Millisecond) // polling the recorder
 	}
+}
+
+// promotedByHold checks that the history records a promote of svc by its
+// canary_hold since since.
+func (c *Chaos) promotedByHold(ctx context.Context, svc string, since time.Time) error {
+	var events []roll.HistoryEvent
+	var err error
+	for try := 1; try <= operatorTries; try++ {
+		if events, err = c.DC.Store.History(svc, 50); err == nil {
+			break
+		}
+		if err := pause(ctx, time.Second); err != nil {
+			return err
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("read %s's history: %w", svc, err)
+	}
+	var seen []string
+	for _, e := range events {
+		if e.At.Before(since) {
+			continue
+		}
+		seen = append(seen, e.Action+" "+e.Detail)
+		if e.Action == roll.ActPromote && strings.HasPrefix(e.Detail, roll.AutoPromoteDetail) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%s's canary ended without a promote by its canary_hold in the history: %v", svc, seen)
 }
 
 // stagedVersions reads the version staged of every service: what every
