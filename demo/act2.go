@@ -94,7 +94,7 @@ func (d *run) summaryAct2() error {
 		}
 		lines = append(lines, line)
 	}
-	d.printf("\nsecond act done in %s: %s %s failed its health check on the canary, %s halted and dcroll rolled it back to %s by itself; every host runs %s %s. From `dcroll history %s`:\n%s\n",
+	d.printf("\nsecond act done in %s: %s %s failed its health check on the canary, %s halted and dcroll rolled it back to %s by itself; every host runs %s %s. The history's events of it (dcroll history %s):\n%s\n",
 		time.Since(d.act2).Round(100*time.Millisecond), badService, badVersion, badService, toVersion, badService, toVersion, badService, strings.Join(lines, "\n"))
 	return nil
 }
