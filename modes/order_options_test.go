@@ -1,7 +1,9 @@
 package modes_test
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/dcroll/dcroll/internal/zktest"
 	"github.com/dcroll/dcroll/roll"
@@ -50,5 +52,29 @@ func TestIntegration_OrderNowAndAutoRollback(t *testing.T) {
 	events, err := store.History("db", 1)
 	if err != nil || len(events) != 1 || events[0].Action != roll.ActOrder || events[0].Detail != "steps: db, auto-rollback, now (outside the maintenance windows)" {
 		t.Errorf("history of db %+v (%v)", events, err)
+	}
+}
+
+// `order --canary` says when a service's canary_hold ends the pause.
+func TestIntegration_OrderCanaryWithCanaryHold(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	const root = "/canaryhold"
+	store := seedRoot(t, zkc, root, "[services.web]\nquorum = 1\ncanary_hold = \"15m\"\n")
+	run := func(mode string, args ...string) result { return dcroll(t, modeArgs(t, zkc, root, mode, args...)...) }
+	setMembers(t, store, "web", "h1", "h2", "h3")
+	setCurrent(t, store, "web", "1.0", "h1", "h2", "h3")
+	stage(t, store, "web", "2.0")
+	r := run("order", "--canary", "1", "web")
+	wantRun(t, r, 0, "canary: 1 host of web, then a pause until dcroll promote web, or until they have been healthy for 15m0s (canary_hold)")
+	t.Logf("dcroll order --canary 1 web:\n%s", r.stdout)
+	// A bad canary_hold is refused by seed, and nothing changes.
+	bad := writeFile(t, "bad.toml", "[services.web]\nquorum = 1\ncanary_hold = \"soon\"\n")
+	r = dcroll(t, seedArgs(t, zkc, root, bad)...)
+	if r.code == 0 || !strings.Contains(r.stderr+r.stdout, `canary_hold "soon": want a number and a unit`) {
+		t.Errorf("seed with canary_hold = \"soon\": exit %d:\n%s", r.code, r)
+	}
+	services, err := store.Services()
+	if err != nil || time.Duration(services["web"].CanaryHold) != 15*time.Minute {
+		t.Errorf("after a refused seed web's canary_hold is %v (%v), want 15m", services["web"].CanaryHold, err)
 	}
 }
