@@ -41,6 +41,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -251,7 +252,7 @@ func (f *FS) unmount() error {
 		f.mu.Lock()
 		f.server = srv
 		f.mu.Unlock()
-		return fmt.Errorf("lazyfs: unmount %s: %w", f.mnt, err)
+		return fmt.Errorf("lazyfs: unmount %s: %w (open here: %v)", f.mnt, err, openUnder(f.mnt))
 	}
 	srv.Wait()
 	return nil
@@ -503,4 +504,19 @@ func (f *FS) layOut() error {
 		}
 	}
 	return nil
+}
+
+// openUnder lists the files this process holds open under dir, to explain
+// a busy unmount.
+func openUnder(dir string) []string {
+	fds, _ := os.ReadDir("/proc/self/fd")
+	var open []string
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil {
+			if rel, err := filepath.Rel(dir, target); err == nil && !strings.HasPrefix(rel, "..") {
+				open = append(open, target)
+			}
+		}
+	}
+	return open
 }
