@@ -144,11 +144,16 @@ func Save(dir string, f *File) error {
 	// The temp file goes into dir itself: renameio would otherwise pick
 	// $TMPDIR when it is on the same file system, and a killed writer would
 	// leave its debris there, out of reach of removeStale.
-	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithStaticPermissions(0o644))
+	// The mode is set here rather than with renameio.WithStaticPermissions,
+	// whose chmod, when it fails, leaves the temp file open.
+	pf, err := renameio.NewPendingFile(path, renameio.WithTempDir(dir), renameio.WithPermissions(0o644))
 	if err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}
 	defer pf.Cleanup()
+	if err := pf.Chmod(0o644); err != nil { // whatever the umask
+		return fmt.Errorf("save state: %w", err)
+	}
 	if _, err := pf.Write(data); err != nil {
 		return fmt.Errorf("save state: %w", err)
 	}

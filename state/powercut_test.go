@@ -1,0 +1,334 @@
+package state_test
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/dcroll/dcroll/fetch"
+	"github.com/dcroll/dcroll/internal/lazyfs"
+	"github.com/dcroll/dcroll/state"
+)
+
+// The power-cut tests run the writers of this package on a lazyfs mount,
+// which keeps what was not fsynced apart and drops it on a cut, as a
+// machine losing power loses its page cache. Unlike SIGKILL in the crash
+// tests, a cut here undoes a rename whose directory was not fsynced and
+// empties a file whose data was not: they prove the fsyncs.
+//
+// A cut lands before a chosen changing operation of the file system (write,
+// fsync, create, rename, ...), so every cut point of a step can be hit and a
+// seed replays a run exactly.
+
+const (
+	powerSeedEnv = "DCROLLTEST_POWERCUT_SEED" // replay the cut points of a failed run
+	powerRunsEnv = "DCROLLTEST_POWERCUT_RUNS" // cut this many times instead of the default
+)
+
+type powerRun struct {
+	t    *testing.T
+	fs   *lazyfs.FS
+	seed uint64
+	rng  *rand.Rand
+	runs int
+	// Statistics worth reporting.
+	midStep   int         // cuts that stopped a step before it returned
+	afterStep int         // cuts after a step returned
+	points    map[int]int // cut point (operations into the step) -> cuts
+	maxOps    int         // most operations one uncut step took
+}
+
+func newPowerRun(t *testing.T) *powerRun {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		t.Skipf("no FUSE on this machine (%v): the power-cut tests mount a lazyfs", err)
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv(powerSeedEnv); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("%s=%q: %v", powerSeedEnv, s, err)
+		}
+	}
+	runs := 300
+	if testing.Short() {
+		runs = 60
+	}
+	if s := os.Getenv(powerRunsEnv); s != "" {
+		var err error
+		if runs, err = strconv.Atoi(s); err != nil {
+			t.Fatalf("%s=%q: %v", powerRunsEnv, s, err)
+		}
+	}
+	t.Logf("seed %d (%s=%d replays the cut points), %d cuts", seed, powerSeedEnv, seed, runs)
+	return &powerRun{t: t, seed: seed, rng: rand.New(rand.NewPCG(seed, 1)), runs: runs, points: map[int]int{}}
+}
+
+// mount mounts a lazyfs over a backing directory that setup fills (durable
+// from the start).
+func (p *powerRun) mount(setup func(backing string)) string {
+	t := p.t
+	backing, mnt := t.TempDir(), t.TempDir()
+	setup(backing)
+	f, err := lazyfs.Mount(backing, mnt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := f.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	p.fs = f
+	return mnt
+}
+
+// step runs do with the power cut after k operations of the file system,
+// or just after do returns when it takes no more than k, then boots the
+// file system again. It returns whether do finished before the cut, with
+// do's error: a step that goes on after the cut, as a writer ignoring an
+// EIO would, did not finish, since the machine running it is off.
+func (p *powerRun) step(k int, do func() error) (finished bool, err error) {
+	t := p.t
+	t.Helper()
+	before := p.fs.Ops()
+	p.fs.CutAfter(k)
+	err = do()
+	cut := p.fs.Dead()
+	if cut {
+		p.midStep++
+		p.points[k]++
+	} else {
+		p.afterStep++
+		p.maxOps = max(p.maxOps, p.fs.Ops()-before)
+		if err != nil {
+			t.Fatalf("seed %d: the step failed with the power on: %v", p.seed, err)
+		}
+	}
+	if err := p.fs.PowerCut(); err != nil {
+		t.Fatal(err)
+	}
+	return !cut, err
+}
+
+func (p *powerRun) report(what string, elapsed time.Duration) {
+	keys := slices.Sorted(func(yield func(int) bool) {
+		for k := range p.points {
+			if !yield(k) {
+				return
+			}
+		}
+	})
+	var hist []string
+	for _, k := range keys {
+		hist = append(hist, fmt.Sprintf("%d:%d", k, p.points[k]))
+	}
+	p.t.Logf("%s: %d cuts in %v (seed %d): %d mid-step, %d after the step returned; "+
+		"an uncut step took up to %d operations; cuts by operation into the step %v",
+		what, p.runs, elapsed.Round(time.Millisecond), p.seed, p.midStep, p.afterStep, p.maxOps, hist)
+	if p.midStep == 0 || p.afterStep == 0 {
+		p.t.Errorf("no cut landed %s", map[bool]string{true: "mid-step", false: "after a step"}[p.midStep == 0])
+	}
+}
+
+// powerFiles are the contents the Save steps cycle through: different
+// sizes, so a torn or mixed file does not parse as another.
+func powerFiles() []*state.File {
+	var files []*state.File
+	for k := range 3 {
+		t := time.Date(2024, 5, 1, 12, 0, k, 0, time.UTC)
+		f := &state.File{Services: map[string]*state.Service{}, Updated: t}
+		for i := range 40 + 200*k {
+			run := fmt.Sprintf("%d.%d.%d", k+1, i%7, i)
+			f.Services["service-"+strconv.Itoa(i)] = &state.Service{
+				Running: run,
+				Fleet:   map[string]int{run: 10 + i%5},
+				Seen:    t.Add(-time.Duration(i) * time.Second),
+			}
+		}
+		if k == 1 {
+			f.Switch = &state.Switch{Service: "service-7", From: "1.0.7", To: "2.0.7", Started: t}
+		}
+		files = append(files, f)
+	}
+	return files
+}
+
+var powerVersions = []string{"1.9", "1.10", "2.0"}
+
+// TestPowerCutSaveAndActivate cuts the power again and again while the
+// agent's state is written: a Save of state.json or an Activate of a
+// release, picked at random, with the cut at a random operation into it (or
+// after it returns). Every time, after the boot: state.json loads and holds
+// the content before the step or the one it wrote, the one it wrote if it
+// returned; current points at a complete installed release, the new one if
+// Activate returned; and the next step works.
+func TestPowerCutSaveAndActivate(t *testing.T) {
+	p := newPowerRun(t)
+	files := powerFiles()
+	mnt := p.mount(func(b string) {
+		if err := state.Save(filepath.Join(b, "state"), files[0]); err != nil {
+			t.Fatal(err)
+		}
+		r := state.Releases{Dir: filepath.Join(b, "releases", "web")}
+		for _, v := range powerVersions {
+			if err := os.MkdirAll(r.Path(v), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(r.Path(v), "VERSION"), []byte(v), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.Activate(powerVersions[0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	dir := filepath.Join(mnt, "state")
+	r := state.Releases{Dir: filepath.Join(mnt, "releases", "web")}
+	onDisk, current := 0, 0
+	start := time.Now()
+	for i := range p.runs {
+		// Up to 7 operations into a step: a Save takes 6 and an Activate
+		// 5 or fewer, so some cuts land after it returns.
+		k := p.rng.IntN(8)
+		if p.rng.IntN(2) == 0 {
+			next := (onDisk + 1 + p.rng.IntN(2)) % len(files)
+			finished, err := p.step(k, func() error { return state.Save(dir, files[next]) })
+			got, lerr := state.Load(dir)
+			if lerr != nil {
+				t.Fatalf("cut %d (seed %d, Save cut after %d operations, %v): %v", i, p.seed, k, err, lerr)
+			}
+			was := slices.IndexFunc(files, func(f *state.File) bool { return reflect.DeepEqual(got, f) })
+			switch {
+			case was < 0:
+				t.Fatalf("cut %d (seed %d, Save cut after %d operations): state.json holds none of the contents: %d services, updated %v",
+					i, p.seed, k, len(got.Services), got.Updated)
+			case finished && was != next:
+				t.Fatalf("cut %d (seed %d): Save of content %d returned, then a cut after %d operations left content %d",
+					i, p.seed, next, k, was)
+			case was != onDisk && was != next:
+				t.Fatalf("cut %d (seed %d): Save of content %d over %d cut after %d operations left content %d",
+					i, p.seed, next, onDisk, k, was)
+			}
+			onDisk = was
+		} else {
+			next := (current + 1 + p.rng.IntN(2)) % len(powerVersions)
+			finished, err := p.step(k, func() error { return r.Activate(powerVersions[next]) })
+			got, cerr := r.Current()
+			if cerr != nil {
+				t.Fatalf("cut %d (seed %d, Activate cut after %d operations, %v): %v", i, p.seed, k, err, cerr)
+			}
+			was := slices.Index(powerVersions, got)
+			switch {
+			case finished && was != next:
+				t.Fatalf("cut %d (seed %d): Activate(%s) returned, then a cut after %d operations left current at %s",
+					i, p.seed, powerVersions[next], k, got)
+			case was != current && was != next:
+				t.Fatalf("cut %d (seed %d): Activate(%s) from %s cut after %d operations left current at %s",
+					i, p.seed, powerVersions[next], powerVersions[current], k, got)
+			}
+			if data, err := os.ReadFile(filepath.Join(r.Dir, state.CurrentName, "VERSION")); err != nil || string(data) != got {
+				t.Fatalf("cut %d (seed %d): current/VERSION = %q, %v; want %q", i, p.seed, data, err, got)
+			}
+			if installed, err := r.Installed(); err != nil || !slices.Equal(installed, powerVersions) {
+				t.Fatalf("cut %d (seed %d): Installed() = %q, %v; want %q", i, p.seed, installed, err, powerVersions)
+			}
+			current = was
+		}
+	}
+	p.report("Save and Activate", time.Since(start))
+}
+
+// TestPowerCutUnpack cuts the power while fetch unpacks a release into the
+// releases directory of a service, at a random operation into it: the
+// release is then either complete or not installed (its temp directory is
+// hidden from Installed), complete if Unpack returned, and unpacking it
+// again works.
+func TestPowerCutUnpack(t *testing.T) {
+	p := newPowerRun(t)
+	// A release of a few files, a subdirectory and a symlink.
+	src := t.TempDir()
+	want := map[string]string{
+		"VERSION":      "2.0",
+		"bin/service":  "#!/bin/sh\necho service\n",
+		"etc/conf.txt": "port = 8080\n",
+		"README":       "a release\n",
+	}
+	for name, body := range want {
+		if err := os.MkdirAll(filepath.Join(src, filepath.Dir(name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(src, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("bin/service", filepath.Join(src, "run")); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "release.tar.gz")
+	if err := fetch.PackFile(src, archive); err != nil {
+		t.Fatal(err)
+	}
+	mnt := p.mount(func(b string) {
+		if err := os.MkdirAll(filepath.Join(b, "releases", "web"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	})
+	r := state.Releases{Dir: filepath.Join(mnt, "releases", "web")}
+	complete := func(i int, ctx string) {
+		t.Helper()
+		for name, body := range want {
+			data, err := os.ReadFile(filepath.Join(r.Path("2.0"), name))
+			if err != nil || string(data) != body {
+				t.Fatalf("cut %d (seed %d, %s): release 2.0 is installed but %s = %q, %v; want %q",
+					i, p.seed, ctx, name, data, err, body)
+			}
+		}
+		if target, err := os.Readlink(filepath.Join(r.Path("2.0"), "run")); err != nil || target != "bin/service" {
+			t.Fatalf("cut %d (seed %d, %s): run -> %q, %v", i, p.seed, ctx, target, err)
+		}
+	}
+	start := time.Now()
+	for i := range p.runs / 3 {
+		k := p.rng.IntN(32) // an unpack of this release takes 28 operations
+		finished, err := p.step(k, func() error { return fetch.Unpack(archive, r.Path("2.0")) })
+		ctx := fmt.Sprintf("Unpack cut after %d operations: %v", k, err)
+		installed, ierr := r.Installed()
+		if ierr != nil {
+			t.Fatalf("cut %d (seed %d, %s): %v", i, p.seed, ctx, ierr)
+		}
+		switch {
+		case slices.Equal(installed, []string{"2.0"}):
+			complete(i, ctx)
+		case len(installed) != 0:
+			t.Fatalf("cut %d (seed %d, %s): installed %q", i, p.seed, ctx, installed)
+		case finished:
+			t.Fatalf("cut %d (seed %d): Unpack returned, then a cut left no release", i, p.seed)
+		default:
+			// Not installed: the next fetch unpacks it again, and that works.
+			if err := fetch.Unpack(archive, r.Path("2.0")); err != nil {
+				t.Fatalf("cut %d (seed %d, %s): unpacking again: %v", i, p.seed, ctx, err)
+			}
+			complete(i, ctx+", unpacked again")
+		}
+		// Start the next run without the release or the debris of a cut.
+		if err := os.RemoveAll(r.Dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(r.Dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.fs.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.runs /= 3
+	p.report("Unpack", time.Since(start))
+}
