@@ -23,7 +23,7 @@ import (
 // what it left on disk, many times over. SIGKILL stops the writer between
 // any two instructions but keeps the page cache, so these tests prove the
 // write protocol (temp file, rename) and not the fsyncs that guard against
-// power loss.
+// power loss; the power-cut tests (powercut_test.go) prove those.
 
 const (
 	helperModeEnv  = "DCROLL_STATE_HELPER"       // "save" or "activate": run as the writer

@@ -2,10 +2,11 @@
 // cache state.json and the unpacked releases with the current symlink that
 // selects the one that runs.
 //
-// Both survive kill -9 at any instant. state.json is replaced whole (a temp
-// file, fsync, rename, fsync of the directory), and a version switch renames
-// a new symlink over current, so a reader always sees the old or the new
-// content and never a torn one.
+// Both survive kill -9 and a power cut at any instant. state.json is
+// replaced whole (a temp file, fsync, rename, fsync of the directory), and a
+// version switch renames a new symlink over current and fsyncs the
+// directory, so a reader always sees the old or the new content and never a
+// torn one.
 //
 // The package knows nothing about ZooKeeper, downloads or how services are
 // started: the agent fills the cache from ZooKeeper, fetch unpacks releases
