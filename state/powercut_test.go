@@ -57,7 +57,7 @@ func newPowerRun(t *testing.T) *powerRun {
 			t.Fatalf("%s=%q: %v", powerSeedEnv, s, err)
 		}
 	}
-	runs := 300
+	runs := 200
 	if testing.Short() {
 		runs = 60
 	}
@@ -296,7 +296,7 @@ func TestPowerCutUnpack(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	for i := range p.runs / 3 {
+	for i := range p.runs / 2 {
 		k := p.rng.IntN(32) // an unpack of this release takes 28 operations
 		finished, err := p.step(k, func() error { return fetch.Unpack(archive, r.Path("2.0")) })
 		ctx := fmt.Sprintf("Unpack cut after %d operations: %v", k, err)
@@ -329,6 +329,6 @@ func TestPowerCutUnpack(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	p.runs /= 3
+	p.runs /= 2
 	p.report("Unpack", time.Since(start))
 }
