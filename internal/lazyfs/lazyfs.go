@@ -16,7 +16,8 @@
 //     empty; a symlink comes back with its target (it is written with the
 //     link); a directory comes back with the entries of its last fsync.
 //   - fsync of a file does not make its name durable, nor does fsync of a
-//     directory make its files' data durable.
+//     directory make its files' data durable. sync(2) and syncfs(2) make
+//     nothing durable; FS.Sync makes everything durable.
 //
 // This is the POSIX worst case, harsher than a journaling file system such
 // as ext4, which commits metadata in order. Not modeled: torn or reordered

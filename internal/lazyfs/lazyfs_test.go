@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -402,5 +403,68 @@ func TestHardLinksAndModesSurvive(t *testing.T) {
 	}
 	if !os.SameFile(fa, fb) || fa.Mode().Perm() != 0o751 || read(t, b) != "shared" {
 		t.Fatalf("after the cut: same file %v, mode %v, b = %q", os.SameFile(fa, fb), fa.Mode(), read(t, b))
+	}
+}
+
+func TestRenameBetweenDirectoriesIsAChangeInEach(t *testing.T) {
+	f := mount(t, func(b string) {
+		os.Mkdir(filepath.Join(b, "from"), 0o755)
+		os.Mkdir(filepath.Join(b, "to"), 0o755)
+		os.WriteFile(filepath.Join(b, "from", "x"), []byte("x"), 0o644)
+	})
+	from, to := filepath.Join(f.Dir(), "from"), filepath.Join(f.Dir(), "to")
+	move := func() {
+		if err := os.Rename(filepath.Join(from, "x"), filepath.Join(to, "x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	where := func() []string {
+		var at []string
+		for _, d := range []string{"from", "to"} {
+			if read(t, filepath.Join(f.Dir(), d, "x")) == "x" {
+				at = append(at, d)
+			}
+		}
+		return at
+	}
+	// Only the target synced: the file is in both directories after a cut.
+	move()
+	syncDir(t, to)
+	cut(t, f)
+	if got := where(); !slices.Equal(got, []string{"from", "to"}) {
+		t.Fatalf("target directory synced: x is in %q after the cut, want both", got)
+	}
+	// Only the source synced (x is removed from "to" durably first): the
+	// file is lost.
+	if err := os.Remove(filepath.Join(to, "x")); err != nil {
+		t.Fatal(err)
+	}
+	syncDir(t, to)
+	move()
+	syncDir(t, from)
+	cut(t, f)
+	if got := where(); len(got) != 0 {
+		t.Fatalf("source directory synced: x is in %q after the cut, want nowhere", got)
+	}
+}
+
+func TestCutStopsAnotherProcess(t *testing.T) {
+	f := mount(t, nil)
+	f.CutAfter(50)
+	// A shell appending to a file for ever: the cut must stop it.
+	cmd := exec.Command("sh", "-c", `while :; do echo line >> "$1" || exit 3; done`, "sh", filepath.Join(f.Dir(), "log"))
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 3 {
+		t.Fatalf("the writer ended with %v, want exit 3 on its first failed write", err)
+	}
+	if !f.Dead() || f.Ops() != 50 {
+		t.Fatalf("dead %v after %d operations, want dead after 50", f.Dead(), f.Ops())
+	}
+	if err := f.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	if got := names(t, f.Dir()); len(got) != 0 {
+		t.Fatalf("after the cut the root holds %q: its entries were never fsynced", got)
 	}
 }
