@@ -1,10 +1,16 @@
 package state_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -331,4 +337,80 @@ func TestPowerCutUnpack(t *testing.T) {
 	}
 	p.runs /= 2
 	p.report("Unpack", time.Since(start))
+}
+
+// TestPowerCutHTTPDownload cuts the power while fetch downloads a release
+// from a real HTTP origin (on loopback) into a lazyfs directory, at a random
+// operation into the download: the artifact is then either absent or
+// complete and verified, present if the fetch returned, and fetching it
+// again works.
+func TestPowerCutHTTPDownload(t *testing.T) {
+	p := newPowerRun(t)
+	body := make([]byte, 300<<10)
+	if _, err := rand.NewChaCha8([32]byte{1}).Read(body); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(body)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "release.tar.gz", time.Time{}, bytes.NewReader(body))
+	}))
+	defer srv.Close()
+	a := fetch.Artifact{Service: "web", Version: "2.0", Size: int64(len(body)),
+		SHA256: hex.EncodeToString(sum[:]), URLs: []string{srv.URL + "/web-2.0.tar.gz"}}
+	mnt := p.mount(func(b string) {
+		if err := os.Mkdir(filepath.Join(b, "downloads"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	})
+	dst := filepath.Join(mnt, "downloads", "web-2.0.tar.gz")
+	// Count the operations of one download, for the range of cut points:
+	// the writes depend on how the body arrives.
+	before := p.fs.Ops()
+	if err := (fetch.HTTP{}).Fetch(context.Background(), a, dst); err != nil {
+		t.Fatal(err)
+	}
+	ops := p.fs.Ops() - before
+	if err := os.Remove(dst); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.fs.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range p.runs / 2 {
+		k := p.rng.IntN(ops + 3)
+		finished, err := p.step(k, func() error { return fetch.HTTP{}.Fetch(context.Background(), a, dst) })
+		ctx := fmt.Sprintf("download cut after %d operations: %v", k, err)
+		_, serr := os.Stat(dst)
+		switch {
+		case serr == nil:
+			if err := fetch.Verify(dst, a); err != nil {
+				t.Fatalf("cut %d (seed %d, %s): the artifact is there but %v", i, p.seed, ctx, err)
+			}
+		case !errors.Is(serr, fs.ErrNotExist):
+			t.Fatal(serr)
+		case finished:
+			t.Fatalf("cut %d (seed %d): the download returned, then a cut left no artifact", i, p.seed)
+		default:
+			if err := (fetch.HTTP{}).Fetch(context.Background(), a, dst); err != nil {
+				t.Fatalf("cut %d (seed %d, %s): downloading again: %v", i, p.seed, ctx, err)
+			}
+			if err := fetch.Verify(dst, a); err != nil {
+				t.Fatalf("cut %d (seed %d, %s): downloaded again, but %v", i, p.seed, ctx, err)
+			}
+		}
+		// Start the next run without the artifact or the debris of a cut.
+		dir := filepath.Dir(dst)
+		if err := os.RemoveAll(dir); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.fs.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.runs /= 2
+	p.report("HTTP download", time.Since(start))
 }
