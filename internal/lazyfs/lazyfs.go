@@ -23,7 +23,8 @@
 // as ext4, which commits metadata in order. Not modeled: torn or reordered
 // writes inside one fsync (a file's fsync is all or nothing), lying disks,
 // extended attributes, owners and times (a cut brings them back as the
-// process creating the files has them), and O_TMPFILE (refused).
+// process creating the files has them), special files such as sockets and
+// fifos (a cut drops them), and O_TMPFILE (refused).
 //
 // Cut stops the power: from then on every operation fails with EIO. CutAfter
 // arms a cut just before a given number of changing operations (writes,
@@ -291,11 +292,15 @@ func (f *FS) idOf(ino uint64) uint64 {
 func (f *FS) snapshot() error {
 	f.ids = map[uint64]uint64{}
 	f.nodes = map[uint64]*dnode{}
+	// walk returns the id of the inode at path, 0 for a special file.
 	var walk func(path string) (uint64, error)
 	walk = func(path string) (uint64, error) {
 		var st syscall.Stat_t
 		if err := syscall.Lstat(path, &st); err != nil {
 			return 0, fmt.Errorf("lazyfs: %w", &fs.PathError{Op: "lstat", Path: path, Err: err})
+		}
+		if fileMode(st.Mode)&fs.ModeIrregular != 0 {
+			return 0, nil
 		}
 		id := f.idOf(st.Ino)
 		if _, seen := f.nodes[id]; seen {
@@ -316,7 +321,9 @@ func (f *FS) snapshot() error {
 				if err != nil {
 					return 0, err
 				}
-				d.entries[e.Name()] = cid
+				if cid != 0 {
+					d.entries[e.Name()] = cid
+				}
 			}
 		}
 		return id, nil
@@ -371,6 +378,9 @@ func (f *FS) fsyncFile(path string) syscall.Errno {
 	if st.Mode&syscall.S_IFMT == syscall.S_IFDIR {
 		return f.fsyncDir(path)
 	}
+	if fileMode(st.Mode)&fs.ModeIrregular != 0 {
+		return 0 // special files are not modeled
+	}
 	d, err := readNode(path, &st)
 	if err != nil {
 		return syscall.EIO
@@ -404,6 +414,9 @@ func (f *FS) fsyncDir(path string) syscall.Errno {
 		cpath := filepath.Join(path, e.Name())
 		if err := syscall.Lstat(cpath, &cst); err != nil {
 			return gofs.ToErrno(err)
+		}
+		if fileMode(cst.Mode)&fs.ModeIrregular != 0 {
+			continue // special files are not modeled
 		}
 		cid := f.idOf(cst.Ino)
 		if f.nodes[cid] == nil {

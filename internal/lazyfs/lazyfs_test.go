@@ -468,3 +468,20 @@ func TestCutStopsAnotherProcess(t *testing.T) {
 		t.Fatalf("after the cut the root holds %q: its entries were never fsynced", got)
 	}
 }
+
+func TestSpecialFilesAreDroppedByACut(t *testing.T) {
+	f := mount(t, nil)
+	fifo := filepath.Join(f.Dir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(f.Dir(), "a"), "data", true)
+	syncDir(t, f.Dir())
+	if err := f.Sync(); err != nil {
+		t.Fatalf("Sync with a fifo in the tree: %v", err)
+	}
+	cut(t, f)
+	if got := names(t, f.Dir()); !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("after the cut the root holds %q, want only a: special files are not kept", got)
+	}
+}
