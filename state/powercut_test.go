@@ -414,3 +414,85 @@ func TestPowerCutHTTPDownload(t *testing.T) {
 	p.runs /= 2
 	p.report("HTTP download", time.Since(start))
 }
+
+// TestPowerCutSwitch cuts the power during the agent's version switch as it
+// writes it to disk: state.json with the intent (from, to), the symlink swap
+// to the new release, state.json with the new version running and no
+// intent; the cut lands at a random operation of the three. After the boot,
+// with the agent's rule for an interrupted switch (an intent on disk sends
+// the host back to its from version): current and the running version of
+// state.json agree, on the old or the new version, on the new one if the
+// switch returned.
+func TestPowerCutSwitch(t *testing.T) {
+	p := newPowerRun(t)
+	t0 := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC)
+	cache := func(running string, sw *state.Switch) *state.File {
+		return &state.File{Services: map[string]*state.Service{"web": {Running: running}}, Switch: sw, Updated: t0}
+	}
+	mnt := p.mount(func(b string) {
+		if err := state.Save(filepath.Join(b, "state"), cache(powerVersions[0], nil)); err != nil {
+			t.Fatal(err)
+		}
+		r := state.Releases{Dir: filepath.Join(b, "releases", "web")}
+		for _, v := range powerVersions {
+			if err := os.MkdirAll(r.Path(v), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := r.Activate(powerVersions[0]); err != nil {
+			t.Fatal(err)
+		}
+	})
+	dir := filepath.Join(mnt, "state")
+	r := state.Releases{Dir: filepath.Join(mnt, "releases", "web")}
+	running := powerVersions[0]
+	start := time.Now()
+	for i := range p.runs / 2 {
+		from := running
+		to := powerVersions[(slices.Index(powerVersions, from)+1+p.rng.IntN(2))%len(powerVersions)]
+		sw := &state.Switch{Service: "web", From: from, To: to, Started: t0}
+		k := p.rng.IntN(20) // the three writes take 17 operations
+		finished, err := p.step(k, func() error {
+			if err := state.Save(dir, cache(from, sw)); err != nil {
+				return err
+			}
+			if err := r.Activate(to); err != nil {
+				return err
+			}
+			return state.Save(dir, cache(to, nil))
+		})
+		ctx := fmt.Sprintf("switch %s to %s cut after %d operations: %v", from, to, k, err)
+		f, err := state.Load(dir)
+		if err != nil {
+			t.Fatalf("cut %d (seed %d, %s): %v", i, p.seed, ctx, err)
+		}
+		if f.Switch != nil {
+			// The agent's boot: back to the old version.
+			if *f.Switch != *sw {
+				t.Fatalf("cut %d (seed %d, %s): the intent on disk is %+v, want %+v", i, p.seed, ctx, *f.Switch, *sw)
+			}
+			if err := r.Activate(f.Switch.From); err != nil {
+				t.Fatalf("cut %d (seed %d, %s): back to %s: %v", i, p.seed, ctx, f.Switch.From, err)
+			}
+			f = cache(f.Switch.From, nil)
+			if err := state.Save(dir, f); err != nil {
+				t.Fatalf("cut %d (seed %d, %s): %v", i, p.seed, ctx, err)
+			}
+		}
+		got := f.Services["web"].Running
+		cur, err := r.Current()
+		switch {
+		case err != nil:
+			t.Fatalf("cut %d (seed %d, %s): %v", i, p.seed, ctx, err)
+		case got != from && got != to:
+			t.Fatalf("cut %d (seed %d, %s): state.json says %s runs", i, p.seed, ctx, got)
+		case cur != got:
+			t.Fatalf("cut %d (seed %d, %s): state.json says %s runs, current points at %s", i, p.seed, ctx, got, cur)
+		case finished && got != to:
+			t.Fatalf("cut %d (seed %d): the switch to %s returned, then a cut left %s", i, p.seed, to, got)
+		}
+		running = got
+	}
+	p.runs /= 2
+	p.report("switch", time.Since(start))
+}
