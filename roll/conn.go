@@ -33,9 +33,8 @@ type Store struct {
 	ops     *countingConn
 	acls    aclPolicy
 	// countFront makes the front of a ready queue decide on child counts
-	// (see frontCounts) instead of the lists of /members and /current.
-	// Off until the chaos harness has run it again: with it on, the
-	// checker saw db's quorum broken (see countInTurnOnline).
+	// (see frontCounts) instead of the lists of /members and /current: on
+	// in every store dial makes.
 	countFront bool
 	// protocol is the protocol version this store's agent speaks:
 	// ProtocolVersion, except in tests of a mixed fleet.
@@ -173,7 +172,7 @@ func dial(cfg config.ZooKeeper, log hclog.Logger, requestBuffer int) (*Store, <-
 		return nil, nil, fmt.Errorf("roll: connect to %s: %w", strings.Join(cfg.Servers, ","), err)
 	}
 	counting := &countingConn{Conn: zc}
-	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, dialer: dialer, ops: counting, acls: acls, auth: auth, protocol: ProtocolVersion, log: log.Named("roll")}
+	s := &Store{Tree: Tree{Root: cfg.Root}, conn: counting, session: zc, dialer: dialer, ops: counting, acls: acls, auth: auth, protocol: ProtocolVersion, log: log.Named("roll"), countFront: true}
 	return s, sessionEvents(zevents, &s.resyncs), nil
 }
 
