@@ -235,22 +235,7 @@ func TestIntegration_AHostReadyWithAReplacedReleaseTakesNoTurn(t *testing.T) {
 // /current between the count and the first look at them.
 func TestIntegration_CountedFrontCountsHostsThatLeftCurrentAfterTheCount(t *testing.T) {
 	zkc := zktest.Standalone(t)
-	admin := connect(t, zkc, "/c")
-	seed(t, admin, parse(t, "[services.db]\nquorum = 4\nmax_parallel = 3\n"))
-	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{"a", "b", "c", "d", "e", "f"} {
-		if err := admin.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		if err := admin.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	admin := stagedFleet(t, zkc, "/c", "[services.db]\nquorum = 4\nmax_parallel = 3\n", "a", "b", "c", "d", "e", "f")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	// a and c take their turns, and are still in /current.

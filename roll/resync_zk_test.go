@@ -24,22 +24,7 @@ import (
 // host look again and take its turn.
 func TestIntegration_AReconnectWakesAHostWhoseWatchMissedAChange(t *testing.T) {
 	zkc := zktest.Ensemble(t, 3)
-	admin := connect(t, zkc, "/r")
-	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
-	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{"a", "b", "c"} {
-		if err := admin.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		if err := admin.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	admin := stagedFleet(t, zkc, "/r", "[services.db]\nquorum = 1\n", "a", "b", "c")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
@@ -113,22 +98,7 @@ func TestIntegration_AReconnectWakesAHostWhoseWatchMissedAChange(t *testing.T) {
 // take itself for the front: it looks at the same ticket again.
 func TestIntegration_AReconnectDoesNotSkipAQueuedPredecessor(t *testing.T) {
 	zkc := zktest.Ensemble(t, 3)
-	admin := connect(t, zkc, "/r")
-	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
-	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{"a", "b", "c"} {
-		if err := admin.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		if err := admin.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	admin := stagedFleet(t, zkc, "/r", "[services.db]\nquorum = 1\n", "a", "b", "c")
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 
@@ -194,22 +164,7 @@ func TestIntegration_AReconnectDoesNotSkipAQueuedPredecessor(t *testing.T) {
 // its queued node, as after such a join.
 func TestIntegration_AHostBehindAnOrphanTicketRemovesIt(t *testing.T) {
 	zkc := zktest.Standalone(t)
-	admin := connect(t, zkc, "/o")
-	seed(t, admin, parse(t, "[services.db]\nquorum = 1\n"))
-	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
-		t.Fatal(err)
-	}
-	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range []string{"a", "b", "c"} {
-		if err := admin.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-		if err := admin.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	admin := stagedFleet(t, zkc, "/o", "[services.db]\nquorum = 1\n", "a", "b", "c")
 	a, b := connect(t, zkc, "/o"), connect(t, zkc, "/o")
 	b.orphanEvery = 200 * time.Millisecond
 	orphan, err := a.JoinReady("db", "a", "v2")
@@ -242,4 +197,27 @@ func TestIntegration_AHostBehindAnOrphanTicketRemovesIt(t *testing.T) {
 	if ok, _, err := admin.conn.Exists(readyA); err != nil || !ok {
 		t.Fatalf("a's live ticket %s: %v %v, want it kept", readyA, ok, err)
 	}
+}
+
+// stagedFleet seeds root with catalog, stages v2 of db, queues its step,
+// and enters hosts as members of db serving v1.
+func stagedFleet(t *testing.T, zkc *zktest.Cluster, root, catalog string, hosts ...string) *Store {
+	t.Helper()
+	admin := connect(t, zkc, root)
+	seed(t, admin, parse(t, catalog))
+	if err := admin.Stage("db", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("e", 64)}, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.AppendSteps([][]string{{"db"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hosts {
+		if err := admin.EnsureMember("db", h, Member{Joined: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := admin.SetCurrent("db", h, Current{Version: "v1", Since: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return admin
 }
