@@ -55,7 +55,8 @@ service its version, how many hosts are ready (hold it verified), which are
 upgrading, and whether the next host may take its turn or what it waits
 for. Then the hosts that need attention, at most 20 of each kind per
 service: offline members, hosts on a version that is neither the fleet's
-most common nor the staged one, hosts that cannot get the staged release
+most common nor the staged one (nor, while a release is staged, the one
+the rollout comes from), hosts that cannot get the staged release
 (stuck), and hosts in a turn for longer than twice the health deadline.
 
 This summary is read from counts (the fleet view each service keeps), so

@@ -33,7 +33,8 @@ const (
 	// cut off.
 	AttentionOffline = "offline"
 	// AttentionOddVersion is an online host on a version that is neither
-	// the fleet's most common nor the staged one.
+	// the fleet's most common nor the staged one, nor, while a release is
+	// staged, the one the rollout comes from.
 	AttentionOddVersion = "odd_version"
 	// AttentionStuck is a host that says it cannot get the staged release
 	// (Host.Stuck).
@@ -677,9 +678,18 @@ func (r *reader) service(services Catalog, svc string, root Root, deployPaused b
 		}
 	}
 
-	// Hosts on a version that is neither the common one nor the staged one.
+	// Hosts on a version that is neither the common one nor the staged one,
+	// nor, while a release is staged, the one the rollout comes from: the
+	// most common of the others. Once most hosts run the staged release it
+	// is the common one, and the hosts not yet upgraded are no news.
+	from := ""
+	if ss.Staged != "" {
+		others := maps.Clone(ss.Versions)
+		delete(others, ss.Staged)
+		from = commonVersion(others)
+	}
 	for _, ver := range slices.Sorted(maps.Keys(ss.Versions)) {
-		if ver == ss.Common || ver == ss.Staged {
+		if ver == ss.Common || ver == ss.Staged || ver == from {
 			continue
 		}
 		var hosts []string

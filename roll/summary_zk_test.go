@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -298,5 +299,37 @@ func TestIntegration_StageCountsCostDoesNotGrowWithTheFleet(t *testing.T) {
 	}
 	if ops[200] != ops[20] {
 		t.Errorf("stage's count made %d requests at 200 hosts, %d at 20", ops[200], ops[20])
+	}
+}
+
+// Mid-rollout, once most hosts run the staged release, the hosts not yet
+// upgraded are not on an odd version: only a host on a third version is.
+func TestIntegration_SummaryMidRolloutFlagsOnlyAThirdVersion(t *testing.T) {
+	zkc := zktest.Standalone(t)
+	s := connect(t, zkc, "/mid")
+	seed(t, s, parse(t, summaryCatalog))
+	now := time.Now().UTC()
+	versions := map[string]string{"a": "v2", "b": "v2", "c": "v2", "d": "v1", "e": "v1", "f": "v0"}
+	for _, h := range slices.Sorted(maps.Keys(versions)) {
+		if err := s.EnsureMember("web", h, Member{Joined: now}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.SetCurrent("web", h, Current{Version: versions[h], Since: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Stage("web", Manifest{Version: "v2", Size: 1, SHA256: strings.Repeat("a", 64), URLs: []string{"http://origin.example/web"}, Staged: now}, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newSummarizer().look(s); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := s.Summary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ss := sum.Services[0]
+	if got := attentionOf(ss); !slices.Equal(got, []string{"f odd_version"}) || ss.Common != "v2" {
+		t.Errorf("attention %v (common %s), want f alone on an odd version: d and e are on the version the rollout comes from", got, ss.Common)
 	}
 }
